@@ -1,0 +1,435 @@
+//! Turns collector [`Event`]s into a [`Profile`].
+//!
+//! The one place that mutates a profile while recording. It keeps the invariants the
+//! analysis and the report rely on: times relative to the start, counters never going
+//! backwards, every sample and point attached to a known process and thread, process CPU
+//! at least the sum of its threads, everything sorted by time.
+
+use std::collections::HashMap;
+
+use crate::event::Event;
+use crate::profile::{
+    CpuTimes, Machine, Meta, Process, Profile, PythonSample, Sample, Thread, ThreadPoint,
+};
+use crate::{Ns, Pid, Tid};
+
+/// Builds a profile from events.
+#[derive(Debug)]
+pub struct ProfileBuilder {
+    profile: Profile,
+    origin: u64,
+    process_index: HashMap<Pid, usize>,
+    /// Per process: CPU reported by the process's own counters or rusage.
+    own_cpu: HashMap<Pid, CpuTimes>,
+}
+
+impl ProfileBuilder {
+    /// A builder for a recording that started at monotonic time `origin_ns`.
+    pub fn new(mut meta: Meta, machine: Machine, origin_ns: u64) -> Self {
+        meta.clock_origin_ns = origin_ns;
+        ProfileBuilder {
+            profile: Profile {
+                meta,
+                machine,
+                ..Default::default()
+            },
+            origin: origin_ns,
+            process_index: HashMap::new(),
+            own_cpu: HashMap::new(),
+        }
+    }
+
+    /// Converts a monotonic time to recording time.
+    pub fn rel(&self, t: u64) -> Ns {
+        t.saturating_sub(self.origin)
+    }
+
+    /// The profile so far (e.g. for a live status line).
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Takes one event into the profile.
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::ProcessStart {
+                t,
+                pid,
+                ppid,
+                command,
+                exe,
+            } => {
+                let t = self.rel(t);
+                let p = self.process_mut(pid, t);
+                p.ppid = ppid;
+                if !command.is_empty() {
+                    p.command = command;
+                }
+                if exe.is_some() {
+                    p.exe = exe;
+                }
+            }
+            Event::ProcessInfo {
+                pid,
+                command,
+                exe,
+                libraries,
+                env,
+                rss_kb,
+                cpu,
+            } => {
+                let p = self.process_mut(pid, 0);
+                if let Some(c) = command.filter(|c| !c.is_empty()) {
+                    p.command = c;
+                }
+                if exe.is_some() {
+                    p.exe = exe;
+                }
+                if !libraries.is_empty() {
+                    p.libraries = libraries;
+                }
+                if !env.is_empty() {
+                    p.env = env;
+                }
+                p.max_rss_kb = p.max_rss_kb.max(rss_kb);
+                if let Some(c) = cpu {
+                    self.raise_own_cpu(pid, c);
+                }
+            }
+            Event::ProcessEnd { t, pid, cpu } => {
+                let t = self.rel(t);
+                let p = self.process_mut(pid, t);
+                p.end_ns.get_or_insert(t);
+                for th in &mut p.threads {
+                    th.end_ns.get_or_insert(t);
+                }
+                if let Some(c) = cpu {
+                    self.raise_own_cpu(pid, c);
+                }
+            }
+            Event::ThreadPoint {
+                pid,
+                tid,
+                name,
+                mut point,
+            } => {
+                point.t = self.rel(point.t);
+                let th = self.thread_mut(pid, tid, point.t);
+                if !name.is_empty() {
+                    th.name = name;
+                }
+                // Counters never go backwards (a torn read must not undo CPU).
+                if let Some(last) = th.points.last() {
+                    point.cpu_ns = point.cpu_ns.max(last.cpu_ns);
+                    point.runq_ns = point.runq_ns.max(last.runq_ns);
+                    point.user_ns = point.user_ns.max(last.user_ns);
+                    point.sys_ns = point.sys_ns.max(last.sys_ns);
+                    point.vcsw = point.vcsw.max(last.vcsw);
+                    point.ivcsw = point.ivcsw.max(last.ivcsw);
+                    point.t = point.t.max(last.t);
+                }
+                th.cpu_ns = point.cpu_ns;
+                th.runq_ns = point.runq_ns;
+                th.user_ns = point.user_ns;
+                th.sys_ns = point.sys_ns;
+                th.vcsw = point.vcsw;
+                th.ivcsw = point.ivcsw;
+                th.points.push(point);
+            }
+            Event::ThreadEnd { t, pid, tid } => {
+                let t = self.rel(t);
+                let th = self.thread_mut(pid, tid, t);
+                th.end_ns.get_or_insert(t);
+            }
+            Event::Sample {
+                t,
+                pid,
+                tid,
+                frames,
+            } => {
+                let t = self.rel(t);
+                self.thread_mut(pid, tid, t);
+                let ids: Vec<_> = frames
+                    .into_iter()
+                    .map(|f| self.profile.stacks.intern_frame(f))
+                    .collect();
+                let stack = self.profile.stacks.intern_stack(&ids);
+                self.profile.samples.push(Sample { t, pid, tid, stack });
+            }
+            Event::PythonSample {
+                t,
+                pid,
+                tid,
+                thread_name,
+                frames,
+                owns_gil,
+                active,
+            } => {
+                let t = self.rel(t);
+                let th = self.thread_mut(pid, tid, t);
+                if let Some(n) = thread_name.filter(|n| !n.is_empty()) {
+                    th.name = n;
+                }
+                let ids: Vec<_> = frames
+                    .into_iter()
+                    .map(|f| self.profile.stacks.intern_frame(f))
+                    .collect();
+                let stack = self.profile.stacks.intern_stack(&ids);
+                self.profile.python_samples.push(PythonSample {
+                    t,
+                    pid,
+                    tid,
+                    stack,
+                    owns_gil,
+                    active,
+                });
+            }
+            Event::Switch(mut s) => {
+                s.t = self.rel(s.t);
+                self.profile.switches.push(s);
+            }
+            Event::Lost(n) => self.profile.meta.lost_samples += n,
+            Event::Notice(n) => {
+                if !self.profile.notices.contains(&n) {
+                    self.profile.notices.push(n);
+                }
+            }
+            Event::Machine(m) => self.profile.machine = m,
+            Event::TreeRusage(r) => self.profile.meta.tree_rusage = Some(r),
+            Event::Exit { code, signal } => {
+                self.profile.meta.exit_code = code;
+                self.profile.meta.signal = signal;
+            }
+        }
+    }
+
+    /// Ends the recording at monotonic time `end` and returns the profile.
+    pub fn finish(mut self, end: u64) -> Profile {
+        let wall = self.rel(end);
+        let p = &mut self.profile;
+        p.meta.wall_ns = wall;
+        p.samples.sort_by_key(|s| s.t);
+        p.python_samples.sort_by_key(|s| s.t);
+        p.switches.sort_by_key(|s| s.t);
+        for proc in &mut p.processes {
+            let own = self.own_cpu.get(&proc.pid).copied().unwrap_or_default();
+            proc.cpu = process_cpu(&proc.threads, own);
+            proc.runq_ns = proc.threads.iter().map(|t| t.runq_ns).sum();
+        }
+        self.profile
+    }
+
+    fn raise_own_cpu(&mut self, pid: Pid, c: CpuTimes) {
+        let own = self.own_cpu.entry(pid).or_default();
+        if c.total_ns() >= own.total_ns() {
+            *own = c;
+        }
+    }
+
+    fn process_mut(&mut self, pid: Pid, t: Ns) -> &mut Process {
+        let idx = match self.process_index.get(&pid) {
+            Some(&i) => i,
+            None => {
+                let i = self.profile.processes.len();
+                self.profile.processes.push(Process {
+                    pid,
+                    start_ns: t,
+                    ..Default::default()
+                });
+                self.process_index.insert(pid, i);
+                i
+            }
+        };
+        &mut self.profile.processes[idx]
+    }
+
+    fn thread_mut(&mut self, pid: Pid, tid: Tid, t: Ns) -> &mut Thread {
+        let p = self.process_mut(pid, t);
+        let idx = match p.threads.iter().position(|th| th.tid == tid) {
+            Some(i) => i,
+            None => {
+                p.threads.push(Thread {
+                    tid,
+                    start_ns: t,
+                    ..Default::default()
+                });
+                p.threads.len() - 1
+            }
+        };
+        &mut p.threads[idx]
+    }
+}
+
+/// A process's CPU: the larger of the sum of its threads (precise, `schedstat`) and its own
+/// counters (which include threads that ended between two polls), split into user and system
+/// in the proportion the tick counters give.
+fn process_cpu(threads: &[Thread], own: CpuTimes) -> CpuTimes {
+    let sum_cpu: u64 = threads.iter().map(|t| t.cpu_ns).sum();
+    let ticks = CpuTimes {
+        user_ns: threads.iter().map(|t| t.user_ns).sum(),
+        sys_ns: threads.iter().map(|t| t.sys_ns).sum(),
+    };
+    let (total, split) = if own.total_ns() > sum_cpu {
+        (own.total_ns(), own)
+    } else {
+        (sum_cpu, ticks)
+    };
+    split_like(total, split)
+}
+
+/// `total` split into user and system in the proportion of `split`.
+fn split_like(total: u64, split: CpuTimes) -> CpuTimes {
+    let parts = split.total_ns();
+    if parts == 0 {
+        return CpuTimes {
+            user_ns: total,
+            sys_ns: 0,
+        };
+    }
+    let user = (u128::from(total) * u128::from(split.user_ns) / u128::from(parts)) as u64;
+    CpuTimes {
+        user_ns: user,
+        sys_ns: total - user,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stacks::{Frame, FrameKind};
+
+    fn point(t: u64, cpu: u64, user: u64, sys: u64) -> ThreadPoint {
+        ThreadPoint {
+            t,
+            cpu_ns: cpu,
+            user_ns: user,
+            sys_ns: sys,
+            ..Default::default()
+        }
+    }
+
+    fn builder() -> ProfileBuilder {
+        ProfileBuilder::new(Meta::new(vec!["x".into()]), Machine::default(), 1000)
+    }
+
+    #[test]
+    fn counters_never_go_backwards_and_times_are_relative() {
+        let mut b = builder();
+        b.handle(Event::ThreadPoint {
+            pid: 1,
+            tid: 1,
+            name: "a".into(),
+            point: point(2000, 500, 0, 0),
+        });
+        b.handle(Event::ThreadPoint {
+            pid: 1,
+            tid: 1,
+            name: "a".into(),
+            point: point(3000, 400, 0, 0),
+        });
+        let p = b.finish(5000);
+        let th = &p.processes[0].threads[0];
+        assert_eq!(
+            th.points
+                .iter()
+                .map(|p| (p.t, p.cpu_ns))
+                .collect::<Vec<_>>(),
+            vec![(1000, 500), (2000, 500)]
+        );
+        assert_eq!(p.meta.wall_ns, 4000);
+        assert_eq!(th.start_ns, 1000);
+    }
+
+    #[test]
+    fn process_cpu_includes_threads_that_ended_unseen() {
+        let mut b = builder();
+        b.handle(Event::ThreadPoint {
+            pid: 1,
+            tid: 1,
+            name: "a".into(),
+            point: point(2000, 100, 80, 20),
+        });
+        // The process's own counters saw 300 ns (a thread came and went between polls).
+        b.handle(Event::ProcessEnd {
+            t: 4000,
+            pid: 1,
+            cpu: Some(CpuTimes {
+                user_ns: 150,
+                sys_ns: 150,
+            }),
+        });
+        let p = b.finish(5000);
+        assert_eq!(
+            p.processes[0].cpu,
+            CpuTimes {
+                user_ns: 150,
+                sys_ns: 150
+            }
+        );
+        assert_eq!(p.processes[0].threads[0].end_ns, Some(3000));
+    }
+
+    #[test]
+    fn process_cpu_is_the_precise_thread_sum_when_larger() {
+        let mut b = builder();
+        b.handle(Event::ThreadPoint {
+            pid: 1,
+            tid: 1,
+            name: "a".into(),
+            point: point(2000, 1000, 30, 10),
+        });
+        b.handle(Event::ProcessInfo {
+            pid: 1,
+            command: None,
+            exe: None,
+            libraries: vec![],
+            env: Default::default(),
+            rss_kb: 5,
+            cpu: Some(CpuTimes {
+                user_ns: 40,
+                sys_ns: 0,
+            }),
+        });
+        let p = b.finish(5000);
+        assert_eq!(
+            p.processes[0].cpu,
+            CpuTimes {
+                user_ns: 750,
+                sys_ns: 250
+            }
+        );
+        assert_eq!(p.cpu().total_ns(), 1000);
+    }
+
+    #[test]
+    fn samples_are_interned_sorted_and_attached_to_threads() {
+        let mut b = builder();
+        let f = |n: &str| Frame {
+            kind: FrameKind::Native,
+            name: n.into(),
+            module: None,
+            line: None,
+        };
+        b.handle(Event::Sample {
+            t: 3000,
+            pid: 2,
+            tid: 3,
+            frames: vec![f("main"), f("work")],
+        });
+        b.handle(Event::Sample {
+            t: 2000,
+            pid: 2,
+            tid: 3,
+            frames: vec![f("main"), f("idle")],
+        });
+        let p = b.finish(5000);
+        assert_eq!(p.samples.len(), 2);
+        assert_eq!(p.samples[0].t, 1000);
+        assert_eq!(
+            p.stacks.leaf(p.samples[0].stack.unwrap()).unwrap().name,
+            "idle"
+        );
+        assert_eq!(p.stacks.frames.len(), 3);
+        assert_eq!(p.processes[0].threads[0].tid, 3);
+    }
+}

@@ -1,0 +1,122 @@
+//! What collectors tell the [`ProfileBuilder`](crate::ProfileBuilder).
+//!
+//! Every collector runs on its own thread and sends events down one channel; only the builder
+//! mutates the profile. Times (`t`) are absolute `CLOCK_MONOTONIC` nanoseconds.
+
+use std::collections::BTreeMap;
+
+use crate::profile::{CpuTimes, Machine, Switch, ThreadPoint};
+use crate::stacks::Frame;
+use crate::{Pid, Tid};
+
+/// A frame as collectors send it; the builder interns it.
+pub type FrameKey = Frame;
+
+/// One observation by a collector.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A process was seen for the first time.
+    ProcessStart {
+        /// When.
+        t: u64,
+        /// Its pid.
+        pid: Pid,
+        /// Its parent.
+        ppid: Pid,
+        /// Its command line.
+        command: Vec<String>,
+        /// Its executable.
+        exe: Option<String>,
+    },
+    /// Latest facts about a process; empty or `None` fields leave what is known unchanged.
+    ProcessInfo {
+        /// Its pid.
+        pid: Pid,
+        /// Command line (changes on `exec`).
+        command: Option<Vec<String>>,
+        /// Executable (changes on `exec`).
+        exe: Option<String>,
+        /// Loaded libraries of interest (replaces the list when non-empty).
+        libraries: Vec<String>,
+        /// Whitelisted environment variables (replaces the map when non-empty).
+        env: BTreeMap<String, String>,
+        /// Resident set size now, KiB.
+        rss_kb: u64,
+        /// The process's own cumulative CPU (includes threads that already ended).
+        cpu: Option<CpuTimes>,
+    },
+    /// A process ended.
+    ProcessEnd {
+        /// When.
+        t: u64,
+        /// Its pid.
+        pid: Pid,
+        /// Its final CPU (the kernel's rusage when it was reaped), if known.
+        cpu: Option<CpuTimes>,
+    },
+    /// A poll of one thread; the first one for a tid starts the thread.
+    ThreadPoint {
+        /// Process.
+        pid: Pid,
+        /// Thread.
+        tid: Tid,
+        /// Current name.
+        name: String,
+        /// Counters (with `point.t` absolute).
+        point: ThreadPoint,
+    },
+    /// A thread ended.
+    ThreadEnd {
+        /// When.
+        t: u64,
+        /// Process.
+        pid: Pid,
+        /// Thread.
+        tid: Tid,
+    },
+    /// A native stack sample (perf).
+    Sample {
+        /// When.
+        t: u64,
+        /// Process.
+        pid: Pid,
+        /// Thread.
+        tid: Tid,
+        /// Frames, root first.
+        frames: Vec<FrameKey>,
+    },
+    /// A Python stack of one thread.
+    PythonSample {
+        /// When.
+        t: u64,
+        /// Process.
+        pid: Pid,
+        /// Thread (OS tid).
+        tid: Tid,
+        /// Python thread name (`threading.Thread(name=...)`), when known.
+        thread_name: Option<String>,
+        /// Python frames, root first.
+        frames: Vec<FrameKey>,
+        /// The thread held the GIL.
+        owns_gil: bool,
+        /// The thread was active (not idle).
+        active: bool,
+    },
+    /// A context switch (with `t` absolute).
+    Switch(Switch),
+    /// The kernel dropped this many samples.
+    Lost(u64),
+    /// Something the user should know, one line.
+    Notice(String),
+    /// Updated machine facts (e.g. throttling counters at the end).
+    Machine(Machine),
+    /// The kernel's rusage of the whole reaped tree (launch mode).
+    TreeRusage(CpuTimes),
+    /// How the target ended.
+    Exit {
+        /// Exit code, if it exited.
+        code: Option<i32>,
+        /// Signal, if one killed it.
+        signal: Option<i32>,
+    },
+}

@@ -1,0 +1,341 @@
+//! The profile: what one recording measured.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stacks::{StackId, StackTable};
+use crate::{Ns, Pid, Tid};
+
+/// A recording: the target, the machine, every process and thread, stacks and scheduler events.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Profile {
+    /// How and when the recording was made, and how the target ended.
+    pub meta: Meta,
+    /// The CPU budget the target had.
+    pub machine: Machine,
+    /// Every process seen, in order of first sight.
+    pub processes: Vec<Process>,
+    /// Interned frames and stacks referenced by samples.
+    pub stacks: StackTable,
+    /// Stack samples (perf `cpu-clock`: each stands for `1 / meta.sample_rate_hz` s of CPU),
+    /// sorted by time. For Python threads the stack is the merged Python + native stack.
+    pub samples: Vec<Sample>,
+    /// Python stacks as read by the Python sampler, sorted by time.
+    pub python_samples: Vec<PythonSample>,
+    /// Context switches (perf switch records), sorted by time.
+    pub switches: Vec<Switch>,
+    /// One-line notices for the user (perf refused, a Python process unreadable, ...).
+    pub notices: Vec<String>,
+}
+
+/// How the recording was made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Meta {
+    /// The command run (launch mode) or the target's command line (attach mode).
+    pub command: Vec<String>,
+    /// The root process of the target tree.
+    pub pid: Pid,
+    /// True when cpuprof attached to a running process (`--pid`).
+    pub attached: bool,
+    /// Wall-clock start of the recording, milliseconds since the Unix epoch.
+    pub start_unix_ms: u64,
+    /// `CLOCK_MONOTONIC` at the start of the recording; all [`Ns`] are relative to it.
+    pub clock_origin_ns: u64,
+    /// Length of the recording (the target's wall time in launch mode).
+    pub wall_ns: Ns,
+    /// The target's exit code, when it exited normally.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the target, if one did.
+    pub signal: Option<i32>,
+    /// procfs polling interval.
+    pub interval_ns: Ns,
+    /// perf sampling rate, when stacks were sampled.
+    pub sample_rate_hz: Option<u32>,
+    /// Samples the kernel dropped (ring buffer full).
+    pub lost_samples: u64,
+    /// Kernel's accounting of the whole reaped tree (`wait4` rusage), launch mode only.
+    pub tree_rusage: Option<CpuTimes>,
+    /// Version of cpuprof that recorded.
+    pub cpuprof_version: String,
+}
+
+impl Meta {
+    /// Metadata for a recording of `command`, other fields defaulted.
+    pub fn new(command: Vec<String>) -> Self {
+        Meta {
+            command,
+            ..Default::default()
+        }
+    }
+}
+
+/// User and system CPU time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuTimes {
+    /// User-mode CPU time, ns.
+    pub user_ns: u64,
+    /// Kernel-mode CPU time, ns.
+    pub sys_ns: u64,
+}
+
+impl CpuTimes {
+    /// User + system.
+    pub fn total_ns(&self) -> u64 {
+        self.user_ns + self.sys_ns
+    }
+}
+
+/// The machine and the share of it the target may use.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Machine {
+    /// Online CPUs.
+    pub online_cpus: u32,
+    /// CPUs in the target's affinity mask.
+    pub affinity_cpus: u32,
+    /// The target's cgroup and its CPU quota, when it has one.
+    pub cgroup: Option<CgroupInfo>,
+    /// `uname -r`.
+    #[serde(default)]
+    pub kernel: String,
+    /// CPU model name from `/proc/cpuinfo`.
+    #[serde(default)]
+    pub cpu_model: String,
+}
+
+impl Machine {
+    /// The quota in CPUs, if the cgroup sets one.
+    pub fn quota_cpus(&self) -> Option<f64> {
+        self.cgroup.as_ref().and_then(|c| c.quota_cpus)
+    }
+
+    /// Cores the target may use: the smallest of online CPUs, affinity and cgroup quota.
+    pub fn cpu_budget(&self) -> f64 {
+        let mut b = f64::from(self.online_cpus.max(1));
+        if self.affinity_cpus > 0 {
+            b = b.min(f64::from(self.affinity_cpus));
+        }
+        if let Some(q) = self.quota_cpus() {
+            b = b.min(q);
+        }
+        b
+    }
+}
+
+/// The target's cgroup and its CPU controller settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CgroupInfo {
+    /// 1 or 2.
+    pub version: u8,
+    /// Path of the cgroup (as in `/proc/PID/cgroup`).
+    pub path: String,
+    /// quota / period, `None` when unlimited.
+    pub quota_cpus: Option<f64>,
+    /// Throttling counters at the start of the recording.
+    pub throttling_start: Option<Throttling>,
+    /// Throttling counters at the end of the recording.
+    pub throttling_end: Option<Throttling>,
+}
+
+/// CFS bandwidth throttling counters (`cpu.stat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttling {
+    /// Enforcement periods elapsed.
+    pub nr_periods: u64,
+    /// Periods in which the group was throttled.
+    pub nr_throttled: u64,
+    /// Total time throttled, ns.
+    pub throttled_ns: u64,
+}
+
+/// One process of the target tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Process {
+    /// Process id.
+    pub pid: Pid,
+    /// Parent process id.
+    pub ppid: Pid,
+    /// Command line (`/proc/PID/cmdline`), updated after `exec`.
+    pub command: Vec<String>,
+    /// Executable path (`/proc/PID/exe`), when readable.
+    pub exe: Option<String>,
+    /// When it was first seen.
+    pub start_ns: Ns,
+    /// When it ended; `None` if still running at the end of the recording.
+    pub end_ns: Option<Ns>,
+    /// Largest resident set seen, KiB.
+    pub max_rss_kb: u64,
+    /// Loaded libraries of interest (BLAS, OpenMP, Python, ...), full paths.
+    pub libraries: Vec<String>,
+    /// Thread-count variables of its environment (whitelisted names only).
+    pub env: BTreeMap<String, String>,
+    /// CPU of the whole process including threads that ended unseen (from the process's
+    /// own counters or the kernel's rusage when it was reaped). At least the sum of its threads.
+    pub cpu: CpuTimes,
+    /// Run-queue wait summed over its threads, ns.
+    pub runq_ns: u64,
+    /// Its threads, in order of first sight.
+    pub threads: Vec<Thread>,
+}
+
+impl Process {
+    /// Total CPU (user + sys), ns.
+    pub fn cpu_ns(&self) -> u64 {
+        self.cpu.total_ns()
+    }
+
+    /// The thread with this tid.
+    pub fn thread(&self, tid: Tid) -> Option<&Thread> {
+        self.threads.iter().find(|t| t.tid == tid)
+    }
+}
+
+/// Scheduler state letter of `/proc/.../stat`, reduced to what matters here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    /// `R`: running or waiting for a core.
+    Runnable,
+    /// `S`, `I`: sleeping, interruptible.
+    #[default]
+    Sleeping,
+    /// `D`: uninterruptible (usually I/O).
+    DiskWait,
+    /// `T`, `t`: stopped or traced.
+    Stopped,
+    /// `Z`, `X`: exiting.
+    Dead,
+}
+
+impl RunState {
+    /// From the state letter of `/proc/PID/task/TID/stat`.
+    pub fn from_letter(c: char) -> Self {
+        match c {
+            'R' => RunState::Runnable,
+            'D' => RunState::DiskWait,
+            'T' | 't' => RunState::Stopped,
+            'Z' | 'X' | 'x' => RunState::Dead,
+            _ => RunState::Sleeping,
+        }
+    }
+}
+
+/// One poll of one thread: cumulative counters at time `t`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadPoint {
+    /// Time of the poll (monotonic ns in events; relative [`Ns`] in a profile).
+    pub t: u64,
+    /// CPU time so far, ns (`schedstat` field 1).
+    pub cpu_ns: u64,
+    /// Run-queue wait so far, ns (`schedstat` field 2).
+    pub runq_ns: u64,
+    /// User time so far, ns (`stat` utime, tick resolution).
+    pub user_ns: u64,
+    /// System time so far, ns (`stat` stime, tick resolution).
+    pub sys_ns: u64,
+    /// State at the poll.
+    pub state: RunState,
+    /// Voluntary context switches so far.
+    pub vcsw: u64,
+    /// Involuntary context switches (preemptions) so far.
+    pub ivcsw: u64,
+}
+
+/// One thread and its CPU series.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Thread {
+    /// Kernel thread id.
+    pub tid: Tid,
+    /// Name (`comm`, up to 15 bytes, any bytes: escape it when rendering).
+    pub name: String,
+    /// When it was first seen.
+    pub start_ns: Ns,
+    /// When it ended; `None` if still running at the end of the recording.
+    pub end_ns: Option<Ns>,
+    /// CPU time, ns (last known `schedstat`).
+    pub cpu_ns: u64,
+    /// Run-queue wait, ns.
+    pub runq_ns: u64,
+    /// User time, ns.
+    pub user_ns: u64,
+    /// System time, ns.
+    pub sys_ns: u64,
+    /// Voluntary context switches.
+    pub vcsw: u64,
+    /// Involuntary context switches.
+    pub ivcsw: u64,
+    /// Polls, oldest first, times relative to the recording start.
+    pub points: Vec<ThreadPoint>,
+}
+
+/// A stack sample from perf.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Time.
+    pub t: Ns,
+    /// Process.
+    pub pid: Pid,
+    /// Thread.
+    pub tid: Tid,
+    /// The stack (root first); `None` when nothing could be unwound.
+    pub stack: Option<StackId>,
+}
+
+/// A Python stack read from a Python thread.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PythonSample {
+    /// Time.
+    pub t: Ns,
+    /// Process.
+    pub pid: Pid,
+    /// Thread (OS thread id).
+    pub tid: Tid,
+    /// Python frames, root first.
+    pub stack: Option<StackId>,
+    /// The thread held the GIL.
+    pub owns_gil: bool,
+    /// py-spy considered the thread active (not idle/waiting).
+    pub active: bool,
+}
+
+/// A context switch of one thread (perf `PERF_RECORD_SWITCH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Switch {
+    /// Time.
+    pub t: Ns,
+    /// Process.
+    pub pid: Pid,
+    /// Thread.
+    pub tid: Tid,
+    /// True: the thread left the CPU; false: it got a CPU.
+    pub out: bool,
+    /// For a switch-out: the thread was preempted (still runnable, waiting for a core)
+    /// rather than blocked.
+    pub preempted: bool,
+}
+
+impl Profile {
+    /// The process with this pid.
+    pub fn process(&self, pid: Pid) -> Option<&Process> {
+        self.processes.iter().find(|p| p.pid == pid)
+    }
+
+    /// Total CPU of the tree, ns.
+    pub fn cpu(&self) -> CpuTimes {
+        let mut c = CpuTimes::default();
+        for p in &self.processes {
+            c.user_ns += p.cpu.user_ns;
+            c.sys_ns += p.cpu.sys_ns;
+        }
+        c
+    }
+
+    /// Total run-queue wait of the tree, ns.
+    pub fn runq_ns(&self) -> u64 {
+        self.processes.iter().map(|p| p.runq_ns).sum()
+    }
+
+    /// Number of threads over all processes.
+    pub fn thread_count(&self) -> usize {
+        self.processes.iter().map(|p| p.threads.len()).sum()
+    }
+}
