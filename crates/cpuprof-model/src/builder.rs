@@ -8,9 +8,7 @@
 use std::collections::HashMap;
 
 use crate::event::Event;
-use crate::profile::{
-    CpuTimes, Machine, Meta, Process, Profile, PythonSample, Sample, Thread, ThreadPoint,
-};
+use crate::profile::{CpuTimes, Machine, Meta, Process, Profile, PythonSample, Sample, Thread};
 use crate::{Ns, Pid, Tid};
 
 /// Builds a profile from events.
@@ -296,6 +294,7 @@ fn split_like(total: u64, split: CpuTimes) -> CpuTimes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::ThreadPoint;
     use crate::stacks::{Frame, FrameKind};
 
     fn point(t: u64, cpu: u64, user: u64, sys: u64) -> ThreadPoint {
