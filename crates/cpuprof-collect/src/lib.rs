@@ -1,1 +1,12 @@
-//! placeholder
+//! Collectors: everything that touches the operating system while recording.
+//!
+//! The launcher starts the target paused (or the attacher finds a running one), the procfs
+//! poller walks its process tree at a steady interval and emits
+//! [`cpuprof_model::Event`]s, and [`tree::LiveTree`] tells the other collectors (perf, Python)
+//! which processes and threads belong to the target right now. Collectors know nothing about
+//! each other or the report: they send events down one channel and stop when a shared flag is
+//! set.
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod tree;
