@@ -1,0 +1,176 @@
+//! Which stack samples the outputs count, and small summaries of them.
+//!
+//! Perf samples (`Profile::samples`) are the source of truth for where CPU went: each stands for
+//! the same slice of CPU time, and for Python threads they carry the merged Python + native
+//! stack. When perf was unavailable the Python sampler's stacks of *active* threads are used
+//! instead, so a profile recorded without perf still has a flamegraph.
+
+use std::collections::HashMap;
+
+use cpuprof_model::{Pid, Process, Profile, StackId, Thread, Tid};
+
+/// One counted stack sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackSample {
+    /// Time, ns since the start.
+    pub t: u64,
+    /// Process.
+    pub pid: Pid,
+    /// Thread.
+    pub tid: Tid,
+    /// Stack, root first; `None` when nothing could be unwound.
+    pub stack: Option<StackId>,
+}
+
+/// Where the samples came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleSource {
+    /// perf `cpu-clock` samples (native, merged with Python frames for Python threads).
+    Perf,
+    /// The Python sampler's stacks of active threads (perf was unavailable).
+    Python,
+    /// No stacks were recorded.
+    None,
+}
+
+impl SampleSource {
+    /// `perf`, `python` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleSource::Perf => "perf",
+            SampleSource::Python => "python",
+            SampleSource::None => "none",
+        }
+    }
+}
+
+/// The source of the counted samples.
+pub fn source(profile: &Profile) -> SampleSource {
+    if !profile.samples.is_empty() {
+        SampleSource::Perf
+    } else if profile.python_samples.iter().any(|s| s.active) {
+        SampleSource::Python
+    } else {
+        SampleSource::None
+    }
+}
+
+/// The counted samples, sorted by time.
+pub fn samples(profile: &Profile) -> Vec<StackSample> {
+    match source(profile) {
+        SampleSource::Perf => profile
+            .samples
+            .iter()
+            .map(|s| StackSample {
+                t: s.t,
+                pid: s.pid,
+                tid: s.tid,
+                stack: s.stack,
+            })
+            .collect(),
+        SampleSource::Python => profile
+            .python_samples
+            .iter()
+            .filter(|s| s.active)
+            .map(|s| StackSample {
+                t: s.t,
+                pid: s.pid,
+                tid: s.tid,
+                stack: s.stack,
+            })
+            .collect(),
+        SampleSource::None => Vec::new(),
+    }
+}
+
+/// A leaf function and how many of a thread's samples ended in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopFunction {
+    /// Frame label (`name`, or `name (file.py:line)`).
+    pub name: String,
+    /// Samples whose leaf it was.
+    pub samples: u64,
+    /// Share of the thread's samples, 0..1.
+    pub share: f64,
+}
+
+/// Per (pid, tid): sample count and leaf-function counts.
+#[derive(Debug, Default)]
+pub struct LeafCounts {
+    per_thread: HashMap<(Pid, Tid), (u64, HashMap<String, u64>)>,
+}
+
+impl LeafCounts {
+    /// Counts the leaves of `samples`.
+    pub fn new(profile: &Profile, samples: &[StackSample]) -> Self {
+        let mut per_thread: HashMap<(Pid, Tid), (u64, HashMap<String, u64>)> = HashMap::new();
+        let mut labels: HashMap<StackId, String> = HashMap::new();
+        for s in samples {
+            let e = per_thread.entry((s.pid, s.tid)).or_default();
+            e.0 += 1;
+            let label = match s.stack {
+                Some(id) => labels
+                    .entry(id)
+                    .or_insert_with(|| {
+                        profile
+                            .stacks
+                            .leaf(id)
+                            .map(|f| f.label())
+                            .unwrap_or_else(|| UNKNOWN.to_string())
+                    })
+                    .clone(),
+                None => UNKNOWN.to_string(),
+            };
+            *e.1.entry(label).or_default() += 1;
+        }
+        LeafCounts { per_thread }
+    }
+
+    /// Samples of one thread.
+    pub fn samples(&self, pid: Pid, tid: Tid) -> u64 {
+        self.per_thread.get(&(pid, tid)).map_or(0, |e| e.0)
+    }
+
+    /// The `n` most frequent leaf functions of one thread, most frequent first.
+    pub fn top(&self, pid: Pid, tid: Tid, n: usize) -> Vec<TopFunction> {
+        let Some((total, counts)) = self.per_thread.get(&(pid, tid)) else {
+            return Vec::new();
+        };
+        let mut v: Vec<_> = counts.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        v.into_iter()
+            .take(n)
+            .map(|(name, &c)| TopFunction {
+                name: name.clone(),
+                samples: c,
+                share: c as f64 / (*total).max(1) as f64,
+            })
+            .collect()
+    }
+}
+
+/// Label of a sample without a usable stack.
+pub const UNKNOWN: &str = "[unknown]";
+
+/// A process's short name: the base name of its program (`python`), else of its executable.
+pub fn process_name(p: &Process) -> String {
+    let prog = p
+        .command
+        .first()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .or(p.exe.as_deref())
+        .unwrap_or("?");
+    prog.rsplit('/').next().unwrap_or(prog).to_string()
+}
+
+/// `name (pid)`, the process's first frame in folded stacks and flamegraphs.
+pub fn process_label(p: &Process) -> String {
+    format!("{} ({})", process_name(p), p.pid)
+}
+
+/// `name (tid)`, the thread's frame in folded stacks and flamegraphs.
+pub fn thread_label(t: &Thread) -> String {
+    let name = if t.name.is_empty() { "?" } else { &t.name };
+    format!("{name} ({})", t.tid)
+}
