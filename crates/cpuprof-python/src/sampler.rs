@@ -1,0 +1,292 @@
+//! The Python sampler thread.
+//!
+//! Every tick it walks the pids of the live process tree, decides once per executable whether a
+//! process is a Python interpreter ([`detect`](crate::detect)), opens a `py_spy::PythonSpy` for
+//! each one and reads every thread's Python stack. Non-Python processes cost one `readlink` per
+//! tick and nothing else.
+//!
+//! Failure handling: a freshly started interpreter cannot be read until it has initialised, so
+//! opening is retried every tick for [`OPEN_GRACE`]; a process that exits is dropped quietly (its
+//! samples so far are kept); a live process that stays unreadable (a Python version py-spy does
+//! not know, a permission refusal) produces exactly one [`Event::Notice`] and is skipped for the
+//! rest of the recording. One failed read is not a failure: non-blocking reads tear sometimes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cpuprof_model::{Event, Pid};
+use py_spy::config::LockingStrategy;
+use py_spy::{Config, PythonSpy};
+
+use crate::convert::to_event;
+use crate::detect::{self, Kind};
+use crate::{clock_ns, Error, PidSource};
+
+/// How long a Python process may stay unreadable after it was first seen before it is reported.
+pub const OPEN_GRACE: Duration = Duration::from_secs(3);
+/// Consecutive failed reads of a live, once-readable process before it is reported.
+const MAX_READ_FAILURES: u32 = 50;
+
+/// How the Python sampler samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PythonOptions {
+    /// Samples per second and thread.
+    pub rate_hz: u32,
+    /// Pause the target while reading a stack (consistent stacks, higher cost).
+    pub blocking: bool,
+}
+
+impl Default for PythonOptions {
+    /// 100 Hz, non-blocking (measured: docs/python.md).
+    fn default() -> Self {
+        PythonOptions {
+            rate_hz: 100,
+            blocking: false,
+        }
+    }
+}
+
+/// What one run of the sampler did (for tests and the benchmark).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SamplerStats {
+    /// Ticks run.
+    pub ticks: u64,
+    /// `PythonSample` events sent.
+    pub samples: u64,
+    /// Python processes opened.
+    pub processes: u64,
+    /// Failed stack reads (including torn non-blocking reads).
+    pub failed_reads: u64,
+    /// Notices sent.
+    pub notices: u64,
+}
+
+/// The sampler thread: Python stacks of every Python process a [`PidSource`] names.
+pub struct PythonSampler<S: PidSource> {
+    source: S,
+    options: PythonOptions,
+    tx: Sender<Event>,
+    stop: Arc<AtomicBool>,
+    targets: HashMap<Pid, Target>,
+    stats: SamplerStats,
+}
+
+/// What the sampler knows of one pid, for one executable.
+struct Target {
+    exe: String,
+    state: State,
+}
+
+enum State {
+    /// Not Python: ignored until it execs something else.
+    Ignored,
+    /// Python, not readable yet (interpreter initialising).
+    Opening { since: Instant, last_error: String },
+    /// Being sampled.
+    Sampling { spy: Box<PythonSpy>, failures: u32 },
+    /// Reported unreadable; skipped until it execs something else.
+    GaveUp,
+}
+
+impl<S: PidSource> PythonSampler<S> {
+    /// A sampler of the processes `source` names, sending to `tx` until `stop` is set.
+    pub fn new(
+        source: S,
+        options: PythonOptions,
+        tx: Sender<Event>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        PythonSampler {
+            source,
+            options,
+            tx,
+            stop,
+            targets: HashMap::new(),
+            stats: SamplerStats::default(),
+        }
+    }
+
+    /// Runs the sampler on its own thread.
+    pub fn spawn(self) -> Result<JoinHandle<SamplerStats>, Error> {
+        std::thread::Builder::new()
+            .name("cpuprof-python".into())
+            .spawn(move || self.run())
+            .map_err(Error::Spawn)
+    }
+
+    /// Samples until the stop flag is set, then returns what it did.
+    pub fn run(mut self) -> SamplerStats {
+        let period = Duration::from_nanos(1_000_000_000 / u64::from(self.options.rate_hz.max(1)));
+        let mut jitter = Jitter::new();
+        let mut next = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            self.tick();
+            next += period.mul_f64(jitter.next_factor());
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            } else {
+                next = now;
+            }
+        }
+        self.stats
+    }
+
+    fn tick(&mut self) {
+        self.stats.ticks += 1;
+        let pids = self.source.pids();
+        self.targets.retain(|pid, _| pids.contains(pid));
+        for pid in pids {
+            // Gone or a zombie: nothing to read (its samples so far are kept).
+            let Some(exe) = detect::exe(pid) else {
+                self.targets.remove(&pid);
+                continue;
+            };
+            let target = self.targets.entry(pid).or_insert_with(|| Target {
+                exe: String::new(),
+                state: State::Ignored,
+            });
+            if target.exe != exe {
+                target.state = match detect::classify(pid, &exe) {
+                    Kind::Python => State::Opening {
+                        since: Instant::now(),
+                        last_error: String::new(),
+                    },
+                    Kind::Other => State::Ignored,
+                };
+                target.exe = exe;
+            }
+            self.sample(pid);
+        }
+    }
+
+    fn sample(&mut self, pid: Pid) {
+        let Some(target) = self.targets.get_mut(&pid) else {
+            return;
+        };
+        let config = spy_config(self.options.blocking);
+        match &mut target.state {
+            State::Ignored | State::GaveUp => {}
+            State::Opening { since, last_error } => {
+                match PythonSpy::new(pid as py_spy::Pid, &config) {
+                    Ok(spy) => {
+                        self.stats.processes += 1;
+                        target.state = State::Sampling {
+                            spy: Box::new(spy),
+                            failures: 0,
+                        };
+                        self.sample(pid);
+                    }
+                    Err(e) => {
+                        *last_error = error_chain(&e);
+                        if since.elapsed() >= OPEN_GRACE && alive(pid) {
+                            let msg = format!(
+                            "python: cannot read the Python stacks of pid {pid} ({}): {last_error}{}",
+                            target.exe,
+                            advice(last_error)
+                        );
+                            target.state = State::GaveUp;
+                            self.notice(msg);
+                        }
+                    }
+                }
+            }
+            State::Sampling { spy, failures } => {
+                let before = clock_ns();
+                let result = spy.get_stack_traces();
+                let t = before + (clock_ns() - before) / 2;
+                match result {
+                    Ok(traces) => {
+                        *failures = 0;
+                        for trace in &traces {
+                            if let Some(ev) = to_event(pid, t, trace) {
+                                self.stats.samples += 1;
+                                let _ = self.tx.send(ev);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.stats.failed_reads += 1;
+                        *failures += 1;
+                        if *failures >= MAX_READ_FAILURES && alive(pid) {
+                            let err = error_chain(&e);
+                            let msg = format!(
+                                "python: stopped reading the Python stacks of pid {pid} ({}) after {MAX_READ_FAILURES} failed reads: {err}{}",
+                                target.exe,
+                                advice(&err)
+                            );
+                            target.state = State::GaveUp;
+                            self.notice(msg);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn notice(&mut self, msg: String) {
+        self.stats.notices += 1;
+        let _ = self.tx.send(Event::Notice(msg));
+    }
+}
+
+/// The py-spy configuration: Python frames only, every thread (idle ones too), thread names.
+fn spy_config(blocking: bool) -> Config {
+    Config {
+        blocking: if blocking {
+            LockingStrategy::Lock
+        } else {
+            LockingStrategy::NonBlocking
+        },
+        native: false,
+        include_idle: true,
+        gil_only: false,
+        collect_thread_names: true,
+        ..Config::default()
+    }
+}
+
+/// True while `pid` exists and is not a zombie.
+fn alive(pid: Pid) -> bool {
+    detect::exe(pid).is_some()
+}
+
+/// An anyhow error and its causes on one line.
+fn error_chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// What to do about an error, when we know.
+fn advice(err: &str) -> &'static str {
+    let lower = err.to_ascii_lowercase();
+    if lower.contains("permission") || lower.contains("operation not permitted") {
+        " (reading another process's memory needs root or CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope)"
+    } else {
+        ""
+    }
+}
+
+/// Exponential-ish jitter around the period (a factor in 0.5..1.5), so that ticks do not
+/// alias with periodic work in the target. xorshift: no dependency for eight lines.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Self {
+        let seed = clock_ns() | 1;
+        Jitter(seed)
+    }
+
+    fn next_factor(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        0.5 + (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
