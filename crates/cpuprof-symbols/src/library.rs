@@ -1,0 +1,215 @@
+//! One executable or shared library, parsed once: its load segments (to turn process
+//! addresses into file addresses), its unwind sections (handed to framehop without copying:
+//! they stay in the memory-mapped file) and its symbol table.
+
+use std::ops::{Deref, Range};
+use std::path::Path;
+use std::sync::Arc;
+
+use framehop::ExplicitModuleSectionInfo;
+use memmap2::Mmap;
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
+
+use crate::error::Error;
+use crate::symbol_table::SymbolTable;
+
+/// A byte range of a memory-mapped file, as framehop wants section data.
+#[derive(Clone)]
+pub struct SectionData {
+    map: Arc<Mmap>,
+    range: Range<usize>,
+}
+
+impl Deref for SectionData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map[self.range.clone()]
+    }
+}
+
+/// A section's stated address range and its bytes in the file.
+#[derive(Debug, Clone)]
+struct Section {
+    svma: Range<u64>,
+    file: Range<usize>,
+}
+
+/// A `PT_LOAD` segment.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
+}
+
+/// A parsed ELF file.
+pub struct Library {
+    path: String,
+    map: Arc<Mmap>,
+    segments: Vec<Segment>,
+    text: Option<Section>,
+    got: Option<Section>,
+    eh_frame: Option<Section>,
+    eh_frame_hdr: Option<Section>,
+    debug_frame: Option<Section>,
+    symbols: SymbolTable,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library")
+            .field("path", &self.path)
+            .field("symbols", &self.symbols.len())
+            .finish()
+    }
+}
+
+impl Library {
+    /// Maps and parses the file at `open_path` (e.g. through `/proc/PID/root`); `path` is the
+    /// name shown in frames.
+    pub fn load(path: &str, open_path: &Path) -> Result<Library, Error> {
+        let io = |source| Error::Io {
+            path: open_path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(open_path).map_err(io)?;
+        // SAFETY: the file is mapped read-only; a library being rewritten in place while we
+        // read it would give wrong names, not undefined behaviour we rely on.
+        let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(io)?);
+        let obj = object::File::parse(&map[..]).map_err(|e| Error::Parse {
+            path: open_path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let section = |name: &str| {
+            let s = obj.section_by_name(name)?;
+            let (off, size) = s.file_range().unwrap_or((0, 0));
+            Some(Section {
+                svma: s.address()..s.address() + s.size(),
+                file: off as usize..(off + size) as usize,
+            })
+        };
+        let segments = obj
+            .segments()
+            .map(|s| {
+                let (offset, filesz) = s.file_range();
+                Segment {
+                    offset,
+                    vaddr: s.address(),
+                    filesz,
+                }
+            })
+            .collect();
+        let mut lib = Library {
+            path: path.to_string(),
+            segments,
+            text: section(".text"),
+            got: section(".got"),
+            eh_frame: section(".eh_frame"),
+            eh_frame_hdr: section(".eh_frame_hdr"),
+            debug_frame: section(".debug_frame"),
+            symbols: symbols(&obj),
+            map: map.clone(),
+        };
+        if lib.symbols.is_empty() || obj.symbol_table().is_none() {
+            if let Some(debug) = separate_debug_symbols(&obj) {
+                if debug.len() > lib.symbols.len() {
+                    lib.symbols = debug;
+                }
+            }
+        }
+        Ok(lib)
+    }
+
+    /// The path shown in frames.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The symbol table.
+    pub fn symbols(&self) -> &SymbolTable {
+        &self.symbols
+    }
+
+    /// The load bias of a mapping of this file at `start` with file offset `offset`:
+    /// process address = file address + bias.
+    pub fn bias(&self, start: u64, offset: u64) -> u64 {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| (s.offset & !0xfff) <= offset && offset < s.offset + s.filesz.max(1));
+        match seg {
+            Some(s) => start.wrapping_sub(s.vaddr.wrapping_add(offset.wrapping_sub(s.offset))),
+            None => start.wrapping_sub(offset),
+        }
+    }
+
+    /// The unwind sections for a framehop module.
+    pub fn section_info(&self) -> ExplicitModuleSectionInfo<SectionData> {
+        let data = |s: &Option<Section>| {
+            s.as_ref()
+                .filter(|s| s.file.end <= self.map.len() && !s.file.is_empty())
+                .map(|s| SectionData {
+                    map: self.map.clone(),
+                    range: s.file.clone(),
+                })
+        };
+        let svma = |s: &Option<Section>| s.as_ref().map(|s| s.svma.clone());
+        ExplicitModuleSectionInfo {
+            base_svma: 0,
+            text_svma: svma(&self.text),
+            text: data(&self.text),
+            got_svma: svma(&self.got),
+            eh_frame_svma: svma(&self.eh_frame),
+            eh_frame: data(&self.eh_frame),
+            eh_frame_hdr_svma: svma(&self.eh_frame_hdr),
+            eh_frame_hdr: data(&self.eh_frame_hdr),
+            debug_frame: data(&self.debug_frame),
+            stubs_svma: None,
+            stub_helper_svma: None,
+            unwind_info: None,
+            text_segment_svma: None,
+            text_segment: None,
+        }
+    }
+}
+
+/// Function symbols from `.symtab`, then `.dynsym` (the first wins at equal addresses).
+fn symbols(obj: &object::File) -> SymbolTable {
+    let section_end = |sym: &object::Symbol| {
+        sym.section_index()
+            .and_then(|i| obj.section_by_index(i).ok())
+            .map_or(u64::MAX, |s| s.address() + s.size())
+    };
+    let mut entries = Vec::new();
+    for sym in obj.symbols().chain(obj.dynamic_symbols()) {
+        if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
+            continue;
+        }
+        if let Ok(name) = sym.name() {
+            if !name.is_empty() {
+                entries.push((
+                    sym.address(),
+                    sym.size(),
+                    name.to_string(),
+                    section_end(&sym),
+                ));
+            }
+        }
+    }
+    SymbolTable::new(entries)
+}
+
+/// Symbols from `/usr/lib/debug/.build-id/xx/yyyy.debug` when a -dbgsym package is installed.
+fn separate_debug_symbols(obj: &object::File) -> Option<SymbolTable> {
+    let id = obj.build_id().ok()??;
+    if id.len() < 2 {
+        return None;
+    }
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let path = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: read-only mapping of a debug file, see `Library::load`.
+    let map = unsafe { Mmap::map(&file) }.ok()?;
+    let debug = object::File::parse(&map[..]).ok()?;
+    Some(symbols(&debug))
+}

@@ -1,0 +1,93 @@
+//! Address → function name within one file, by binary search over sorted symbols.
+//!
+//! Built once per library from `.symtab` and `.dynsym` (see [`crate::Library`]). Symbols
+//! without a size (common in hand-written assembly, e.g. OpenBLAS kernels) extend to the
+//! next symbol, capped at the end of their section.
+
+/// Sorted function symbols of one file, addresses as stated in the file (SVMAs).
+#[derive(Debug, Default)]
+pub struct SymbolTable {
+    starts: Vec<u64>,
+    ends: Vec<u64>,
+    names: Vec<String>,
+}
+
+impl SymbolTable {
+    /// Builds a table from `(address, size, name, section_end)` entries; the first entry of
+    /// two at the same address wins (so callers put `.symtab` before `.dynsym`).
+    pub fn new(mut entries: Vec<(u64, u64, String, u64)>) -> Self {
+        // Stable sort keeps the caller's preference among equal addresses.
+        entries.sort_by_key(|e| e.0);
+        entries.dedup_by_key(|e| e.0);
+        let mut t = SymbolTable::default();
+        for i in 0..entries.len() {
+            let (start, size, _, section_end) = entries[i];
+            let next = entries.get(i + 1).map_or(u64::MAX, |e| e.0);
+            let end = if size > 0 {
+                start + size
+            } else {
+                next.min(section_end.max(start + 1))
+            };
+            t.starts.push(start);
+            t.ends.push(end);
+            t.names.push(std::mem::take(&mut entries[i].2));
+        }
+        t
+    }
+
+    /// The symbol containing `addr` and `addr`'s offset into it.
+    pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
+        let i = self.starts.partition_point(|&s| s <= addr).checked_sub(1)?;
+        (addr < self.ends[i]).then(|| (self.names[i].as_str(), addr - self.starts[i]))
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// True when the file had no function symbols.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> SymbolTable {
+        SymbolTable::new(vec![
+            (0x2000, 0x10, "b_sized".into(), 0x9000),
+            (0x1000, 0x100, "a_symtab".into(), 0x9000),
+            (0x1000, 0x100, "a_dynsym".into(), 0x9000),
+            (0x3000, 0, "c_unsized".into(), 0x9000),
+            (0x5000, 0, "d_last".into(), 0x6000),
+        ])
+    }
+
+    #[test]
+    fn finds_containing_symbol_and_offset() {
+        let t = table();
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.lookup(0x1000), Some(("a_symtab", 0)));
+        assert_eq!(t.lookup(0x10ff), Some(("a_symtab", 0xff)));
+        assert_eq!(t.lookup(0x2008), Some(("b_sized", 8)));
+    }
+
+    #[test]
+    fn gaps_and_edges_have_no_symbol() {
+        let t = table();
+        assert_eq!(t.lookup(0xfff), None);
+        assert_eq!(t.lookup(0x1100), None);
+        assert_eq!(t.lookup(0x2010), None);
+        assert_eq!(t.lookup(0x6000), None);
+    }
+
+    #[test]
+    fn unsized_symbols_reach_the_next_one_or_section_end() {
+        let t = table();
+        assert_eq!(t.lookup(0x4fff), Some(("c_unsized", 0x1fff)));
+        assert_eq!(t.lookup(0x5fff), Some(("d_last", 0xfff)));
+    }
+}

@@ -1,0 +1,276 @@
+//! The entry point: per-process address spaces, a shared library cache, and
+//! `unwind(pid, regs, stack) -> frames`.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cpuprof_model::{Frame, FrameKind};
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
+use framehop::Unwinder;
+
+use crate::address_space::AddressSpace;
+use crate::demangle::demangle;
+use crate::library::Library;
+use crate::maps::{self, Mapping};
+
+/// The user registers framehop needs on x86_64.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Regs {
+    /// Instruction pointer.
+    pub ip: u64,
+    /// Stack pointer (the copied stack starts here).
+    pub sp: u64,
+    /// Frame pointer.
+    pub bp: u64,
+}
+
+/// Counters for the benchmark and the docs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SymbolizerStats {
+    /// Samples unwound.
+    pub samples: u64,
+    /// Frames produced.
+    pub frames: u64,
+    /// Libraries parsed.
+    pub libraries: u64,
+    /// Times `/proc/PID/maps` was read.
+    pub maps_reads: u64,
+}
+
+/// Library cache key: device + inode when known, else the path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LibKey {
+    Inode(u64, u64),
+    Path(String),
+}
+
+/// Unwinds and names samples of any number of processes.
+pub struct Symbolizer {
+    libraries: HashMap<LibKey, Option<Arc<Library>>>,
+    processes: HashMap<u32, AddressSpace>,
+    cache: CacheX86_64,
+    /// Named frames by (library identity, file address); addresses repeat across samples.
+    names: HashMap<(usize, u64), Frame>,
+    exited: VecDeque<(Instant, u32)>,
+    stats: SymbolizerStats,
+}
+
+/// Deepest stack walked.
+const MAX_FRAMES: usize = 512;
+/// `/proc/PID/maps` is read again at most this often for one process.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(20);
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbolizer {
+    /// An empty symbolizer.
+    pub fn new() -> Self {
+        Symbolizer {
+            libraries: HashMap::new(),
+            processes: HashMap::new(),
+            cache: CacheX86_64::new(),
+            names: HashMap::new(),
+            exited: VecDeque::new(),
+            stats: SymbolizerStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SymbolizerStats {
+        self.stats
+    }
+
+    /// A new mapping in `pid` (perf `MMAP2`); non-executable mappings are ignored.
+    pub fn add_mapping(&mut self, pid: u32, mapping: Mapping) {
+        if !mapping.exec {
+            return;
+        }
+        let lib = self.library(pid, &mapping);
+        self.processes.entry(pid).or_default().insert(mapping, lib);
+    }
+
+    /// `child` was forked from `parent`: it starts with the parent's mappings.
+    pub fn fork(&mut self, parent: u32, child: u32) {
+        if let Some(space) = self.processes.get(&parent).cloned() {
+            self.processes.insert(child, space);
+        }
+    }
+
+    /// `pid` called `exec`: its old mappings are gone.
+    pub fn exec(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
+    /// `pid` exited. Its mappings are forgotten a little later (samples from other CPUs may
+    /// still be in flight).
+    pub fn exit(&mut self, pid: u32) {
+        let now = Instant::now();
+        self.exited.push_back((now, pid));
+        while let Some(&(t, p)) = self.exited.front() {
+            if now.duration_since(t) < Duration::from_secs(2) {
+                break;
+            }
+            self.exited.pop_front();
+            if !self.exited.iter().any(|&(_, q)| q == p) {
+                self.processes.remove(&p);
+            }
+        }
+    }
+
+    /// Re-reads `/proc/PID/maps` and adds executable mappings not yet known.
+    pub fn refresh(&mut self, pid: u32) {
+        let space = self.processes.entry(pid).or_default();
+        if space
+            .refreshed
+            .is_some_and(|t| t.elapsed() < REFRESH_INTERVAL)
+        {
+            return;
+        }
+        space.refreshed = Some(Instant::now());
+        self.stats.maps_reads += 1;
+        let Ok(mappings) = maps::read_exec(pid) else {
+            return;
+        };
+        for m in mappings {
+            if !self.processes.get(&pid).is_some_and(|s| s.has(&m)) {
+                self.add_mapping(pid, m);
+            }
+        }
+    }
+
+    /// Unwinds one sample of `pid` (registers + the user stack copied from `regs.sp` up) and
+    /// returns its frames, root first. Never empty: at least the instruction pointer's frame.
+    pub fn unwind(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> Vec<Frame> {
+        self.stats.samples += 1;
+        if !self
+            .processes
+            .get(&pid)
+            .is_some_and(|s| s.find(regs.ip).is_some())
+        {
+            self.refresh(pid);
+        }
+        let addrs = self.walk(pid, regs, stack);
+        // A return address in an unknown mapping may be a library loaded since the last look.
+        if addrs.iter().any(|a| {
+            !self
+                .processes
+                .get(&pid)
+                .is_some_and(|s| s.find(a.0).is_some())
+        }) {
+            self.refresh(pid);
+        }
+        let mut frames: Vec<Frame> = addrs
+            .iter()
+            .map(|&(addr, is_return)| self.name(pid, addr, is_return))
+            .collect();
+        frames.reverse();
+        self.stats.frames += frames.len() as u64;
+        frames
+    }
+
+    /// The addresses of the stack, leaf first, each with "is a return address".
+    fn walk(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> Vec<(u64, bool)> {
+        let mut out = vec![(regs.ip, false)];
+        let Some(space) = self.processes.get(&pid) else {
+            return out;
+        };
+        let sp = regs.sp;
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            let off = addr.checked_sub(sp).ok_or(())? as usize;
+            let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
+            Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
+        };
+        let mut iter = space.unwinder.iter_frames(
+            regs.ip,
+            UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
+            &mut self.cache,
+            &mut read_stack,
+        );
+        // The first frame is the ip, already in `out`.
+        let _ = iter.next();
+        while let Ok(Some(frame)) = iter.next() {
+            let addr = frame.address();
+            // Callchain context markers (PERF_CONTEXT_*) and garbage near the top of the
+            // address space are not code.
+            if addr >= u64::MAX - 4095 || addr < 0x1000 || out.len() >= MAX_FRAMES {
+                break;
+            }
+            out.push((addr, true));
+        }
+        out
+    }
+
+    /// Names one address of `pid`.
+    fn name(&mut self, pid: u32, addr: u64, is_return: bool) -> Frame {
+        let lookup = if is_return { addr - 1 } else { addr };
+        let Some(m) = self.processes.get(&pid).and_then(|s| s.find(lookup)) else {
+            return Frame {
+                kind: FrameKind::Native,
+                name: format!("{addr:#x}"),
+                module: None,
+                line: None,
+            };
+        };
+        let svma = lookup.wrapping_sub(m.bias);
+        let identity = match &m.library {
+            Some(l) => Arc::as_ptr(l) as usize,
+            // Files we could not read: one identity per mapping start.
+            None => m.mapping.start as usize,
+        };
+        if let Some(f) = self.names.get(&(identity, svma)) {
+            return f.clone();
+        }
+        let symbol = m
+            .library
+            .as_ref()
+            .and_then(|l| l.symbols().lookup(svma))
+            .map(|(name, _)| demangle(name));
+        let frame = Frame {
+            kind: FrameKind::Native,
+            name: symbol.unwrap_or_else(|| format!("{}+{:#x}", m.mapping.base_name(), svma)),
+            module: Some(m.mapping.path.clone()),
+            line: None,
+        };
+        self.names.insert((identity, svma), frame.clone());
+        frame
+    }
+
+    /// The parsed file behind a mapping of `pid`, loaded once per file.
+    fn library(&mut self, pid: u32, mapping: &Mapping) -> Option<Arc<Library>> {
+        if !mapping.is_file() {
+            return None;
+        }
+        let key = if mapping.inode != 0 {
+            LibKey::Inode(mapping.dev, mapping.inode)
+        } else {
+            LibKey::Path(mapping.path.clone())
+        };
+        if let Some(lib) = self.libraries.get(&key) {
+            return lib.clone();
+        }
+        let candidates = [
+            PathBuf::from(format!("/proc/{pid}/root{}", mapping.path)),
+            PathBuf::from(&mapping.path),
+            PathBuf::from(format!(
+                "/proc/{pid}/map_files/{:x}-{:x}",
+                mapping.start, mapping.end
+            )),
+        ];
+        let lib = candidates
+            .iter()
+            .find_map(|p| Library::load(&mapping.path, p).ok())
+            .map(Arc::new);
+        if lib.is_some() {
+            self.stats.libraries += 1;
+        }
+        // Remember failures too, but not for a process we could not see into yet.
+        self.libraries.insert(key, lib.clone());
+        lib
+    }
+}
