@@ -8,5 +8,11 @@
 //! set.
 #![deny(missing_docs)]
 
+pub mod budget;
+pub mod cgroup;
 pub mod clock;
+mod error;
+pub mod procfs;
 pub mod tree;
+
+pub use error::CollectError;

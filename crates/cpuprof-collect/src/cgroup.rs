@@ -1,0 +1,240 @@
+//! The target's cgroup: CPU quota (v1 and v2) and throttling counters.
+//!
+//! Containers limit CPU with a CFS quota while BLAS and OpenMP size their pools from the
+//! affinity mask, so the quota is often the real budget and the cause of oversubscription.
+//! The cgroup comes from `/proc/PID/cgroup`, its directory from `/proc/self/mountinfo`; the
+//! quota is the smallest one on the path from the cgroup up to the mount's root (a parent's
+//! limit applies to its children).
+
+use std::path::{Path, PathBuf};
+
+use cpuprof_model::{CgroupInfo, Throttling};
+
+/// One cgroup hierarchy the process belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// 1 or 2.
+    pub version: u8,
+    /// Path inside the hierarchy.
+    pub path: String,
+}
+
+/// The hierarchy that holds the CPU controller, from `/proc/PID/cgroup` text: the v1 line
+/// whose controllers include `cpu`, else the v2 line (`0::`).
+pub fn cpu_membership(text: &str) -> Option<Membership> {
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if id == "0" && ctrls.is_empty() {
+            v2 = Some(Membership {
+                version: 2,
+                path: path.to_string(),
+            });
+        } else if ctrls.split(',').any(|c| c == "cpu") {
+            return Some(Membership {
+                version: 1,
+                path: path.to_string(),
+            });
+        }
+    }
+    v2
+}
+
+/// A cgroup mount from `mountinfo`: (root inside the hierarchy, mount point).
+pub fn find_mount(mountinfo: &str, version: u8) -> Option<(String, PathBuf)> {
+    for line in mountinfo.lines() {
+        let (pre, post) = line.split_once(" - ")?;
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        let (Some(root), Some(mnt), Some(fstype)) = (pre.get(3), pre.get(4), post.first()) else {
+            continue;
+        };
+        let ok = match version {
+            2 => *fstype == "cgroup2",
+            _ => {
+                *fstype == "cgroup"
+                    && post
+                        .get(2)
+                        .is_some_and(|o| o.split(',').any(|c| c == "cpu"))
+            }
+        };
+        if ok {
+            return Some((root.to_string(), PathBuf::from(mnt)));
+        }
+    }
+    None
+}
+
+/// Quota in CPUs from v2 `cpu.max` text (`max 100000` = none).
+pub fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut it = text.split_ascii_whitespace();
+    let quota: f64 = it.next()?.parse().ok()?;
+    let period: f64 = it.next()?.parse().ok()?;
+    (quota > 0.0 && period > 0.0).then(|| quota / period)
+}
+
+/// Quota in CPUs from v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` (`-1` = none).
+pub fn parse_cfs(quota: &str, period: &str) -> Option<f64> {
+    let q: f64 = quota.trim().parse().ok()?;
+    let p: f64 = period.trim().parse().ok()?;
+    (q > 0.0 && p > 0.0).then(|| q / p)
+}
+
+/// Throttling counters from `cpu.stat` (v2 `throttled_usec`, v1 `throttled_time` in ns).
+pub fn parse_cpu_stat(text: &str) -> Option<Throttling> {
+    let mut t = Throttling::default();
+    let mut seen = false;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(v) = v.trim().parse::<u64>() else {
+            continue;
+        };
+        match k {
+            "nr_periods" => t.nr_periods = v,
+            "nr_throttled" => t.nr_throttled = v,
+            "throttled_usec" => t.throttled_ns = v.saturating_mul(1000),
+            "throttled_time" => t.throttled_ns = v,
+            _ => continue,
+        }
+        seen = true;
+    }
+    seen.then_some(t)
+}
+
+/// The directory of a cgroup path under its mount.
+fn cgroup_dir(mount_root: &str, mount_point: &Path, path: &str) -> PathBuf {
+    let rel = path
+        .strip_prefix(mount_root)
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    mount_point.join(rel)
+}
+
+fn read(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok()
+}
+
+/// The quota of one cgroup directory.
+fn dir_quota(version: u8, dir: &Path) -> Option<f64> {
+    if version == 2 {
+        parse_cpu_max(&read(&dir.join("cpu.max"))?)
+    } else {
+        parse_cfs(
+            &read(&dir.join("cpu.cfs_quota_us"))?,
+            &read(&dir.join("cpu.cfs_period_us"))?,
+        )
+    }
+}
+
+/// The CPU cgroup of `pid` with its quota and current throttling, if it can be found.
+pub fn read_cgroup(pid: u32) -> Option<CgroupInfo> {
+    let m = cpu_membership(&read(Path::new(&format!("/proc/{pid}/cgroup")))?)?;
+    let (root, mnt) = find_mount(&read(Path::new("/proc/self/mountinfo"))?, m.version)?;
+    let leaf = cgroup_dir(&root, &mnt, &m.path);
+    let mut quota: Option<f64> = None;
+    let mut dir = leaf.clone();
+    loop {
+        if let Some(q) = dir_quota(m.version, &dir) {
+            quota = Some(quota.map_or(q, |old| old.min(q)));
+        }
+        if dir == mnt || !dir.pop() || !dir.starts_with(&mnt) {
+            break;
+        }
+    }
+    Some(CgroupInfo {
+        version: m.version,
+        path: m.path,
+        quota_cpus: quota,
+        throttling_start: throttling(&leaf),
+        throttling_end: None,
+    })
+}
+
+/// Throttling counters of a cgroup directory.
+pub fn throttling(dir: &Path) -> Option<Throttling> {
+    parse_cpu_stat(&read(&dir.join("cpu.stat"))?)
+}
+
+/// Throttling counters now of the cgroup of `pid` (for the end of a recording).
+pub fn throttling_of(pid: u32) -> Option<Throttling> {
+    let m = cpu_membership(&read(Path::new(&format!("/proc/{pid}/cgroup")))?)?;
+    let (root, mnt) = find_mount(&read(Path::new("/proc/self/mountinfo"))?, m.version)?;
+    throttling(&cgroup_dir(&root, &mnt, &m.path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str =
+        "9:name=systemd:/\n4:memory:/process_api/af8a\n2:cpuacct:/\n1:cpu:/job\n0::/\n";
+    const V2: &str = "0::/user.slice/user-1000.slice/session-2.scope\n";
+    const MOUNTINFO: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+
+    #[test]
+    fn memberships() {
+        assert_eq!(
+            cpu_membership(V1),
+            Some(Membership {
+                version: 1,
+                path: "/job".into()
+            })
+        );
+        assert_eq!(cpu_membership(V2).unwrap().version, 2);
+        assert_eq!(cpu_membership("junk"), None);
+    }
+
+    #[test]
+    fn mounts() {
+        assert_eq!(
+            find_mount(MOUNTINFO, 1),
+            Some(("/".into(), PathBuf::from("/sys/fs/cgroup/cpu")))
+        );
+        assert_eq!(
+            find_mount(MOUNTINFO, 2),
+            Some(("/".into(), PathBuf::from("/sys/fs/cgroup/unified")))
+        );
+        assert_eq!(
+            cgroup_dir("/", Path::new("/sys/fs/cgroup/cpu"), "/job"),
+            PathBuf::from("/sys/fs/cgroup/cpu/job")
+        );
+    }
+
+    #[test]
+    fn quotas_and_throttling() {
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(parse_cpu_max("150000 100000\n"), Some(1.5));
+        assert_eq!(parse_cfs("-1\n", "100000\n"), None);
+        assert_eq!(parse_cfs("200000\n", "100000\n"), Some(2.0));
+        assert_eq!(
+            parse_cpu_stat("usage_usec 5\nnr_periods 10\nnr_throttled 3\nthrottled_usec 7\n"),
+            Some(Throttling {
+                nr_periods: 10,
+                nr_throttled: 3,
+                throttled_ns: 7000
+            })
+        );
+        assert_eq!(
+            parse_cpu_stat("nr_periods 0\nnr_throttled 0\nthrottled_time 42\n")
+                .unwrap()
+                .throttled_ns,
+            42
+        );
+        assert_eq!(parse_cpu_stat(""), None);
+    }
+
+    #[test]
+    fn reads_this_machine() {
+        // Every Linux process has a cgroup; where no CPU controller is mounted, None is fine.
+        if let Some(c) = read_cgroup(std::process::id()) {
+            assert!(c.version == 1 || c.version == 2);
+        }
+    }
+}
