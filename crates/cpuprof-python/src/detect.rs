@@ -10,6 +10,22 @@ use std::fs;
 
 use cpuprof_model::Pid;
 
+/// What identifies one program image of `pid`: its executable and command line. A fork keeps
+/// both; `exec` changes at least the command line even when the executable stays the same
+/// (`subprocess.run([sys.executable, ...])` forks the interpreter, then execs it again), and a
+/// spy opened before the `exec` reads a dead address space. `None` when the process is gone or
+/// a zombie.
+pub fn image(pid: Pid) -> Option<String> {
+    let exe = exe(pid)?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(format!("{exe}\0{}", String::from_utf8_lossy(&cmdline)))
+}
+
+/// The executable part of an [`image`].
+pub fn image_exe(image: &str) -> &str {
+    image.split('\0').next().unwrap_or(image)
+}
+
 /// What a process is, as far as Python sampling is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {

@@ -75,9 +75,10 @@ pub struct PythonSampler<S: PidSource> {
     stats: SamplerStats,
 }
 
-/// What the sampler knows of one pid, for one executable.
+/// What the sampler knows of one pid, for one program image (executable + command line).
 struct Target {
-    exe: String,
+    /// Executable and command line ([`detect::image`]).
+    image: String,
     state: State,
 }
 
@@ -142,23 +143,23 @@ impl<S: PidSource> PythonSampler<S> {
         self.targets.retain(|pid, _| pids.contains(pid));
         for pid in pids {
             // Gone or a zombie: nothing to read (its samples so far are kept).
-            let Some(exe) = detect::exe(pid) else {
+            let Some(image) = detect::image(pid) else {
                 self.targets.remove(&pid);
                 continue;
             };
             let target = self.targets.entry(pid).or_insert_with(|| Target {
-                exe: String::new(),
+                image: String::new(),
                 state: State::Ignored,
             });
-            if target.exe != exe {
-                target.state = match detect::classify(pid, &exe) {
+            if target.image != image {
+                target.state = match detect::classify(pid, detect::image_exe(&image)) {
                     Kind::Python => State::Opening {
                         since: Instant::now(),
                         last_error: String::new(),
                     },
                     Kind::Other => State::Ignored,
                 };
-                target.exe = exe;
+                target.image = image;
             }
             self.sample(pid);
         }
@@ -186,7 +187,7 @@ impl<S: PidSource> PythonSampler<S> {
                         if since.elapsed() >= OPEN_GRACE && alive(pid) {
                             let msg = format!(
                             "python: cannot read the Python stacks of pid {pid} ({}): {last_error}{}",
-                            target.exe,
+                            detect::image_exe(&target.image),
                             advice(last_error)
                         );
                             target.state = State::GaveUp;
@@ -216,7 +217,7 @@ impl<S: PidSource> PythonSampler<S> {
                             let err = error_chain(&e);
                             let msg = format!(
                                 "python: stopped reading the Python stacks of pid {pid} ({}) after {MAX_READ_FAILURES} failed reads: {err}{}",
-                                target.exe,
+                                detect::image_exe(&target.image),
                                 advice(&err)
                             );
                             target.state = State::GaveUp;
