@@ -12,6 +12,7 @@ pub mod budget;
 pub mod cgroup;
 pub mod clock;
 mod error;
+pub mod launcher;
 pub mod procfs;
 pub mod tree;
 

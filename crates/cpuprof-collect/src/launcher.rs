@@ -1,0 +1,268 @@
+//! Starting the target paused, so that nothing it does escapes the collectors.
+//!
+//! `fork`; the child blocks reading a pipe; the parent attaches its collectors to the child's
+//! pid and then [`PausedChild::release`]s it, and the child `execvp`s the command (PATH search
+//! like a shell). A failed `exec` is reported back through a second, close-on-exec pipe:
+//! end-of-file there means the `exec` succeeded. `std::process::Command` cannot do this: a
+//! blocking `pre_exec` deadlocks its own error pipe.
+//!
+//! cpuprof also makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`): descendants
+//! orphaned by their parents are re-parented to cpuprof instead of init, so the poller reaps
+//! them and their CPU still counts.
+
+use std::ffi::CString;
+use std::io;
+
+use crate::CollectError;
+
+/// A forked child waiting for [`PausedChild::release`] before it `exec`s.
+///
+/// Dropping it unreleased kills and reaps the child.
+#[derive(Debug)]
+pub struct PausedChild {
+    pid: u32,
+    name: String,
+    go_fd: libc::c_int,
+    err_fd: libc::c_int,
+    released: bool,
+}
+
+/// Makes the calling process a child subreaper.
+pub fn become_subreaper() -> Result<(), CollectError> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument only.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(CollectError::last_os("prctl(PR_SET_CHILD_SUBREAPER)"));
+    }
+    Ok(())
+}
+
+fn pipe_cloexec() -> Result<[libc::c_int; 2], CollectError> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(CollectError::last_os("pipe2"));
+    }
+    Ok(fds)
+}
+
+fn close(fd: libc::c_int) {
+    // SAFETY: closing a descriptor we own; errors do not matter here.
+    unsafe { libc::close(fd) };
+}
+
+impl PausedChild {
+    /// Forks a child that will run `command` once released. Call this while the process is
+    /// still single-threaded (before starting collector threads): the child runs `execvp`.
+    pub fn spawn(command: &[String]) -> Result<PausedChild, CollectError> {
+        let name = command
+            .first()
+            .ok_or_else(|| CollectError::BadCommand("no command given".into()))?
+            .clone();
+        let args: Vec<CString> = command
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| CollectError::BadCommand(format!("'{name}' contains a NUL byte")))?;
+        let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let go = pipe_cloexec()?;
+        let err = match pipe_cloexec() {
+            Ok(e) => e,
+            Err(e) => {
+                close(go[0]);
+                close(go[1]);
+                return Err(e);
+            }
+        };
+        // SAFETY: between fork and exec the child only calls async-signal-safe functions
+        // (close, read, sigprocmask, signal, execvp's PATH search, write, _exit); all memory
+        // it touches was prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            for fd in go.iter().chain(err.iter()) {
+                close(*fd);
+            }
+            return Err(CollectError::last_os("fork"));
+        }
+        if pid == 0 {
+            // Child.
+            unsafe { child_after_fork(go, err, &argv) }
+        }
+        close(go[0]);
+        close(err[1]);
+        Ok(PausedChild {
+            pid: pid as u32,
+            name,
+            go_fd: go[1],
+            err_fd: err[0],
+            released: false,
+        })
+    }
+
+    /// The child's pid (valid before and after `exec`).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Lets the child `exec`, then waits until it did. An `exec` failure comes back as
+    /// [`CollectError::NotFound`] (exit 127 for the user) or [`CollectError::NotExecutable`]
+    /// (126); the failed child exits 127 on its own.
+    pub fn release(&mut self) -> Result<(), CollectError> {
+        self.released = true;
+        let one = [1u8];
+        // SAFETY: writing one byte from a valid buffer to our pipe end.
+        unsafe { libc::write(self.go_fd, one.as_ptr().cast(), 1) };
+        close(self.go_fd);
+        self.go_fd = -1;
+        let mut buf = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            // SAFETY: reading into the unread tail of a valid buffer.
+            let n = unsafe { libc::read(self.err_fd, buf[got..].as_mut_ptr().cast(), 4 - got) };
+            if n > 0 {
+                got += n as usize;
+            } else if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        close(self.err_fd);
+        self.err_fd = -1;
+        if got < 4 {
+            return Ok(()); // end of file: exec succeeded
+        }
+        let errno = i32::from_ne_bytes(buf);
+        Err(exec_error(&self.name, errno))
+    }
+}
+
+/// The error for an `exec` that failed with `errno`.
+pub fn exec_error(name: &str, errno: i32) -> CollectError {
+    if errno == libc::ENOENT || errno == libc::ENOTDIR {
+        CollectError::NotFound {
+            name: name.to_string(),
+        }
+    } else {
+        CollectError::NotExecutable {
+            name: name.to_string(),
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+}
+
+impl CollectError {
+    /// The exit status a shell uses for this launch error (127 not found, 126 not executable),
+    /// `None` for other errors.
+    pub fn launch_exit_code(&self) -> Option<i32> {
+        match self {
+            CollectError::NotFound { .. } => Some(127),
+            CollectError::NotExecutable { .. } => Some(126),
+            _ => None,
+        }
+    }
+}
+
+/// The child's side: wait for the go byte, restore signal state, exec, report failure.
+///
+/// # Safety
+/// Only to be called in the child right after `fork`.
+unsafe fn child_after_fork(
+    go: [libc::c_int; 2],
+    err: [libc::c_int; 2],
+    argv: &[*const libc::c_char],
+) -> ! {
+    unsafe {
+        libc::close(go[1]);
+        libc::close(err[0]);
+        let mut b = 0u8;
+        loop {
+            let n = libc::read(go[0], (&mut b as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n == 0 || *libc::__errno_location() != libc::EINTR {
+                // cpuprof went away without releasing us: do not run the command.
+                libc::_exit(125);
+            }
+        }
+        libc::close(go[0]);
+        // The target gets a clean signal state: Rust ignores SIGPIPE, cpuprof may block
+        // signals in its own threads.
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        libc::execvp(argv[0], argv.as_ptr());
+        let errno = *libc::__errno_location();
+        let bytes = errno.to_ne_bytes();
+        libc::write(err[1], bytes.as_ptr().cast(), 4);
+        libc::_exit(127);
+    }
+}
+
+impl Drop for PausedChild {
+    fn drop(&mut self) {
+        if self.go_fd >= 0 {
+            close(self.go_fd);
+        }
+        if self.err_fd >= 0 {
+            close(self.err_fd);
+        }
+        if !self.released {
+            // SAFETY: the child is ours and has not been reaped.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(self.pid as libc::pid_t, &mut status, 0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(pid: u32) -> i32 {
+        let mut status = 0;
+        unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+        status
+    }
+
+    #[test]
+    fn runs_after_release_and_reports_exec_failures() {
+        let mut c = PausedChild::spawn(&["sh".into(), "-c".into(), "exit 3".into()]).unwrap();
+        // Paused: still our forked copy, blocked on the pipe.
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", c.pid())).unwrap();
+        assert_ne!(comm.trim(), "sh");
+        c.release().unwrap();
+        let st = wait(c.pid());
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 3);
+
+        let mut c = PausedChild::spawn(&["cpuprof-no-such-command-xyz".into()]).unwrap();
+        let e = c.release().unwrap_err();
+        assert_eq!(e.launch_exit_code(), Some(127));
+        assert_eq!(
+            e.to_string(),
+            "cannot run 'cpuprof-no-such-command-xyz': No such file or directory"
+        );
+        wait(c.pid());
+
+        let file = std::env::temp_dir().join(format!("cpuprof-noexec-{}", std::process::id()));
+        std::fs::write(&file, "echo hi\n").unwrap();
+        let mut c = PausedChild::spawn(&[file.display().to_string()]).unwrap();
+        assert_eq!(c.release().unwrap_err().launch_exit_code(), Some(126));
+        wait(c.pid());
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn dropping_unreleased_kills_the_child() {
+        let c = PausedChild::spawn(&["true".into()]).unwrap();
+        let pid = c.pid();
+        drop(c);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+}
