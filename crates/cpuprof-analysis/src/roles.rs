@@ -1,0 +1,250 @@
+//! What each thread is: main, Python, a BLAS or OpenMP pool worker, or other.
+//!
+//! By where it runs when there are stacks: a worker's stacks start in the runtime's thread
+//! start routine (`blas_thread_server`, `gomp_thread_start`) or spend most samples inside the
+//! runtime's library. Without stacks (perf refused) by the one fact procfs gives: pool workers
+//! are created by the runtime with the process's name (`comm` is inherited), whereas threads a
+//! program names itself carry their own name.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cpuprof_model::{Pid, Process, Profile, StackId, ThreadClass, ThreadRole, Tid};
+
+use crate::runtimes::{self, Family, Loaded, Runtime};
+
+/// Share of a thread's samples inside one runtime's library that makes it that runtime's
+/// worker when no start routine was seen: a worker spends nearly all its time there, a
+/// caller thread (main) far less than all.
+const IN_LIBRARY_SHARE: f64 = 0.8;
+
+/// Per-thread sample facts.
+#[derive(Debug, Default, Clone)]
+struct ThreadSamples {
+    total: u64,
+    /// Samples with a frame inside each runtime's library, by runtime name.
+    inside: HashMap<&'static str, u64>,
+    /// Runtime whose worker start routine appeared in a stack.
+    entry: Option<&'static Runtime>,
+}
+
+/// Frames facts of one stack, cached per stack id.
+#[derive(Debug, Default, Clone)]
+struct StackFacts {
+    inside: Vec<&'static str>,
+    entry: Option<&'static Runtime>,
+}
+
+fn stack_facts(profile: &Profile, stack: StackId) -> StackFacts {
+    let mut f = StackFacts::default();
+    for id in profile.stacks.frames_of(stack) {
+        let frame = profile.stacks.frame(id);
+        if let Some(rt) = frame
+            .module
+            .as_deref()
+            .and_then(runtimes::runtime_of_library)
+        {
+            if !f.inside.contains(&rt.name) {
+                f.inside.push(rt.name);
+            }
+        }
+        let name = frame.name.split('+').next().unwrap_or(&frame.name);
+        if f.entry.is_none() {
+            f.entry = runtimes::ALL
+                .iter()
+                .find(|r| r.worker_entries.contains(&name));
+        }
+    }
+    f
+}
+
+/// Is this process a Python interpreter?
+pub fn is_python(p: &Process) -> bool {
+    let exe_py = p
+        .exe
+        .as_deref()
+        .map(runtimes::base_name)
+        .is_some_and(|b| b.starts_with("python"));
+    let cmd_py = p
+        .command
+        .first()
+        .map(|c| runtimes::base_name(c))
+        .is_some_and(|b| b.starts_with("python"));
+    let lib_py = p
+        .libraries
+        .iter()
+        .any(|l| runtimes::base_name(l).starts_with("libpython"));
+    exe_py || cmd_py || lib_py
+}
+
+/// The role of every thread, by tid.
+pub fn classify(
+    profile: &Profile,
+    loaded: &BTreeMap<Pid, Vec<Loaded>>,
+) -> BTreeMap<Tid, ThreadClass> {
+    let mut cache: HashMap<StackId, StackFacts> = HashMap::new();
+    let mut per_thread: HashMap<(Pid, Tid), ThreadSamples> = HashMap::new();
+    for s in &profile.samples {
+        let ts = per_thread.entry((s.pid, s.tid)).or_default();
+        ts.total += 1;
+        let Some(stack) = s.stack else { continue };
+        let f = cache
+            .entry(stack)
+            .or_insert_with(|| stack_facts(profile, stack));
+        for rt in &f.inside {
+            *ts.inside.entry(rt).or_default() += 1;
+        }
+        if ts.entry.is_none() {
+            ts.entry = f.entry;
+        }
+    }
+    let mut python_tids: HashMap<(Pid, Tid), ()> = HashMap::new();
+    for s in &profile.python_samples {
+        python_tids.insert((s.pid, s.tid), ());
+    }
+    let mut out = BTreeMap::new();
+    for p in &profile.processes {
+        let rts = loaded.get(&p.pid).map(Vec::as_slice).unwrap_or(&[]);
+        let python = is_python(p);
+        let main_name = p.thread(p.pid).map(|t| t.name.as_str());
+        for th in &p.threads {
+            let key = (p.pid, th.tid);
+            let class = if python_tids.contains_key(&key) || (python && th.tid == p.pid) {
+                ThreadClass {
+                    role: ThreadRole::Python,
+                    runtime: None,
+                }
+            } else if th.tid == p.pid {
+                ThreadClass {
+                    role: ThreadRole::Main,
+                    runtime: None,
+                }
+            } else if let Some(ts) = per_thread.get(&key).filter(|t| t.total > 0) {
+                by_samples(ts, rts)
+            } else {
+                by_name(th.name.as_str(), main_name, rts)
+            };
+            out.insert(th.tid, class);
+        }
+    }
+    out
+}
+
+fn other() -> ThreadClass {
+    ThreadClass {
+        role: ThreadRole::Other,
+        runtime: None,
+    }
+}
+
+fn worker_of(rt: &Runtime) -> ThreadClass {
+    ThreadClass {
+        role: match rt.family {
+            Family::OpenMp => ThreadRole::OpenmpWorker,
+            _ => ThreadRole::BlasWorker,
+        },
+        runtime: Some(rt.name.to_string()),
+    }
+}
+
+fn by_samples(ts: &ThreadSamples, rts: &[Loaded]) -> ThreadClass {
+    if let Some(rt) = ts.entry {
+        // OpenBLAS built on OpenMP runs its pool on libgomp threads: still OpenBLAS's pool.
+        if rt.family == Family::OpenMp && ts.inside.contains_key(runtimes::OPENBLAS.name) {
+            return worker_of(&runtimes::OPENBLAS);
+        }
+        return worker_of(rt);
+    }
+    let best = ts
+        .inside
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .filter(|(_, n)| **n as f64 >= IN_LIBRARY_SHARE * ts.total as f64);
+    if let Some((name, _)) = best {
+        if let Some(l) = rts.iter().find(|l| l.runtime.name == *name) {
+            if matches!(l.runtime.family, Family::Blas | Family::OpenMp) {
+                return worker_of(l.runtime);
+            }
+        }
+    }
+    other()
+}
+
+/// Without stacks: a non-main thread carrying the process's own name, in a process that
+/// loaded a pool runtime, is taken as that runtime's worker (BLAS first: when OpenBLAS and
+/// libgomp are both loaded, libgomp usually serves OpenBLAS).
+fn by_name(name: &str, main_name: Option<&str>, rts: &[Loaded]) -> ThreadClass {
+    let inherited = main_name.is_some_and(|m| m == name);
+    let pool = rts
+        .iter()
+        .find(|l| matches!(l.runtime.family, Family::Blas | Family::OpenMp));
+    match pool {
+        Some(l) if inherited => worker_of(l.runtime),
+        _ => other(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{add_samples, busy_thread, native, profile_with, with_library};
+
+    const OB: &str = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0";
+
+    fn loaded_of(p: &Profile) -> BTreeMap<Pid, Vec<Loaded>> {
+        p.processes
+            .iter()
+            .map(|x| (x.pid, runtimes::loaded(x)))
+            .collect()
+    }
+
+    #[test]
+    fn by_stacks_workers_and_main() {
+        let mut p = profile_with(
+            2,
+            vec![(
+                10,
+                vec![
+                    busy_thread(10, 1.0, 1.0, 0.0),
+                    busy_thread(11, 1.0, 1.0, 0.0),
+                    busy_thread(12, 1.0, 0.1, 0.0),
+                ],
+            )],
+        );
+        with_library(&mut p, 10, OB);
+        let main = native("main", "/bin/m");
+        add_samples(&mut p, 10, 10, &[main.clone(), native("dgemm_", OB)], 10);
+        add_samples(
+            &mut p,
+            10,
+            11,
+            &[native("blas_thread_server", OB), native("dgemm_kernel", OB)],
+            10,
+        );
+        add_samples(&mut p, 10, 12, &[native("my_loop", "/bin/m")], 10);
+        let c = classify(&p, &loaded_of(&p));
+        assert_eq!(c[&10].role, ThreadRole::Main);
+        assert_eq!(c[&11].role, ThreadRole::BlasWorker);
+        assert_eq!(c[&11].runtime.as_deref(), Some("OpenBLAS"));
+        assert_eq!(c[&12].role, ThreadRole::Other);
+    }
+
+    #[test]
+    fn without_stacks_by_inherited_name() {
+        let mut th = vec![
+            busy_thread(10, 1.0, 1.0, 0.0),
+            busy_thread(11, 1.0, 1.0, 0.0),
+            busy_thread(12, 1.0, 1.0, 0.0),
+        ];
+        th[0].name = "python3".into();
+        th[1].name = "python3".into();
+        th[2].name = "my-io-thread".into();
+        let mut p = profile_with(2, vec![(10, th)]);
+        p.processes[0].command = vec!["/usr/bin/python3".into(), "x.py".into()];
+        with_library(&mut p, 10, "/usr/lib/libgomp.so.1");
+        let c = classify(&p, &loaded_of(&p));
+        assert_eq!(c[&10].role, ThreadRole::Python);
+        assert_eq!(c[&11].role, ThreadRole::OpenmpWorker);
+        assert_eq!(c[&11].runtime.as_deref(), Some("GNU OpenMP"));
+        assert_eq!(c[&12].role, ThreadRole::Other);
+    }
+}

@@ -1,0 +1,211 @@
+//! `spin-wait`: CPU burned by pool threads busy-waiting in the runtime's wait loops.
+//!
+//! A sample whose innermost user frame is a wait loop ([`crate::waitloops`]) is CPU spent
+//! waiting, not working. On an idle machine that is only wasted CPU; when cores are
+//! contended it also takes a core another thread wanted. Needs stacks: with no samples this
+//! rule says nothing rather than guess.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use cpuprof_model::{Finding, Pid, Profile, Sample, Severity, StackId, Tid};
+
+use crate::fixes;
+use crate::oversubscription::Over;
+use crate::runtimes::{self, Runtime};
+use crate::waitloops;
+use crate::Context;
+
+/// Spinning must reach this share of all CPU: OpenBLAS workers spin ~0.1 s after every call
+/// and callers wait a little in `exec_blas_async_wait` even in a healthy pool; a tenth of
+/// the CPU is where it becomes the program's cost rather than the runtime's normal overhead.
+pub const MIN_SPIN_SHARE: f64 = 0.10;
+/// ...and at least this many CPU seconds (two OpenBLAS spin timeouts): less is not worth a
+/// setting.
+pub const MIN_SPIN_S: f64 = 0.2;
+/// Error rather than warning from this share of all CPU: a third of the CPU buys nothing.
+pub const ERROR_SPIN_SHARE: f64 = 0.30;
+
+/// Spin samples among a selection of samples.
+#[derive(Debug, Default, Clone)]
+pub struct SpinStats {
+    /// Samples looked at.
+    pub samples: u64,
+    /// Of which in a wait loop.
+    pub spin: u64,
+    /// CPU seconds in wait loops.
+    pub spin_s: f64,
+    /// Spin samples by runtime name.
+    pub by_runtime: BTreeMap<&'static str, u64>,
+    /// Processes that spun.
+    pub pids: BTreeSet<Pid>,
+    /// Threads that spun.
+    pub tids: BTreeSet<Tid>,
+}
+
+/// CPU nanoseconds one sample stands for.
+pub fn ns_per_sample(profile: &Profile) -> f64 {
+    match profile.meta.sample_rate_hz {
+        Some(hz) if hz > 0 => 1e9 / f64::from(hz),
+        _ => profile.cpu().total_ns() as f64 / profile.samples.len().max(1) as f64,
+    }
+}
+
+/// Counts wait-loop samples among the samples `keep` selects.
+pub fn stats(cx: &Context, keep: impl Fn(&Sample) -> bool) -> SpinStats {
+    let profile = cx.profile;
+    let mut cache: HashMap<StackId, Option<&'static Runtime>> = HashMap::new();
+    let mut st = SpinStats::default();
+    for s in profile.samples.iter().filter(|s| keep(s)) {
+        st.samples += 1;
+        let Some(stack) = s.stack else { continue };
+        let rt = *cache.entry(stack).or_insert_with(|| {
+            let ids = profile.stacks.frames_of(stack);
+            let frames: Vec<_> = ids.iter().map(|i| profile.stacks.frame(*i)).collect();
+            waitloops::wait_loop(&frames)
+        });
+        if let Some(rt) = rt {
+            st.spin += 1;
+            *st.by_runtime.entry(rt.name).or_default() += 1;
+            st.pids.insert(s.pid);
+            st.tids.insert(s.tid);
+        }
+    }
+    st.spin_s = st.spin as f64 * ns_per_sample(profile) / 1e9;
+    st
+}
+
+/// Checks for spinning.
+pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
+    if cx.profile.samples.is_empty() {
+        return None;
+    }
+    let st = stats(cx, |_| true);
+    let cpu_s = (cx.profile.cpu().total_ns() as f64 / 1e9)
+        .max(st.samples as f64 * ns_per_sample(cx.profile) / 1e9);
+    let share = st.spin_s / cpu_s.max(1e-9);
+    if share < MIN_SPIN_SHARE || st.spin_s < MIN_SPIN_S {
+        return None;
+    }
+    let (rt_name, _) = st.by_runtime.iter().max_by_key(|(_, n)| **n)?;
+    let rt = runtimes::ALL.iter().find(|r| r.name == *rt_name)?;
+    // Wall cost: spinning only delays others while cores are contended.
+    let contended_s = match over {
+        Some(o) => {
+            let bin_ns = cx.demand.bin_ns;
+            stats(cx, |s| {
+                o.bins
+                    .get((s.t / bin_ns) as usize)
+                    .copied()
+                    .unwrap_or(false)
+            })
+            .spin_s
+        }
+        None => 0.0,
+    };
+    let per_rt: Vec<String> = st
+        .by_runtime
+        .iter()
+        .map(|(n, c)| format!("{n} {:.0}%", 100.0 * *c as f64 / st.spin.max(1) as f64))
+        .collect();
+    let detail = format!(
+        "{:.2} s of CPU ({:.0}% of all {:.2} s) was spent in the runtime's wait loops \
+         ({} of {} samples; {}) in {} thread{} of {} process{}{}",
+        st.spin_s,
+        100.0 * share,
+        cpu_s,
+        st.spin,
+        st.samples,
+        per_rt.join(", "),
+        st.tids.len(),
+        if st.tids.len() == 1 { "" } else { "s" },
+        st.pids.len(),
+        if st.pids.len() == 1 { "" } else { "es" },
+        if contended_s > 0.0 {
+            format!("; {contended_s:.2} s of it while cores were oversubscribed")
+        } else {
+            String::new()
+        }
+    );
+    Some(Finding {
+        id: "spin-wait".into(),
+        severity: if share >= ERROR_SPIN_SHARE {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        title: format!(
+            "{} threads spin-waiting: {:.0}% of the CPU ({:.1} s) buys nothing",
+            rt.name,
+            100.0 * share,
+            st.spin_s
+        ),
+        detail,
+        fix: fixes::stop_spinning(rt),
+        est_saving_cpu_s: st.spin_s,
+        est_saving_wall_s: contended_s / cx.budget,
+        pids: st.pids.into_iter().collect(),
+        tids: st.tids.into_iter().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{add_samples, busy_thread, native, profile_with, with_library};
+
+    const OB: &str = "/v/numpy.libs/libscipy_openblas64_-1.so";
+
+    fn profile(spin: u64, work: u64) -> cpuprof_model::Profile {
+        let mut p = profile_with(
+            2,
+            vec![(
+                10,
+                vec![
+                    busy_thread(10, 1.0, 1.0, 0.0),
+                    busy_thread(11, 1.0, 1.0, 0.0),
+                ],
+            )],
+        );
+        p.meta.sample_rate_hz = Some(100);
+        with_library(&mut p, 10, OB);
+        let start = native("start_thread", "/lib/libc.so.6");
+        add_samples(
+            &mut p,
+            10,
+            11,
+            &[start.clone(), native("blas_thread_server", OB)],
+            spin,
+        );
+        add_samples(
+            &mut p,
+            10,
+            10,
+            &[
+                start,
+                native("dgemm_", OB),
+                native("dgemm_kernel_HASWELL", OB),
+            ],
+            work,
+        );
+        p
+    }
+
+    #[test]
+    fn spinning_worker_is_found() {
+        let p = profile(50, 150);
+        let f = check(&Context::new(&p), None).expect("spin");
+        assert_eq!(f.id, "spin-wait");
+        assert!((f.est_saving_cpu_s - 0.5).abs() < 1e-6);
+        assert_eq!(f.tids, vec![11]);
+        assert!(f.fix.contains("OPENBLAS_THREAD_TIMEOUT"));
+        assert!(f.title.starts_with("OpenBLAS"));
+        assert_eq!(f.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn kernels_are_work_and_no_samples_says_nothing() {
+        assert!(check(&Context::new(&profile(5, 195)), None).is_none());
+        let p = profile_with(2, vec![(10, vec![busy_thread(10, 1.0, 1.0, 0.0)])]);
+        assert!(check(&Context::new(&p), None).is_none());
+    }
+}

@@ -1,0 +1,152 @@
+//! The runtimes' busy-wait loops, recognised by a sample's innermost user-space frame.
+//!
+//! A pool thread between two pieces of work either sleeps (futex, condition variable: no CPU)
+//! or spins in one of these functions (CPU burned, no work done). Kernels (`dgemm_kernel_*`,
+//! `*copy*`) and OpenMP outlined regions (`._omp_fn.*`) are work and never match.
+
+use cpuprof_model::{Frame, FrameKind};
+
+use crate::runtimes::{self, Runtime, GNU_OPENMP, INTEL_OPENMP, OPENBLAS};
+
+/// OpenBLAS functions whose self time is waiting: the worker's poll loop, the caller waiting
+/// for its workers, and `inner_thread`'s own synchronisation (its work is in kernels it calls).
+const OPENBLAS_WAIT: &[&str] = &["blas_thread_server", "exec_blas_async_wait", "inner_thread"];
+/// libgomp's barrier and lock slow paths (the spin of `do_spin` is inlined into them) and
+/// the worker's idle loop.
+const GOMP_WAIT: &[&str] = &[
+    "gomp_barrier_wait_end",
+    "gomp_team_barrier_wait_end",
+    "gomp_team_barrier_wait_final",
+    "gomp_team_barrier_wait_cancel_end",
+    "gomp_thread_start",
+    "gomp_sem_wait_slow",
+    "gomp_mutex_lock_slow",
+    "do_spin",
+    "do_wait",
+];
+/// Intel/LLVM OpenMP wait and barrier functions (prefixes).
+const KMP_WAIT_PREFIXES: &[&str] = &[
+    "__kmp_wait",
+    "__kmp_hyper_barrier",
+    "__kmp_fork_barrier",
+    "__kmp_join_barrier",
+    "__kmp_barrier",
+    "__kmp_yield",
+];
+/// `sched_yield` spellings (libc).
+const YIELD: &[&str] = &["sched_yield", "__sched_yield", "__GI___sched_yield"];
+
+/// The function name without a `+0x...` offset or a `(...)` argument list.
+fn bare(name: &str) -> &str {
+    let n = name.split('+').next().unwrap_or(name);
+    n.split('(').next().unwrap_or(n).trim()
+}
+
+/// If the innermost user frame of this stack (root first) is a runtime's wait loop, that
+/// runtime.
+pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
+    let user: Vec<&&Frame> = frames
+        .iter()
+        .filter(|f| f.kind != FrameKind::Kernel)
+        .collect();
+    let leaf = user.last()?;
+    let name = bare(&leaf.name);
+    if OPENBLAS_WAIT.contains(&name) {
+        return Some(&OPENBLAS);
+    }
+    if GOMP_WAIT.contains(&name) {
+        return Some(&GNU_OPENMP);
+    }
+    if KMP_WAIT_PREFIXES.iter().any(|p| name.starts_with(p))
+        || (name.contains("kmp_flag") && name.contains("wait"))
+    {
+        return Some(&INTEL_OPENMP);
+    }
+    if YIELD.contains(&name) && user.len() >= 2 {
+        // sched_yield called from a runtime library: the caller's module says which.
+        let caller = user[user.len() - 2];
+        let rt = caller
+            .module
+            .as_deref()
+            .and_then(runtimes::runtime_of_library)?;
+        return Some(rt);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::native;
+
+    const OB: &str = "/v/numpy.libs/libscipy_openblas64_-1.so";
+
+    fn w(frames: &[Frame]) -> Option<&'static str> {
+        let refs: Vec<&Frame> = frames.iter().collect();
+        wait_loop(&refs).map(|r| r.name)
+    }
+
+    #[test]
+    fn classifies_leaves() {
+        let start = native("start_thread", "/lib/libc.so.6");
+        assert_eq!(
+            w(&[start.clone(), native("blas_thread_server", OB)]),
+            Some("OpenBLAS")
+        );
+        // Work: the kernel is the leaf.
+        assert_eq!(
+            w(&[
+                start.clone(),
+                native("blas_thread_server", OB),
+                native("inner_thread", OB),
+                native("dgemm_kernel_HASWELL", OB)
+            ]),
+            None
+        );
+        assert_eq!(
+            w(&[
+                start.clone(),
+                native("inner_thread", OB),
+                native("sched_yield", "/lib/libc.so.6"),
+                Frame {
+                    kind: FrameKind::Kernel,
+                    name: "do_sched_yield".into(),
+                    module: None,
+                    line: None
+                }
+            ]),
+            Some("OpenBLAS")
+        );
+        // sched_yield from elsewhere is not the runtime's.
+        assert_eq!(
+            w(&[
+                native("main", "/bin/x"),
+                native("sched_yield", "/lib/libc.so.6")
+            ]),
+            None
+        );
+        assert_eq!(
+            w(&[
+                start.clone(),
+                native("gomp_thread_start", "/l/libgomp.so.1"),
+                native("gomp_team_barrier_wait_end", "/l/libgomp.so.1")
+            ]),
+            Some("GNU OpenMP")
+        );
+        assert_eq!(
+            w(&[start.clone(), native("main._omp_fn.0", "/bin/x")]),
+            None
+        );
+        assert_eq!(
+            w(&[native(
+                "kmp_flag_64<false, true>::wait(kmp_info*, int)",
+                "/l/libomp.so"
+            )]),
+            Some("Intel/LLVM OpenMP")
+        );
+        assert_eq!(
+            w(&[start, native("__kmp_fork_barrier", "/l/libiomp5.so")]),
+            Some("Intel/LLVM OpenMP")
+        );
+    }
+}
