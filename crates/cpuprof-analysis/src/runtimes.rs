@@ -161,6 +161,11 @@ pub fn runtime_of_library(path: &str) -> Option<&'static Runtime> {
     let base = base_name(path);
     ALL.iter()
         .find(|r| r.prefixes.iter().any(|p| base.starts_with(p)))
+        .or_else(|| {
+            // Debian's alternatives: `openblas-pthread/libblas.so.3` is OpenBLAS itself.
+            let generic = ["libblas", "libcblas"].iter().any(|p| base.starts_with(p));
+            (generic && path.contains("openblas")).then_some(&OPENBLAS)
+        })
 }
 
 /// A runtime loaded in one process.
@@ -242,6 +247,11 @@ mod tests {
         assert_eq!(rt("/opt/intel/libiomp5.so"), Some("Intel/LLVM OpenMP"));
         assert_eq!(rt("/usr/lib/libmkl_rt.so.2"), Some("MKL"));
         assert_eq!(rt("/usr/lib/libc.so.6"), None);
+        assert_eq!(
+            rt("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"),
+            Some("OpenBLAS")
+        );
+        assert_eq!(rt("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3"), None);
         // The directory name does not count.
         assert_eq!(rt("/opt/libopenblas/libc.so.6"), None);
     }

@@ -6,7 +6,7 @@
 
 use cpuprof_model::{Frame, FrameKind};
 
-use crate::runtimes::{self, Runtime, GNU_OPENMP, INTEL_OPENMP, OPENBLAS};
+use crate::runtimes::{self, Family, Runtime, GNU_OPENMP, INTEL_OPENMP, OPENBLAS};
 
 /// OpenBLAS functions whose self time is waiting: the worker's poll loop, the caller waiting
 /// for its workers, and `inner_thread`'s own synchronisation (its work is in kernels it calls).
@@ -61,6 +61,17 @@ pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
         || (name.contains("kmp_flag") && name.contains("wait"))
     {
         return Some(&INTEL_OPENMP);
+    }
+    if leaf.name.contains("+0x") {
+        // Stripped builds (Debian's OpenBLAS and libgomp keep only exported symbols): the
+        // work (BLAS kernels, OpenMP outlined regions) has exported names, while the thread
+        // server, `inner_thread` and the barrier loops are internal. Unnamed code inside a
+        // pool runtime is therefore the runtime's own waiting.
+        let rt = leaf
+            .module
+            .as_deref()
+            .and_then(runtimes::runtime_of_library)?;
+        return (rt.name == OPENBLAS.name || rt.family == Family::OpenMp).then_some(rt);
     }
     if YIELD.contains(&name) && user.len() >= 2 {
         // sched_yield called from a runtime library: the caller's module says which.
@@ -143,6 +154,24 @@ mod tests {
                 "/l/libomp.so"
             )]),
             Some("Intel/LLVM OpenMP")
+        );
+        // Stripped library: unnamed code in the runtime is its waiting, exported names work.
+        let deb = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0";
+        assert_eq!(
+            w(&[start.clone(), native("libopenblas.so.0+0x374c10", deb)]),
+            Some("OpenBLAS")
+        );
+        assert_eq!(
+            w(&[
+                start.clone(),
+                native("libopenblas.so.0+0x374c10", deb),
+                native("dgemm_kernel_HASWELL", deb)
+            ]),
+            None
+        );
+        assert_eq!(
+            w(&[start.clone(), native("libc.so.6+0x1234", "/lib/libc.so.6")]),
+            None
         );
         assert_eq!(
             w(&[start, native("__kmp_fork_barrier", "/l/libiomp5.so")]),
