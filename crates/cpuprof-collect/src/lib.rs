@@ -8,11 +8,13 @@
 //! set.
 #![deny(missing_docs)]
 
+pub mod attach;
 pub mod budget;
 pub mod cgroup;
 pub mod clock;
 mod error;
 pub mod launcher;
+pub mod poller;
 pub mod procfs;
 pub mod tree;
 

@@ -1,0 +1,493 @@
+//! The procfs poller: walks the target's process tree at a steady interval.
+//!
+//! Every poll it finds the tree's processes (the children files of every known thread, and
+//! cpuprof's own children in launch mode, where orphans are re-parented to it), reads each
+//! thread's `schedstat`, `stat` and `status`, and emits one [`Event::ThreadPoint`] per thread,
+//! [`Event::ProcessStart`]/[`Event::ProcessInfo`]/[`Event::ProcessEnd`] per process and
+//! [`Event::ThreadEnd`] when a thread goes. It keeps the shared [`LiveTree`] current.
+//!
+//! CPU that happened out of sight — after the last poll of something that ended, or in a
+//! process that lived shorter than an interval — is recovered from the kernel's own
+//! accounting ([`account`]); in launch mode the poller also reaps (`wait4`) the target and
+//! orphans, so their rusage closes the books: the profile's total equals the tree's rusage.
+//!
+//! The poller sleeps on a pidfd of the target, so the target's exit is seen at once (exact
+//! wall time, final counters read from the zombie before it is reaped).
+
+pub mod account;
+mod process;
+mod reap;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cpuprof_model::{CpuTimes, Event, Pid, RunState, ThreadPoint, Tid};
+
+use crate::clock::monotonic_ns;
+use crate::procfs::{self, cmdline, environ, proc_maps, schedstat, stat, status, ProcReader};
+use crate::tree::LiveTree;
+use account::Vanished;
+use process::{ProcState, ThreadBase, ThreadState};
+
+/// Which process the recording follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A child cpuprof launched: the poller reaps it (and orphans) and reports its exit.
+    Launched(Pid),
+    /// A running process cpuprof attached to: counters start from zero at the first poll.
+    Attached(Pid),
+}
+
+impl Target {
+    /// The root pid.
+    pub fn pid(self) -> Pid {
+        match self {
+            Target::Launched(p) | Target::Attached(p) => p,
+        }
+    }
+}
+
+/// How the poller ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Time of the last poll (monotonic ns): the end of the recording.
+    pub end_ns: u64,
+    /// The target ended (rather than the recording being stopped).
+    pub target_ended: bool,
+}
+
+/// Re-read command line, libraries and environment this often even without an `exec`.
+const INFO_REFRESH_NS: u64 = 2_000_000_000;
+
+/// The procfs poller. Build with [`Poller::new`], run with [`Poller::spawn`].
+pub struct Poller {
+    target: Target,
+    interval: Duration,
+    tx: Sender<Event>,
+    tree: LiveTree,
+    stop: Arc<AtomicBool>,
+    reader: ProcReader,
+    ticks: u64,
+    page_kb: u64,
+    procs: BTreeMap<Pid, ProcState>,
+    self_pid: Pid,
+    polls: u64,
+    reaped_total: Option<CpuTimes>,
+    unseen_total: u64,
+    exit: Option<reap::ExitStatus>,
+    root_gone: bool,
+}
+
+impl Poller {
+    /// A poller for `target` sending to `tx`, publishing to `tree`, until `stop` is set (it
+    /// sets `stop` itself when the target ends, so the other collectors stop too).
+    pub fn new(
+        target: Target,
+        interval: Duration,
+        tx: Sender<Event>,
+        tree: LiveTree,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+        Poller {
+            target,
+            interval: interval.max(Duration::from_millis(1)),
+            tx,
+            tree,
+            stop,
+            reader: ProcReader::new(),
+            ticks: procfs::clock_ticks(),
+            page_kb: page / 1024,
+            procs: BTreeMap::new(),
+            self_pid: std::process::id(),
+            polls: 0,
+            reaped_total: None,
+            unseen_total: 0,
+            exit: None,
+            root_gone: false,
+        }
+    }
+
+    /// Polls once now (the first poll takes baselines in attach mode). Call it before
+    /// releasing a launched child so that the tree is known from the start.
+    pub fn poll_now(&mut self) {
+        let t = monotonic_ns();
+        self.poll(t);
+    }
+
+    /// Runs the poller on its own thread.
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<PollOutcome>> {
+        std::thread::Builder::new()
+            .name("cpuprof-procfs".into())
+            .spawn(move || self.run())
+    }
+
+    /// Polls until the target ends or `stop` is set, then flushes.
+    pub fn run(mut self) -> PollOutcome {
+        let pidfd = reap::PidFd::open(self.target.pid());
+        let interval = self.interval.as_nanos() as u64;
+        let mut next = monotonic_ns();
+        let mut last;
+        loop {
+            last = monotonic_ns();
+            self.poll(last);
+            if self.root_gone || self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            next += interval;
+            let now = monotonic_ns();
+            if next <= now {
+                next = now + interval;
+            }
+            // Sleep until the next tick, waking early when the target exits or on stop.
+            loop {
+                let now = monotonic_ns();
+                if now >= next || self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let wait = ((next - now) / 1_000_000).clamp(1, 25) as i32;
+                if pidfd.as_ref().is_some_and(|fd| fd.wait_exited(wait)) {
+                    break;
+                } else if pidfd.is_none() {
+                    std::thread::sleep(Duration::from_millis(wait as u64));
+                }
+            }
+        }
+        self.finish(last)
+    }
+
+    fn send(&self, e: Event) {
+        // The receiver only goes away when the recording is over; nothing to do then.
+        let _ = self.tx.send(e);
+    }
+
+    fn finish(mut self, last: u64) -> PollOutcome {
+        if let Some(r) = self.reaped_total {
+            self.send(Event::TreeRusage(r));
+        }
+        if let Some(e) = self.exit.take() {
+            self.send(Event::Exit {
+                code: e.code,
+                signal: e.signal,
+            });
+        }
+        if self.unseen_total >= 10_000_000 {
+            self.send(Event::Notice(format!(
+                "{:.2} s of CPU used by child processes that lived shorter than one polling \
+                 interval is counted in their parent processes",
+                self.unseen_total as f64 / 1e9
+            )));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        PollOutcome {
+            end_ns: last,
+            target_ended: self.root_gone,
+        }
+    }
+
+    /// One poll at time `t`.
+    fn poll(&mut self, t: u64) {
+        let first = self.polls == 0;
+        self.polls += 1;
+        let mut queue: Vec<Pid> = self.procs.keys().copied().collect();
+        if !self.root_gone && !self.procs.contains_key(&self.target.pid()) && first {
+            queue.push(self.target.pid());
+        }
+        if matches!(self.target, Target::Launched(_)) {
+            // Orphans re-parented to cpuprof (the subreaper) are part of the tree.
+            if let Ok(tids) = procfs::tasks(self.self_pid) {
+                for tid in tids {
+                    if let Ok(text) = self.reader.read_proc(self.self_pid, Some(tid), "children") {
+                        queue.extend(procfs::parse_children(text));
+                    }
+                }
+            }
+        }
+        let mut visited: BTreeSet<Pid> = BTreeSet::new();
+        let mut alive: BTreeMap<Pid, CpuTimes> = BTreeMap::new();
+        while let Some(pid) = queue.pop() {
+            if !visited.insert(pid) {
+                continue;
+            }
+            let before = self.procs.get(&pid).map(|p| p.children).unwrap_or_default();
+            if let Some(children) = self.scan_process(pid, t, first) {
+                let after = self.procs[&pid].children;
+                alive.insert(pid, account::sub(after, before));
+                queue.extend(children.into_iter().filter(|c| !visited.contains(c)));
+            }
+        }
+        // Reap what cpuprof is the parent of (after the zombies' final counters were read).
+        let mut reaped: BTreeMap<Pid, CpuTimes> = BTreeMap::new();
+        if matches!(self.target, Target::Launched(_)) {
+            for r in reap::reap_all() {
+                add_opt(&mut self.reaped_total, r.rusage);
+                if r.pid == self.target.pid() {
+                    self.exit = Some(r.status);
+                    self.root_gone = true;
+                }
+                alive.remove(&r.pid);
+                if !self.procs.contains_key(&r.pid) {
+                    // An orphan that lived and died between two polls.
+                    self.send(Event::ProcessStart {
+                        t,
+                        pid: r.pid,
+                        ppid: self.self_pid,
+                        command: vec![],
+                        exe: None,
+                    });
+                    self.send(Event::ProcessEnd {
+                        t,
+                        pid: r.pid,
+                        cpu: Some(r.rusage),
+                    });
+                    continue;
+                }
+                reaped.insert(r.pid, r.rusage);
+            }
+        } else if !first {
+            let root = self.target.pid();
+            if !alive.contains_key(&root) || self.procs.get(&root).is_some_and(|p| p.zombie) {
+                self.root_gone = true;
+            }
+        }
+        let gone: Vec<Pid> = self
+            .procs
+            .keys()
+            .copied()
+            .filter(|p| !alive.contains_key(p))
+            .collect();
+        let vanished: Vec<Vanished> = gone
+            .iter()
+            .map(|&pid| {
+                let p = &self.procs[&pid];
+                Vanished {
+                    pid,
+                    ppid: p.ppid,
+                    known: p.known_subtree(),
+                    reaped: reaped.get(&pid).copied(),
+                }
+            })
+            .collect();
+        let shares = account::attribute(&vanished, &alive);
+        for (pid, share) in &shares {
+            if alive.contains_key(pid) {
+                self.unseen_total += share.total_ns();
+                if let Some(p) = self.procs.get_mut(pid) {
+                    account::add(&mut p.unseen_children, *share);
+                    self.tx
+                        .send(Event::ProcessInfo {
+                            pid: *pid,
+                            command: None,
+                            exe: None,
+                            libraries: vec![],
+                            env: BTreeMap::new(),
+                            rss_kb: 0,
+                            cpu: Some(p.reported_cpu()),
+                        })
+                        .ok();
+                }
+            }
+        }
+        for pid in gone {
+            let Some(p) = self.procs.remove(&pid) else {
+                continue;
+            };
+            let mut cpu = p.reported_cpu();
+            if let Some(s) = shares.get(&pid) {
+                account::add(&mut cpu, *s);
+            }
+            self.tree.remove(pid);
+            self.send(Event::ProcessEnd {
+                t,
+                pid,
+                cpu: Some(cpu),
+            });
+        }
+    }
+
+    /// Reads one process and its threads; returns its children, or `None` if it is gone.
+    fn scan_process(&mut self, pid: Pid, t: u64, first: bool) -> Option<Vec<Pid>> {
+        let pst = stat::parse(self.reader.read_proc(pid, None, "stat").ok()?, self.ticks)?;
+        if let Some(old) = self.procs.get(&pid) {
+            if old.starttime != pst.starttime {
+                return None; // pid reused: the old process is gone; the new one next poll
+            }
+        }
+        let is_new = !self.procs.contains_key(&pid);
+        let baseline = first && matches!(self.target, Target::Attached(_));
+        let own = CpuTimes {
+            user_ns: pst.utime_ns,
+            sys_ns: pst.stime_ns,
+        };
+        let kids = CpuTimes {
+            user_ns: pst.cutime_ns,
+            sys_ns: pst.cstime_ns,
+        };
+        if is_new {
+            let mut ps = ProcState {
+                ppid: pst.ppid,
+                starttime: pst.starttime,
+                comm: pst.comm.clone(),
+                ..Default::default()
+            };
+            if baseline {
+                ps.base_own = own;
+                ps.base_children = kids;
+            }
+            self.procs.insert(pid, ps);
+            let command = self.read_cmdline(pid);
+            let exe = read_exe(pid);
+            self.send(Event::ProcessStart {
+                t,
+                pid,
+                ppid: pst.ppid,
+                command,
+                exe,
+            });
+        }
+        let tids = procfs::tasks(pid).unwrap_or_default();
+        let mut children = Vec::new();
+        let mut live: BTreeMap<Tid, ThreadState> = BTreeMap::new();
+        let mut old_threads = std::mem::take(&mut self.procs.get_mut(&pid)?.threads);
+        for &tid in &tids {
+            let prev = old_threads.remove(&tid);
+            if let Some(state) = self.scan_thread(pid, tid, t, prev, baseline) {
+                live.insert(tid, state);
+            } else if let Some(prev) = prev {
+                old_threads.insert(tid, prev);
+            }
+            if let Ok(text) = self.reader.read_proc(pid, Some(tid), "children") {
+                children.extend(procfs::parse_children(text));
+            }
+        }
+        let mut dead_ns = 0;
+        for (tid, gone) in old_threads {
+            dead_ns += gone.cpu_ns;
+            self.send(Event::ThreadEnd { t, pid, tid });
+        }
+        let refresh = {
+            let p = self.procs.get_mut(&pid)?;
+            p.threads = live;
+            p.dead_threads_ns += dead_ns;
+            p.ppid = pst.ppid;
+            p.zombie = pst.state == 'Z';
+            p.set_counters(own, kids);
+            let exec = p.comm != pst.comm;
+            p.comm = pst.comm.clone();
+            let due = is_new || exec || t.saturating_sub(p.info_read_ns) >= INFO_REFRESH_NS;
+            if due {
+                p.info_read_ns = t;
+            }
+            due
+        };
+        self.tree.set(pid, tids.iter().copied());
+        let cpu = Some(self.procs[&pid].reported_cpu());
+        let rss_kb = pst.rss_pages * self.page_kb;
+        let event = if refresh && pst.state != 'Z' {
+            let command = self.read_cmdline(pid);
+            Event::ProcessInfo {
+                pid,
+                command: (!command.is_empty()).then_some(command),
+                exe: read_exe(pid),
+                libraries: self
+                    .reader
+                    .read_proc(pid, None, "maps")
+                    .map(proc_maps::libraries)
+                    .unwrap_or_default(),
+                env: self
+                    .reader
+                    .read_proc(pid, None, "environ")
+                    .map(environ::parse)
+                    .unwrap_or_default(),
+                rss_kb,
+                cpu,
+            }
+        } else {
+            Event::ProcessInfo {
+                pid,
+                command: None,
+                exe: None,
+                libraries: vec![],
+                env: BTreeMap::new(),
+                rss_kb,
+                cpu,
+            }
+        };
+        self.send(event);
+        Some(children)
+    }
+
+    /// Reads one thread and emits its point; `None` if it is gone.
+    fn scan_thread(
+        &mut self,
+        pid: Pid,
+        tid: Tid,
+        t: u64,
+        prev: Option<ThreadState>,
+        baseline: bool,
+    ) -> Option<ThreadState> {
+        let ss = schedstat::parse(self.reader.read_proc(pid, Some(tid), "schedstat").ok()?)?;
+        let st = stat::parse(
+            self.reader.read_proc(pid, Some(tid), "stat").ok()?,
+            self.ticks,
+        )?;
+        let sw = self
+            .reader
+            .read_proc(pid, Some(tid), "status")
+            .map(status::parse)
+            .unwrap_or_default();
+        let base = match prev {
+            Some(p) => p.base,
+            None if baseline => ThreadBase {
+                cpu_ns: ss.cpu_ns,
+                runq_ns: ss.runq_ns,
+                user_ns: st.utime_ns,
+                sys_ns: st.stime_ns,
+                vcsw: sw.vcsw,
+                ivcsw: sw.ivcsw,
+            },
+            None => ThreadBase::default(),
+        };
+        let point = ThreadPoint {
+            t,
+            cpu_ns: ss.cpu_ns.saturating_sub(base.cpu_ns),
+            runq_ns: ss.runq_ns.saturating_sub(base.runq_ns),
+            user_ns: st.utime_ns.saturating_sub(base.user_ns),
+            sys_ns: st.stime_ns.saturating_sub(base.sys_ns),
+            state: RunState::from_letter(st.state),
+            vcsw: sw.vcsw.saturating_sub(base.vcsw),
+            ivcsw: sw.ivcsw.saturating_sub(base.ivcsw),
+        };
+        self.send(Event::ThreadPoint {
+            pid,
+            tid,
+            name: st.comm,
+            point,
+        });
+        Some(ThreadState {
+            cpu_ns: point.cpu_ns,
+            base,
+        })
+    }
+
+    fn read_cmdline(&mut self, pid: Pid) -> Vec<String> {
+        self.reader
+            .read_proc(pid, None, "cmdline")
+            .map(cmdline::parse)
+            .unwrap_or_default()
+    }
+}
+
+fn read_exe(pid: Pid) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+fn add_opt(total: &mut Option<CpuTimes>, c: CpuTimes) {
+    account::add(total.get_or_insert_with(CpuTimes::default), c);
+}
