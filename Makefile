@@ -1,0 +1,38 @@
+# cpuprof — entry points. `make demo` on a fresh machine: install, build, profile, report.
+#
+#   make setup   install what is missing (Debian packages, .venv with NumPy + threadpoolctl)
+#   make build   cargo build --release --workspace
+#   make test    setup + build + all tests (one at a time: they measure CPU) + fmt + clippy
+#   make demo    profile the oversubscribed matmul workload and show the summary and report
+#   make bench   the recorder's own cost (bench/run.sh; by hand, not part of `make test`)
+#
+# Honours CARGO_TARGET_DIR; binaries are taken from $(TARGET_DIR)/release.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
+export CPUPROF_BIN_DIR := $(abspath $(TARGET_DIR))/release
+
+.PHONY: setup build test demo bench fmt clippy
+
+setup:
+	scripts/setup.sh
+
+build:
+	$(CARGO) build --release --workspace
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+test: setup build fmt
+	$(CARGO) test --release --workspace -- --test-threads=1
+	$(MAKE) --no-print-directory clippy
+
+demo: setup build
+	scripts/demo.sh
+
+bench: setup build
+	bench/run.sh

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Installs what `make demo` and `make test` need, and only what is missing, so a second run
+# takes a second or two:
+#   - Debian packages: libopenblas-dev (the matmul workload links it), pkg-config, gcc (tests
+#     compile small C programs), chromium (the HTML report tests); linux-perf when apt runs anyway.
+#   - .venv: a project-local virtualenv made from the real Python interpreter (not a pyenv
+#     shim) with the pinned packages of scripts/requirements.txt.
+# Rust (cargo) must already be installed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium)
+OPTIONAL_DEBS=(linux-perf)
+REQUIREMENTS=scripts/requirements.txt
+VENV=.venv
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+deb_installed() {
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        say "need root to run: $*"
+        return 1
+    fi
+}
+
+install_debs() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        say "not a Debian/Ubuntu system: install ${REQUIRED_DEBS[*]} (OpenBLAS, pkg-config, gcc, chromium) yourself"
+        return 0
+    fi
+    local missing=() optional=() p
+    for p in "${REQUIRED_DEBS[@]}"; do
+        deb_installed "$p" || missing+=("$p")
+    done
+    # A Python to build the venv from: python3 itself, and venv support (ensurepip).
+    if ! command -v python3 >/dev/null 2>&1; then
+        missing+=(python3 python3-venv)
+    elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        missing+=(python3-venv)
+    fi
+    if [ ${#missing[@]} -eq 0 ]; then
+        for p in "${OPTIONAL_DEBS[@]}"; do
+            deb_installed "$p" || say "optional package $p is not installed (apt-get install $p)"
+        done
+        return 0
+    fi
+    for p in "${OPTIONAL_DEBS[@]}"; do
+        deb_installed "$p" || optional+=("$p")
+    done
+    say "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    for p in "${optional[@]}"; do
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$p" \
+            || say "optional package $p could not be installed; continuing"
+    done
+}
+
+# The interpreter behind `python3`, resolving a pyenv shim (a shell script) to the real binary.
+real_python() {
+    python3 -c 'import sys; print(sys.executable)'
+}
+
+# True when the venv's python imports every pinned package at its pinned version.
+venv_satisfied() {
+    [ -x "$VENV/bin/python" ] || return 1
+    "$VENV/bin/python" - "$REQUIREMENTS" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, _, want = line.partition("==")
+    try:
+        if version(name.strip()) != want.strip():
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+}
+
+setup_venv() {
+    if venv_satisfied; then
+        return 0
+    fi
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        local py
+        py="$(real_python)"
+        say "creating $VENV from $py"
+        rm -rf "$VENV"
+        "$py" -m venv "$VENV"
+    fi
+    say "installing $(grep -v '^#' "$REQUIREMENTS" | tr '\n' ' ')into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+    venv_satisfied || { say "$VENV still lacks the pinned packages of $REQUIREMENTS"; return 1; }
+}
+
+check_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        say "cargo not found: install Rust (https://rustup.rs) and re-run"
+        return 1
+    fi
+}
+
+install_debs
+setup_venv
+check_rust
+say "ok"
