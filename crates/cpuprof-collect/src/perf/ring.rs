@@ -82,8 +82,7 @@ impl Ring {
         let head = self.head().load(Ordering::Acquire);
         let mut tail = self.tail().load(Ordering::Relaxed);
         // SAFETY: the data area follows the metadata page inside our mapping.
-        let data =
-            unsafe { std::slice::from_raw_parts(self.base.add(self.page), self.data_size) };
+        let data = unsafe { std::slice::from_raw_parts(self.base.add(self.page), self.data_size) };
         let mut n = 0;
         while tail < head {
             let at = (tail % self.data_size as u64) as usize;

@@ -1,0 +1,357 @@
+//! The sampler thread: opens the events, drains the ring buffers, unwinds and names each
+//! sample, and sends [`Event`]s until the stop flag is set.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cpuprof_model::{Event, Frame, FrameKind, Pid, Switch, Tid};
+use cpuprof_symbols::{Mapping, Symbolizer};
+
+use super::attr::{self, PerfEventAttr, SamplingAttr};
+use super::cpus;
+use super::error::PerfError;
+use super::records::{self, Record};
+use super::ring::Ring;
+use crate::tree::LiveTree;
+
+/// Default sampling rate (per thread, per second of CPU): see docs/stacks.md for the
+/// measurement behind it.
+pub const DEFAULT_RATE_HZ: u32 = 250;
+/// Default bytes of user stack copied per sample.
+pub const DEFAULT_STACK_BYTES: u32 = 32 * 1024;
+/// Ring-buffer data pages per CPU (4 KiB pages: 4 MiB).
+const RING_PAGES: usize = 1024;
+/// How often attach mode looks for new threads in the tree.
+const SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// Kernel addresses start here on x86_64.
+const KERNEL_START: u64 = 0xffff_8000_0000_0000;
+
+/// Sampler settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PerfOptions {
+    /// Samples per second of CPU time of each thread.
+    pub rate_hz: u32,
+    /// Bytes of user stack copied with each sample.
+    pub stack_bytes: u32,
+}
+
+impl Default for PerfOptions {
+    fn default() -> Self {
+        PerfOptions {
+            rate_hz: DEFAULT_RATE_HZ,
+            stack_bytes: DEFAULT_STACK_BYTES,
+        }
+    }
+}
+
+/// What to sample.
+#[derive(Debug, Clone)]
+pub enum PerfTarget {
+    /// A launched process, still paused before `exec`: one inherited event per CPU follows it
+    /// and everything it starts; counting begins at its `exec`.
+    Launch(Pid),
+    /// Running processes: one event per thread (and CPU) for every thread of the tree, plus
+    /// new threads as the procfs poller finds them.
+    Attach(LiveTree),
+}
+
+/// What the sampler did, for the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerfStats {
+    /// Samples decoded and unwound.
+    pub samples: u64,
+    /// Frames in those samples.
+    pub frames: u64,
+    /// Context switches.
+    pub switches: u64,
+    /// Samples the kernel dropped.
+    pub lost: u64,
+    /// Threads given their own events (attach mode).
+    pub threads: u64,
+    /// Libraries parsed.
+    pub libraries: u64,
+    /// CPU time of the sampler thread, ns.
+    pub cpu_ns: u64,
+}
+
+/// The perf sampler: open it before the target runs, then [`spawn`](PerfSampler::spawn) it.
+pub struct PerfSampler {
+    rings: Vec<(u32, Ring)>,
+    attr: PerfEventAttr,
+    /// Open events by tid (attach) or by the launched pid.
+    events: HashMap<Tid, Vec<OwnedFd>>,
+    tree: Option<LiveTree>,
+    symbolizer: Symbolizer,
+    stats: PerfStats,
+}
+
+impl PerfSampler {
+    /// Opens the ring buffers and the events. `Err` means no perf at all: turn it into one
+    /// `Event::Notice` ([`PerfError::notice`]) and record procfs data only.
+    pub fn open(target: PerfTarget, opts: &PerfOptions) -> Result<PerfSampler, PerfError> {
+        if std::env::var_os("CPUPROF_DISABLE_PERF").is_some_and(|v| !v.is_empty() && v != "0") {
+            return Err(PerfError::Disabled);
+        }
+        let target_pid = match &target {
+            PerfTarget::Launch(pid) => *pid,
+            PerfTarget::Attach(tree) => tree.processes().first().copied().unwrap_or(0),
+        };
+        let mut rings = Vec::new();
+        for cpu in cpus::online() {
+            let owner =
+                attr::open(&PerfEventAttr::ring_owner(), 0, cpu as i32).map_err(|source| {
+                    PerfError::Refused {
+                        pid: target_pid,
+                        source,
+                    }
+                })?;
+            rings.push((cpu, map_ring(owner, cpu)?));
+        }
+        let launch = matches!(target, PerfTarget::Launch(_));
+        let mut sampler = PerfSampler {
+            rings,
+            attr: PerfEventAttr::sampling(SamplingAttr {
+                period_ns: 1_000_000_000 / u64::from(opts.rate_hz.max(1)),
+                stack_bytes: opts.stack_bytes,
+                inherit: launch,
+                enable_on_exec: launch,
+            }),
+            events: HashMap::new(),
+            tree: None,
+            symbolizer: Symbolizer::new(),
+            stats: PerfStats::default(),
+        };
+        match target {
+            PerfTarget::Launch(pid) => sampler.open_task(pid).map_err(|e| match e {
+                e if e.raw_os_error() == Some(libc::ESRCH) => PerfError::TargetGone(pid),
+                source => PerfError::Refused { pid, source },
+            })?,
+            PerfTarget::Attach(tree) => {
+                let threads = tree.threads();
+                let mut refused = None;
+                for &(_, tid) in &threads {
+                    if let Err(e) = sampler.open_task(tid) {
+                        if e.raw_os_error() != Some(libc::ESRCH) {
+                            refused.get_or_insert(e);
+                        }
+                    }
+                }
+                if sampler.events.is_empty() && !threads.is_empty() {
+                    return Err(match refused {
+                        Some(source) => PerfError::Refused {
+                            pid: target_pid,
+                            source,
+                        },
+                        None => PerfError::TargetGone(target_pid),
+                    });
+                }
+                sampler.tree = Some(tree);
+            }
+        }
+        Ok(sampler)
+    }
+
+    /// Runs [`run`](PerfSampler::run) on a new thread.
+    pub fn spawn(self, tx: Sender<Event>, stop: Arc<AtomicBool>) -> JoinHandle<PerfStats> {
+        std::thread::Builder::new()
+            .name("cpuprof-perf".into())
+            .spawn(move || self.run(&tx, &stop))
+            .expect("spawning the perf sampler thread")
+    }
+
+    /// Drains the ring buffers until `stop` is set, then once more; returns the counters.
+    pub fn run(mut self, tx: &Sender<Event>, stop: &AtomicBool) -> PerfStats {
+        let mut last_scan = Instant::now();
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            let busy = self.drain(tx);
+            if stopping {
+                break;
+            }
+            if self.tree.is_some() && last_scan.elapsed() >= SCAN_INTERVAL {
+                self.scan_tree();
+                last_scan = Instant::now();
+            }
+            if !busy {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.events.clear();
+        let s = self.symbolizer.stats();
+        self.stats.libraries = s.libraries;
+        self.stats.cpu_ns = thread_cpu_ns();
+        self.stats
+    }
+
+    /// Opens one event per CPU for task `tid`, writing into that CPU's ring.
+    fn open_task(&mut self, tid: Tid) -> std::io::Result<()> {
+        let mut fds = Vec::with_capacity(self.rings.len());
+        for (cpu, ring) in &self.rings {
+            let fd = attr::open(&self.attr, tid as i32, *cpu as i32)?;
+            attr::set_output(&fd, ring.owner())?;
+            fds.push(fd);
+        }
+        self.events.insert(tid, fds);
+        self.stats.threads += 1;
+        Ok(())
+    }
+
+    /// Attach mode: events for threads that appeared, none for threads that left.
+    fn scan_tree(&mut self) {
+        let Some(tree) = &self.tree else { return };
+        let now: BTreeSet<Tid> = tree.threads().into_iter().map(|(_, t)| t).collect();
+        self.events.retain(|tid, _| now.contains(tid));
+        for tid in now {
+            if !self.events.contains_key(&tid) {
+                // A thread that ended meanwhile (ESRCH) is simply not sampled.
+                let _ = self.open_task(tid);
+            }
+        }
+    }
+
+    /// Reads every ring; true when there was a lot to read (read again soon).
+    fn drain(&mut self, tx: &Sender<Event>) -> bool {
+        let mut rings = std::mem::take(&mut self.rings);
+        let mut busy = false;
+        for (_, ring) in &mut rings {
+            busy |= ring.pending() > 256 * 1024;
+            ring.drain(|bytes| {
+                if let Some(r) = records::parse(bytes) {
+                    self.handle(r, tx);
+                }
+            });
+        }
+        self.rings = rings;
+        busy
+    }
+
+    fn handle(&mut self, record: Record<'_>, tx: &Sender<Event>) {
+        match record {
+            Record::Sample {
+                ip,
+                pid,
+                tid,
+                time,
+                regs,
+                stack,
+            } => {
+                if pid == 0 {
+                    return;
+                }
+                let mut frames = match regs {
+                    Some(regs) => self.symbolizer.unwind(pid, regs, stack),
+                    None => Vec::new(),
+                };
+                if ip >= KERNEL_START || frames.is_empty() {
+                    frames.push(Frame {
+                        kind: FrameKind::Kernel,
+                        name: "[kernel]".into(),
+                        module: None,
+                        line: None,
+                    });
+                }
+                self.stats.samples += 1;
+                self.stats.frames += frames.len() as u64;
+                let _ = tx.send(Event::Sample {
+                    t: time,
+                    pid,
+                    tid,
+                    frames,
+                });
+            }
+            Record::Mmap {
+                pid,
+                start,
+                len,
+                pgoff,
+                dev,
+                inode,
+                exec,
+                path,
+            } => {
+                let (path, deleted) = match path.strip_suffix(" (deleted)") {
+                    Some(p) => (p.to_string(), true),
+                    None => (path, false),
+                };
+                self.symbolizer.add_mapping(
+                    pid,
+                    Mapping {
+                        start,
+                        end: start.saturating_add(len),
+                        offset: pgoff,
+                        exec,
+                        dev,
+                        inode,
+                        path,
+                        deleted,
+                    },
+                );
+            }
+            Record::Comm {
+                pid, exec: true, ..
+            } => self.symbolizer.exec(pid),
+            Record::Fork { pid, ppid } if pid != ppid => self.symbolizer.fork(ppid, pid),
+            Record::Exit { pid, tid } if pid == tid => self.symbolizer.exit(pid),
+            Record::Switch {
+                pid,
+                tid,
+                time,
+                out,
+                preempted,
+            } => {
+                if pid == 0 {
+                    return;
+                }
+                self.stats.switches += 1;
+                let _ = tx.send(Event::Switch(Switch {
+                    t: time,
+                    pid,
+                    tid,
+                    out,
+                    preempted,
+                }));
+            }
+            Record::Lost(n) => {
+                self.stats.lost += n;
+                let _ = tx.send(Event::Lost(n));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Maps a ring buffer, halving its size while the kernel refuses (locked-memory limits of
+/// unprivileged users).
+fn map_ring(owner: OwnedFd, cpu: u32) -> Result<Ring, PerfError> {
+    let mut pages = RING_PAGES;
+    let owner = owner;
+    loop {
+        // `Ring::map` consumes the fd on success only; retry with a duplicate.
+        let fd = owner
+            .try_clone()
+            .map_err(|source| PerfError::Mmap { cpu, source })?;
+        match Ring::map(fd, pages) {
+            Ok(r) => return Ok(r),
+            Err(e) if pages > 8 && matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOMEM)) => {
+                pages /= 2;
+            }
+            Err(source) => return Err(PerfError::Mmap { cpu, source }),
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

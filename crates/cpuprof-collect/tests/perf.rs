@@ -1,0 +1,106 @@
+//! The perf sampler on real processes: a C program built without frame pointers, launched
+//! paused, sampled through `inherit` events, unwound with `.eh_frame`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use cpuprof_collect::launcher::PausedChild;
+use cpuprof_collect::perf::{PerfOptions, PerfSampler, PerfTarget};
+use cpuprof_model::Event;
+
+const CHAIN_C: &str = r#"
+#include <stdio.h>
+#include <time.h>
+volatile double sink;
+__attribute__((noinline)) double leaf(long n) {
+    double x = 0;
+    for (long i = 0; i < n; i++) x += (double)i * 0.5;
+    sink = x;
+    return x;
+}
+__attribute__((noinline)) double middle(long n) { double r = leaf(n); sink += r; return r * 2; }
+__attribute__((noinline)) double outer(long n) { double r = middle(n); sink += r; return r + 1; }
+int main(void) {
+    double t = 0;
+    while (clock() < CLOCKS_PER_SEC * 8 / 10) t += outer(2000000);
+    printf("%f\n", t);
+    return 0;
+}
+"#;
+
+/// Compiles the chain program with `-O2 -fomit-frame-pointer` into `dir`.
+fn build_chain(dir: &Path) -> PathBuf {
+    let src = dir.join("chain.c");
+    let exe = dir.join("chain");
+    std::fs::write(&src, CHAIN_C).unwrap();
+    let status = std::process::Command::new("gcc")
+        .args(["-O2", "-fomit-frame-pointer", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "gcc failed");
+    exe
+}
+
+/// Launches `command` paused, samples it until it exits, returns all perf events.
+fn record(command: &[String]) -> (Vec<Event>, cpuprof_collect::perf::PerfStats) {
+    let mut child = PausedChild::spawn(command).expect("spawn");
+    let sampler = PerfSampler::open(PerfTarget::Launch(child.pid()), &PerfOptions::default())
+        .expect("perf_event_open works on this machine");
+    let (tx, rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = sampler.spawn(tx, stop.clone());
+    child.release().expect("exec");
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child.pid() as i32, &mut status, 0) };
+    stop.store(true, Ordering::Release);
+    let stats = handle.join().unwrap();
+    (rx.into_iter().collect(), stats)
+}
+
+#[test]
+fn chain_without_frame_pointers_unwinds_in_order() {
+    let dir = std::env::temp_dir().join(format!("cpuprof-perf-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = build_chain(&dir);
+    let (events, stats) = record(&[exe.to_string_lossy().into_owned()]);
+    let stacks: Vec<Vec<String>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Sample { frames, .. } => Some(frames.iter().map(|f| f.name.clone()).collect()),
+            _ => None,
+        })
+        .collect();
+    // 0.8 s of CPU at the default rate.
+    assert!(
+        stacks.len() >= 100,
+        "only {} samples: {stats:?}",
+        stacks.len()
+    );
+    let in_order = stacks
+        .iter()
+        .filter(|s| {
+            let pos = |n: &str| s.iter().position(|f| f == n);
+            matches!(
+                (pos("main"), pos("outer"), pos("middle"), pos("leaf")),
+                (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d
+            )
+        })
+        .count();
+    let show: Vec<_> = stacks.iter().take(3).collect();
+    eprintln!("{stats:?}; {in_order}/{} in order; first: {show:?}", stacks.len());
+    assert!(
+        in_order * 10 >= stacks.len() * 8,
+        "{in_order} of {} samples have main → outer → middle → leaf; e.g. {show:?}",
+        stacks.len()
+    );
+    let switches = events
+        .iter()
+        .filter(|e| matches!(e, Event::Switch(_)))
+        .count();
+    assert!(switches >= 2, "context switches recorded: {switches}");
+    assert_eq!(stats.lost, 0);
+}
