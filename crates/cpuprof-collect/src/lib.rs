@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod clock;
 mod error;
 pub mod launcher;
+pub mod perf;
 pub mod poller;
 pub mod procfs;
 pub mod tree;
