@@ -13,6 +13,8 @@
 //! let profile = b.finish(1_000_000_000);
 //! let json = cpuprof_report::summary::to_json(&profile, &Analysis::default());
 //! assert_eq!(json["schema"], "cpuprof-summary/1");
+//! let page = cpuprof_report::html::render(&profile, &Analysis::default());
+//! assert!(page.starts_with("<!DOCTYPE html>"));
 //! ```
 //!
 //! [`Profile`]: cpuprof_model::Profile
@@ -21,8 +23,11 @@
 
 pub mod collapsed;
 pub mod escape;
+pub mod html;
+pub mod spin;
 pub mod stacks;
 pub mod summary;
+pub mod synthetic;
 pub mod terminal;
 
 #[cfg(test)]

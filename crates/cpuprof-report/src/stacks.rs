@@ -103,25 +103,20 @@ pub struct LeafCounts {
 impl LeafCounts {
     /// Counts the leaves of `samples`.
     pub fn new(profile: &Profile, samples: &[StackSample]) -> Self {
-        let mut per_thread: HashMap<(Pid, Tid), (u64, HashMap<String, u64>)> = HashMap::new();
-        let mut labels: HashMap<StackId, String> = HashMap::new();
+        // Count by stack id first (cheap), then turn the distinct stacks into leaf labels.
+        let mut by_stack: HashMap<(Pid, Tid, Option<StackId>), u64> = HashMap::new();
         for s in samples {
-            let e = per_thread.entry((s.pid, s.tid)).or_default();
-            e.0 += 1;
-            let label = match s.stack {
-                Some(id) => labels
-                    .entry(id)
-                    .or_insert_with(|| {
-                        profile
-                            .stacks
-                            .leaf(id)
-                            .map(|f| f.label())
-                            .unwrap_or_else(|| UNKNOWN.to_string())
-                    })
-                    .clone(),
-                None => UNKNOWN.to_string(),
-            };
-            *e.1.entry(label).or_default() += 1;
+            *by_stack.entry((s.pid, s.tid, s.stack)).or_default() += 1;
+        }
+        let mut per_thread: HashMap<(Pid, Tid), (u64, HashMap<String, u64>)> = HashMap::new();
+        for ((pid, tid, stack), n) in by_stack {
+            let e = per_thread.entry((pid, tid)).or_default();
+            e.0 += n;
+            let label = stack
+                .and_then(|id| profile.stacks.leaf(id))
+                .map(|f| f.label())
+                .unwrap_or_else(|| UNKNOWN.to_string());
+            *e.1.entry(label).or_default() += n;
         }
         LeafCounts { per_thread }
     }

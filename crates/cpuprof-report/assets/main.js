@@ -1,0 +1,76 @@
+// Start-up, copy buttons, and the self-test (#selftest) that headless tests read from the DOM.
+function copyText(text, button) {
+  function done(ok) {
+    var old = button.dataset.label || button.textContent;
+    button.dataset.label = old;
+    button.textContent = ok ? 'copied' : 'select and copy';
+    setTimeout(function () { button.textContent = old; }, 1500);
+  }
+  if (navigator.clipboard && navigator.clipboard.writeText) {
+    navigator.clipboard.writeText(text).then(function () { done(true); }, function () { fallback(); });
+  } else fallback();
+  function fallback() {
+    var ta = el('textarea');
+    ta.value = text; ta.style.position = 'fixed'; ta.style.opacity = '0';
+    document.body.appendChild(ta); ta.select();
+    var ok = false;
+    try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
+    document.body.removeChild(ta);
+    done(ok);
+  }
+}
+Array.prototype.forEach.call(document.querySelectorAll('button.copy'), function (b) {
+  b.addEventListener('click', function () {
+    var pre = document.getElementById(b.dataset.target);
+    if (pre) copyText(pre.textContent, b);
+  });
+});
+
+var INIT_MS = 0;
+function selftest() {
+  function size(e) { if (!e) return null; var r = e.getBoundingClientRect(); return { w: r.width, h: r.height }; }
+  function visibleThreads() {
+    return Array.prototype.filter.call(document.querySelectorAll('.tl-thread'), function (r) { return r.offsetParent !== null; }).length;
+  }
+  var out = { errors: ERRORS, checks: {} };
+  var c = out.checks;
+  c.init_ms = Math.round(INIT_MS);
+  c.timeline = size(document.getElementById('timeline'));
+  c.cores_canvas = size(document.querySelector('.tl-cores canvas'));
+  c.flame = size(document.getElementById('flame'));
+  c.flame_drawn = Flame.state.drawn;
+  c.flame_samples = Flame.state.total;
+  c.processes = document.querySelectorAll('.tl-proc').length;
+  c.thread_rows = document.querySelectorAll('.tl-thread').length;
+  // Collapse everything, then click the first process lane.
+  document.getElementById('tl-collapse').click();
+  c.threads_visible_before = visibleThreads();
+  var lab = document.querySelector('.tl-proc .tl-label');
+  if (lab) lab.click();
+  c.threads_visible_after = visibleThreads();
+  c.thread_canvas = size(document.querySelector('.tl-thread:not(.hidden) canvas'));
+  c.thread_labels = Array.prototype.map.call(document.querySelectorAll('.tl-thread .tname'), function (e) { return e.textContent; });
+  c.process_commands = D.procs.map(function (p) { return p.cmd; });
+  c.header_command = (document.querySelector('h1 code') || {}).textContent;
+  // Nothing from the target may become markup: the page itself uses none of these elements.
+  c.injected_elements = document.querySelectorAll('b, i, img, iframe, object, embed, svg, form, a').length;
+  c.scripts = document.scripts.length;
+  c.table_rows = document.querySelectorAll('#thread-table tbody tr').length;
+  var pre = el('pre', null, JSON.stringify(out));
+  pre.id = 'selftest-result';
+  pre.hidden = true;
+  document.body.appendChild(pre);
+}
+
+var T0 = performance.now();
+try {
+  Timeline.build();
+  Flame.init();
+  Tables.init();
+} catch (e) {
+  ERRORS.push('init: ' + (e && e.stack ? e.stack : e));
+  throw e;
+} finally {
+  INIT_MS = performance.now() - T0;
+  if (SELFTEST) selftest();
+}

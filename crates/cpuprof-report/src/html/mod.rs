@@ -1,0 +1,302 @@
+//! The HTML report: one self-contained page (no network, scripts and styles inlined) with the
+//! header numbers, the findings and their fixes, a timeline of every process and thread, a
+//! flamegraph that can be narrowed to a process, a thread or a time range, and sortable tables.
+//!
+//! The header and findings are rendered here as escaped HTML, so they read even with scripts
+//! disabled. The timeline, flamegraph and tables are drawn by the inlined script from one JSON
+//! block of aggregated data ([`data`]). Everything that comes from the target is either
+//! escaped here ([`crate::escape::html`]) or inserted by the script as text, never as markup;
+//! the JSON block has `<`, `>` and `&` escaped so it cannot close its `<script>` element; and a
+//! Content-Security-Policy forbids any network access from the page.
+
+pub mod data;
+pub mod flame;
+pub mod timeline;
+
+use std::fmt::Write;
+
+use cpuprof_model::{secs, Analysis, Profile};
+
+use crate::escape::{command_line, html, json_for_script};
+use crate::summary::avg_cores_busy;
+use crate::terminal::{findings_by_cost, fmt_budget, fmt_s};
+
+/// The page's Content-Security-Policy: nothing may be loaded from anywhere.
+pub const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
+
+const CSS: &str = include_str!("../../assets/report.css");
+const JS: &[&str] = &[
+    include_str!("../../assets/common.js"),
+    include_str!("../../assets/timeline.js"),
+    include_str!("../../assets/flame.js"),
+    include_str!("../../assets/tables.js"),
+    include_str!("../../assets/main.js"),
+];
+
+/// The report page.
+pub fn render(profile: &Profile, analysis: &Analysis) -> String {
+    let data = data::build(profile, analysis);
+    let json = json_for_script(&data.to_string());
+    let cmd = html(&command_line(&profile.meta.command));
+    let mut o = String::with_capacity(json.len() + 64 * 1024);
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"referrer\" content=\"no-referrer\">\n\
+         <title>cpuprof: {cmd}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n"
+    );
+    header(profile, &cmd, &mut o);
+    findings(analysis, &mut o);
+    o.push_str(SECTIONS);
+    footer(profile, &mut o);
+    let _ = write!(
+        o,
+        "<div id=\"tooltip\" hidden></div>\n\
+         <script type=\"application/json\" id=\"cpuprof-data\">{json}</script>\n<script>\n(function () {{\n'use strict';\n"
+    );
+    for js in JS {
+        o.push_str(js);
+        o.push('\n');
+    }
+    o.push_str("})();\n</script>\n</body>\n</html>\n");
+    o
+}
+
+fn stat(o: &mut String, class: &str, key: &str, value: &str, small: &str) {
+    let small = if small.is_empty() {
+        String::new()
+    } else {
+        format!(" <small>{small}</small>")
+    };
+    let _ = writeln!(
+        o,
+        "<div class=\"stat {class}\"><span class=\"k\">{key}</span><span class=\"v\">{value}{small}</span></div>"
+    );
+}
+
+fn header(profile: &Profile, cmd: &str, o: &mut String) {
+    let meta = &profile.meta;
+    let cpu = profile.cpu();
+    let budget = profile.machine.cpu_budget();
+    let busy = avg_cores_busy(profile);
+    let _ = writeln!(
+        o,
+        "<header>\n<h1>cpuprof <code>{cmd}</code></h1>\n<div class=\"stats\">"
+    );
+    let ended = match (meta.exit_code, meta.signal) {
+        (_, Some(s)) => format!("killed by signal {s}"),
+        (Some(c), None) => format!("exit code {c}"),
+        (None, None) if meta.attached => format!("attached to pid {}", meta.pid),
+        (None, None) => "running".into(),
+    };
+    stat(o, "", "wall", &fmt_s(secs(meta.wall_ns)), &html(&ended));
+    stat(
+        o,
+        "",
+        "CPU",
+        &fmt_s(secs(cpu.total_ns())),
+        &format!(
+            "user {} · sys {}",
+            fmt_s(secs(cpu.user_ns)),
+            fmt_s(secs(cpu.sys_ns))
+        ),
+    );
+    stat(
+        o,
+        if busy > budget * 1.001 { "over" } else { "" },
+        "cores busy (average)",
+        &format!("{busy:.2}"),
+        &format!("of {} budget", fmt_budget(budget)),
+    );
+    let runq = secs(profile.runq_ns());
+    let share = if cpu.total_ns() > 0 {
+        format!("{:.0}% of CPU time", 100.0 * runq / secs(cpu.total_ns()))
+    } else {
+        String::new()
+    };
+    stat(o, "", "run-queue wait", &fmt_s(runq), &share);
+    let samples = crate::stacks::samples(profile).len();
+    let rate = meta
+        .sample_rate_hz
+        .map(|r| format!("at {r} Hz · "))
+        .unwrap_or_default();
+    stat(
+        o,
+        "",
+        "samples",
+        &samples.to_string(),
+        &format!("{rate}{} lost", meta.lost_samples),
+    );
+    stat(
+        o,
+        "",
+        "processes · threads",
+        &format!("{} · {}", profile.processes.len(), profile.thread_count()),
+        "",
+    );
+    o.push_str("</div>\n");
+    let m = &profile.machine;
+    let quota = match m.quota_cpus() {
+        Some(q) => format!("cgroup quota {q:.2} CPUs"),
+        None => "no cgroup CPU quota".into(),
+    };
+    let mut machine = format!(
+        "Machine: {} CPUs online, {} in the target's affinity, {quota}",
+        m.online_cpus, m.affinity_cpus
+    );
+    if !m.cpu_model.is_empty() {
+        let _ = write!(machine, " · {}", m.cpu_model);
+    }
+    if !m.kernel.is_empty() {
+        let _ = write!(machine, " · Linux {}", m.kernel);
+    }
+    let _ = writeln!(o, "<p class=\"machine\">{}</p>", html(&machine));
+    if !profile.notices.is_empty() {
+        o.push_str("<ul class=\"notices\">\n");
+        for n in &profile.notices {
+            let _ = writeln!(o, "<li>{}</li>", html(n));
+        }
+        o.push_str("</ul>\n");
+    }
+    o.push_str("</header>\n");
+}
+
+fn findings(analysis: &Analysis, o: &mut String) {
+    o.push_str("<section id=\"findings\">\n<h2>Findings</h2>\n");
+    let list = findings_by_cost(analysis);
+    if list.is_empty() {
+        o.push_str(
+            "<p class=\"nofinding\">No problem found: the threads fit the CPU budget.</p>\n",
+        );
+    }
+    for (i, f) in list.iter().enumerate() {
+        let sev = f.severity.as_str();
+        let _ = writeln!(
+            o,
+            "<div class=\"finding {sev}\" data-id=\"{}\">\n<div><span class=\"sev\">{sev}</span><span class=\"title\">{}</span></div>",
+            html(&f.id),
+            html(&f.title)
+        );
+        if f.est_saving_wall_s > 0.0 || f.est_saving_cpu_s > 0.0 {
+            let _ = writeln!(
+                o,
+                "<div class=\"saving\">Fixing it saves about {} of wall time and {} of CPU.</div>",
+                fmt_s(f.est_saving_wall_s),
+                fmt_s(f.est_saving_cpu_s)
+            );
+        }
+        let _ = writeln!(o, "<div class=\"detail\">{}</div>", html(&f.detail));
+        if !f.fix.is_empty() {
+            let _ = writeln!(
+                o,
+                "<div class=\"fixbox\"><pre id=\"fix-{i}\">{}</pre><button type=\"button\" class=\"copy\" data-target=\"fix-{i}\" title=\"copy the fix\">copy</button></div>",
+                html_keep_lines(&f.fix)
+            );
+        }
+        o.push_str("</div>\n");
+    }
+    o.push_str("</section>\n");
+}
+
+/// Like [`html`] but keeps line breaks and tabs (a fix can be several lines of code).
+fn html_keep_lines(s: &str) -> String {
+    s.split('\n')
+        .map(|line| line.split('\t').map(html).collect::<Vec<_>>().join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const SECTIONS: &str = r#"<section id="timeline-section">
+<h2>Timeline</h2>
+<div class="toolbar">
+<span class="legend"><span class="sw run"></span>running</span>
+<span class="legend"><span class="sw wait"></span>runnable, waiting for a core</span>
+<span class="legend"><span class="sw sleep"></span>sleeping</span>
+<span class="legend"><span class="sw budget"></span>CPU budget</span>
+<button type="button" id="tl-expand">expand all</button>
+<button type="button" id="tl-collapse">collapse all</button>
+<button type="button" id="tl-zoomsel">zoom to selection</button>
+<button type="button" id="tl-clearsel">clear selection</button>
+<button type="button" id="tl-reset">reset zoom</button>
+<span id="tl-info" class="legend"></span>
+</div>
+<p class="legend">Click a process to show its threads. Drag to select a time range (the flamegraph follows), wheel to zoom, double-click to reset.</p>
+<div id="timeline"></div>
+</section>
+<section id="flame-section">
+<h2>Flamegraph</h2>
+<div class="toolbar">
+<label>show <select id="flame-scope"></select></label>
+<label><input type="checkbox" id="flame-range"> only the time range selected on the timeline</label>
+<input type="search" id="flame-search" placeholder="search (regex)" aria-label="search functions">
+<button type="button" id="flame-reset">reset zoom</button>
+<span class="legend"><span class="sw py"></span>Python</span>
+<span class="legend"><span class="sw nat"></span>native</span>
+<span class="legend"><span class="sw spin"></span>spin-wait</span>
+<span class="legend"><span class="sw match"></span>search match</span>
+<span id="flame-match" class="legend"></span>
+</div>
+<p id="flame-info" class="legend"></p>
+<div id="flame-wrap"><canvas id="flame"></canvas></div>
+</section>
+<section id="tables">
+<h2>Processes</h2>
+<div id="proc-table"></div>
+<h2>Threads</h2>
+<div id="thread-table"></div>
+</section>
+"#;
+
+fn footer(profile: &Profile, o: &mut String) {
+    let meta = &profile.meta;
+    let version = if meta.cpuprof_version.is_empty() {
+        env!("CARGO_PKG_VERSION").to_string()
+    } else {
+        meta.cpuprof_version.clone()
+    };
+    let _ = writeln!(
+        o,
+        "<footer>cpuprof {} · procfs every {} · stacks from {} · this page works offline and loads nothing from the network.</footer>",
+        html(&version),
+        fmt_s(secs(meta.interval_ns)),
+        crate::stacks::source(profile).as_str()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{analysis, profile};
+
+    #[test]
+    fn page_is_self_contained_and_escapes_the_target() {
+        let mut p = profile();
+        let evil = "<b>x</b>&\"'</script><script>alert(1)</script>";
+        p.meta.command = vec!["python".into(), evil.into()];
+        p.processes[0].threads[1].name = evil.into();
+        p.processes[0].command = vec!["python".into(), evil.into()];
+        let mut a = analysis();
+        a.findings[0].title = evil.into();
+        let page = render(&p, &a);
+        assert!(!page.contains("<b>"), "unescaped markup");
+        assert_eq!(page.matches("<script").count(), 2);
+        assert_eq!(page.matches("</script>").count(), 2);
+        assert!(page.contains(CSP));
+        assert!(!page.contains("http://") && !page.contains("https://"));
+        assert!(page.contains("&lt;b&gt;x&lt;/b&gt;&amp;&quot;&#39;&lt;/script&gt;"));
+        // The data block parses back to the same names.
+        let start = page.find("id=\"cpuprof-data\">").unwrap() + "id=\"cpuprof-data\">".len();
+        let end = start + page[start..].find("</script>").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&page[start..end]).unwrap();
+        assert_eq!(v["lanes"][1]["name"], evil);
+    }
+
+    #[test]
+    fn findings_have_a_copyable_fix() {
+        let page = render(&profile(), &analysis());
+        assert!(page.contains("<pre id=\"fix-0\">OPENBLAS_NUM_THREADS=1</pre>"));
+        assert!(page.contains("data-target=\"fix-0\""));
+    }
+}
