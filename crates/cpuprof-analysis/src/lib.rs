@@ -122,9 +122,9 @@ pub fn analyze(profile: &Profile) -> Analysis {
     findings.extend(over.map(|o| o.finding));
     findings.sort_by(|a, b| {
         let cost = |f: &cpuprof_model::Finding| f.est_saving_wall_s + 0.1 * f.est_saving_cpu_s;
-        b.severity
-            .cmp(&a.severity)
-            .then(cost(b).total_cmp(&cost(a)))
+        cost(b)
+            .total_cmp(&cost(a))
+            .then(b.severity.cmp(&a.severity))
     });
     let runtimes = cx
         .loaded

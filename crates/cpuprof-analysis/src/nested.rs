@@ -150,6 +150,11 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     let python = workers
         .iter()
         .any(|m| cx.profile.process(m.pid).is_some_and(is_python));
+    // A native program's own worker processes: the oversubscription finding already says
+    // all there is (same fix); the framework-specific advice is what this rule adds.
+    if fw.is_none() && !python {
+        return None;
+    }
     let k = fixes::threads_per_process(cx.budget, n);
     let share = wide.iter().map(|m| m.active.len()).sum::<usize>() as f64
         / over
@@ -163,11 +168,11 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         id: "nested-pools".into(),
         severity: over.finding.severity,
         title: format!(
-            "{fw_name} pool of {n} workers, each with a {pool}-thread {} pool",
+            "{fw_name} pool of {n} workers, each with {pool} {} threads",
             rt.name
         ),
         detail: format!(
-            "{n} worker processes of pid {parent} ({fw_name}) each run a {} pool of {pool} \
+            "{n} worker processes of pid {parent} ({fw_name}) each run a pool of {pool} {} \
              threads, wider than the budget per worker ({} / {n} = {per_worker:.2}); \
              {} threads in all. Limit each worker to {k}.",
             rt.name,
@@ -239,7 +244,7 @@ mod tests {
             .expect("nested");
         assert_eq!(
             f.title,
-            "multiprocessing pool of 2 workers, each with a 2-thread OpenBLAS pool"
+            "multiprocessing pool of 2 workers, each with 2 OpenBLAS threads"
         );
         assert!(f.fix.contains("initargs=(1, \"blas\")"), "{}", f.fix);
         assert!(a.findings.iter().any(|f| f.id == "oversubscription"));

@@ -156,21 +156,29 @@ pub fn check(cx: &Context) -> Option<Over> {
     };
     let model_s = NO_STACKS_WASTE * (1.0 - cx.budget / mean_demand).max(0.0) * cpu_ns / 1e9;
     let waste_cpu_s = spin_s.unwrap_or(model_s);
-    let wall_s = (waste_cpu_s / cx.budget).min(over_s);
+    // The wasted CPU would have gone to work at the rate the program actually got cores
+    // (the budget on an idle machine, less when other load shared them).
+    let rate = (cpu_ns / 1e9 / over_s).clamp(0.05, cx.budget);
+    let wall_s = (waste_cpu_s / rate).min(over_s);
 
     let shape = shape(&members, cx.budget);
     let wall = cx.profile.meta.wall_ns as f64 / 1e9;
     let mut detail = format!(
         "{shape}. For {over_s:.1} s ({:.0}% of the run) {mean_demand:.1} threads on average \
          wanted a core on a budget of {}; they waited {:.2} s for a core against {:.2} s on CPU \
-         ({wait_per_cpu:.2} s per CPU second; {mean_demand:.1}/{:.1} - 1 = {:.2} expected). \
-         {ivcsw} involuntary context switches",
+         ({wait_per_cpu:.2} s per CPU second; their own demand explains {mean_demand:.1}/{:.1} \
+         - 1 = {:.2}{}). {ivcsw} involuntary context switches",
         100.0 * over_s / wall.max(over_s),
         fixes::cores(cx.budget),
         wait_ns / 1e9,
         cpu_ns / 1e9,
         cx.budget,
         mean_demand / cx.budget - 1.0,
+        if wait_per_cpu > 1.5 * (mean_demand / cx.budget - 1.0) + 0.1 {
+            ", the rest is other load on the machine"
+        } else {
+            ""
+        },
     );
     if preempted > 0 {
         detail.push_str(&format!(

@@ -106,6 +106,30 @@ pub fn classify(
         let rts = loaded.get(&p.pid).map(Vec::as_slice).unwrap_or(&[]);
         let python = is_python(p);
         let main_name = p.thread(p.pid).map(|t| t.name.as_str());
+        // Without stacks: the runtime's workers are the first threads created with the
+        // process's own name, as many as the pool has workers.
+        let pool = rts
+            .iter()
+            .find(|l| matches!(l.runtime.family, Family::Blas | Family::OpenMp));
+        let mut unnamed: Vec<&cpuprof_model::Thread> = p
+            .threads
+            .iter()
+            .filter(|t| {
+                t.tid != p.pid
+                    && main_name == Some(t.name.as_str())
+                    && !python_tids.contains_key(&(p.pid, t.tid))
+                    && !per_thread.contains_key(&(p.pid, t.tid))
+            })
+            .collect();
+        unnamed.sort_by_key(|t| (t.start_ns, t.tid));
+        let expected = pool
+            .map(|l| {
+                runtimes::configured_threads(l.runtime, &l.knobs)
+                    .unwrap_or_else(|| host_cores(profile))
+                    .saturating_sub(1) as usize
+            })
+            .unwrap_or(0);
+        let guessed: Vec<Tid> = unnamed.iter().take(expected).map(|t| t.tid).collect();
         for th in &p.threads {
             let key = (p.pid, th.tid);
             let class = if python_tids.contains_key(&key) || (python && th.tid == p.pid) {
@@ -121,7 +145,10 @@ pub fn classify(
             } else if let Some(ts) = per_thread.get(&key).filter(|t| t.total > 0) {
                 by_samples(ts, rts)
             } else {
-                by_name(th.name.as_str(), main_name, rts)
+                match pool {
+                    Some(l) if guessed.contains(&th.tid) => worker_of(l.runtime),
+                    _ => other(),
+                }
             };
             out.insert(th.tid, class);
         }
@@ -169,18 +196,15 @@ fn by_samples(ts: &ThreadSamples, rts: &[Loaded]) -> ThreadClass {
     other()
 }
 
-/// Without stacks: a non-main thread carrying the process's own name, in a process that
-/// loaded a pool runtime, is taken as that runtime's worker (BLAS first: when OpenBLAS and
-/// libgomp are both loaded, libgomp usually serves OpenBLAS).
-fn by_name(name: &str, main_name: Option<&str>, rts: &[Loaded]) -> ThreadClass {
-    let inherited = main_name.is_some_and(|m| m == name);
-    let pool = rts
-        .iter()
-        .find(|l| matches!(l.runtime.family, Family::Blas | Family::OpenMp));
-    match pool {
-        Some(l) if inherited => worker_of(l.runtime),
-        _ => other(),
+/// CPUs the runtimes size their pools from: online CPUs within the affinity mask (never the
+/// cgroup quota).
+fn host_cores(profile: &Profile) -> u32 {
+    let m = &profile.machine;
+    let mut n = m.online_cpus.max(1);
+    if m.affinity_cpus > 0 {
+        n = n.min(m.affinity_cpus);
     }
+    n
 }
 
 #[cfg(test)]
@@ -234,10 +258,14 @@ mod tests {
             busy_thread(10, 1.0, 1.0, 0.0),
             busy_thread(11, 1.0, 1.0, 0.0),
             busy_thread(12, 1.0, 1.0, 0.0),
+            busy_thread(13, 1.0, 1.0, 0.0),
         ];
         th[0].name = "python3".into();
         th[1].name = "python3".into();
         th[2].name = "my-io-thread".into();
+        // Created later with the inherited name: beyond the pool's 2 - 1 workers.
+        th[3].name = "python3".into();
+        th[3].start_ns = 500_000_000;
         let mut p = profile_with(2, vec![(10, th)]);
         p.processes[0].command = vec!["/usr/bin/python3".into(), "x.py".into()];
         with_library(&mut p, 10, "/usr/lib/libgomp.so.1");
@@ -246,5 +274,6 @@ mod tests {
         assert_eq!(c[&11].role, ThreadRole::OpenmpWorker);
         assert_eq!(c[&11].runtime.as_deref(), Some("GNU OpenMP"));
         assert_eq!(c[&12].role, ThreadRole::Other);
+        assert_eq!(c[&13].role, ThreadRole::Other);
     }
 }
