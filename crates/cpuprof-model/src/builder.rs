@@ -5,7 +5,7 @@
 //! backwards, every sample and point attached to a known process and thread, process CPU
 //! at least the sum of its threads, everything sorted by time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::event::Event;
 use crate::profile::{CpuTimes, Machine, Meta, Process, Profile, PythonSample, Sample, Thread};
@@ -19,6 +19,9 @@ pub struct ProfileBuilder {
     process_index: HashMap<Pid, usize>,
     /// Per process: CPU reported by the process's own counters or rusage.
     own_cpu: HashMap<Pid, CpuTimes>,
+    /// Threads named by the Python sampler (`threading.Thread(name=...)`): that name wins over
+    /// `comm`, which Python does not set.
+    python_named: HashSet<(Pid, Tid)>,
 }
 
 impl ProfileBuilder {
@@ -34,6 +37,7 @@ impl ProfileBuilder {
             origin: origin_ns,
             process_index: HashMap::new(),
             own_cpu: HashMap::new(),
+            python_named: HashSet::new(),
         }
     }
 
@@ -112,8 +116,9 @@ impl ProfileBuilder {
                 mut point,
             } => {
                 point.t = self.rel(point.t);
+                let python_named = self.python_named.contains(&(pid, tid));
                 let th = self.thread_mut(pid, tid, point.t);
-                if !name.is_empty() {
+                if !name.is_empty() && !python_named {
                     th.name = name;
                 }
                 // Counters never go backwards (a torn read must not undo CPU).
@@ -167,6 +172,7 @@ impl ProfileBuilder {
                 let th = self.thread_mut(pid, tid, t);
                 if let Some(n) = thread_name.filter(|n| !n.is_empty()) {
                     th.name = n;
+                    self.python_named.insert((pid, tid));
                 }
                 let ids: Vec<_> = frames
                     .into_iter()
@@ -398,6 +404,31 @@ mod tests {
             }
         );
         assert_eq!(p.cpu().total_ns(), 1000);
+    }
+
+    #[test]
+    fn python_thread_names_win_over_comm() {
+        let mut b = builder();
+        let poll = |b: &mut ProfileBuilder, t| {
+            b.handle(Event::ThreadPoint {
+                pid: 1,
+                tid: 2,
+                name: "python".into(),
+                point: point(t, 0, 0, 0),
+            })
+        };
+        poll(&mut b, 2000);
+        b.handle(Event::PythonSample {
+            t: 2500,
+            pid: 1,
+            tid: 2,
+            thread_name: Some("loader".into()),
+            frames: vec![],
+            owns_gil: false,
+            active: false,
+        });
+        poll(&mut b, 3000);
+        assert_eq!(b.finish(4000).processes[0].threads[0].name, "loader");
     }
 
     #[test]
