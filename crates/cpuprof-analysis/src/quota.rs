@@ -61,7 +61,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     let k = fixes::threads_per_process(q, wide.len());
     let python = wide.iter().any(|(p, ..)| is_python(p));
     let mut detail = format!(
-        "{} process{} run{} a {} pool of {size} threads (sized from the host's {}) while the \
+        "{} process{} run{} a pool of {size} {} threads (sized from the host's {}) while the \
          cgroup {} (v{}) allows {q:.2} CPUs",
         wide.len(),
         if wide.len() == 1 { "" } else { "es" },

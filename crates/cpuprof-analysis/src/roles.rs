@@ -107,7 +107,15 @@ pub fn classify(
         let python = is_python(p);
         let main_name = p.thread(p.pid).map(|t| t.name.as_str());
         // Without stacks: the runtime's workers are the first threads created with the
-        // process's own name, as many as the pool has workers.
+        // process's own name, as many as the pool has workers. The main thread's name may
+        // be its Python name ("MainThread"), so the executable's names count too (`comm` is
+        // the file name run, cut to 15 bytes).
+        let inherited: Vec<String> = main_name
+            .map(str::to_string)
+            .into_iter()
+            .chain(p.exe.as_deref().map(comm_of))
+            .chain(p.command.first().map(|c| comm_of(c)))
+            .collect();
         let pool = rts
             .iter()
             .find(|l| matches!(l.runtime.family, Family::Blas | Family::OpenMp));
@@ -116,7 +124,7 @@ pub fn classify(
             .iter()
             .filter(|t| {
                 t.tid != p.pid
-                    && main_name == Some(t.name.as_str())
+                    && inherited.contains(&t.name)
                     && !python_tids.contains_key(&(p.pid, t.tid))
                     && !per_thread.contains_key(&(p.pid, t.tid))
             })
@@ -196,6 +204,12 @@ fn by_samples(ts: &ThreadSamples, rts: &[Loaded]) -> ThreadClass {
     other()
 }
 
+/// The `comm` a thread started from this path gets: the base name, at most 15 bytes.
+fn comm_of(path: &str) -> String {
+    let base = runtimes::base_name(path).as_bytes();
+    String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
+}
+
 /// CPUs the runtimes size their pools from: online CPUs within the affinity mask (never the
 /// cgroup quota).
 fn host_cores(profile: &Profile) -> u32 {
@@ -260,7 +274,7 @@ mod tests {
             busy_thread(12, 1.0, 1.0, 0.0),
             busy_thread(13, 1.0, 1.0, 0.0),
         ];
-        th[0].name = "python3".into();
+        th[0].name = "MainThread".into();
         th[1].name = "python3".into();
         th[2].name = "my-io-thread".into();
         // Created later with the inherited name: beyond the pool's 2 - 1 workers.
