@@ -1,0 +1,207 @@
+//! Command-line flags (clap derive) and their conversion into the options the commands use.
+//!
+//! `cpuprof -- CMD` is `cpuprof record -- CMD`: the record flags are accepted both at the top
+//! level and after `record`. The trailing command conflicts with `--pid`; one of the two is
+//! required.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// cpuprof: CPU time against wall time for every process and thread of a program, its
+/// stacks, and oversubscribed thread pools.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cpuprof",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  cpuprof -- python script.py\n  cpuprof record --pid 4242 --duration 30\n  cpuprof report profile.cpuprof"
+)]
+pub struct Cli {
+    /// What to do (default: record).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Record flags, when no subcommand is given.
+    #[command(flatten)]
+    pub record: RecordArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command (or attach to a process) and record it.
+    Record(RecordArgs),
+    /// Print the summary of a saved profile again.
+    Report(ReportArgs),
+}
+
+/// Flags of `record`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["pid", "cmd"]))]
+pub struct RecordArgs {
+    /// Watch this running process and its descendants instead of running a command; it is
+    /// left running when recording stops.
+    #[arg(long, value_name = "PID", conflicts_with = "cmd")]
+    pub pid: Option<u32>,
+
+    /// Stop recording after this long (seconds, or with a unit: 500ms, 30s, 2m).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// How often to read every thread's counters (ms, or with a unit: 50ms, 0.1s).
+    #[arg(long, value_name = "TIME", default_value = "50ms", value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// Save the whole recording to this file (`cpuprof report FILE` reads it).
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+
+    /// Write the summary JSON here ('-' = standard output).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Write the HTML report here.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Print no summary or status line (errors only).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Pause each Python process while reading its stacks (consistent stacks, costlier;
+    /// see docs/python.md).
+    #[arg(long, conflicts_with = "python_nonblocking")]
+    pub python_blocking: bool,
+
+    /// Read Python stacks without pausing the process (the default).
+    #[arg(long)]
+    pub python_nonblocking: bool,
+
+    /// Python stack samples per second and thread.
+    #[arg(long, value_name = "HZ", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub python_rate: u32,
+
+    /// Native stack samples per second of CPU time of each thread (perf cpu-clock).
+    #[arg(long, value_name = "HZ", default_value_t = cpuprof_collect::perf::DEFAULT_RATE_HZ, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub rate: u32,
+
+    /// Record no native stacks or context switches (no perf events).
+    #[arg(long)]
+    pub no_stacks: bool,
+
+    /// The command to run, after `--`.
+    #[arg(last = true, value_name = "COMMAND", num_args = 1..)]
+    pub cmd: Vec<String>,
+}
+
+impl RecordArgs {
+    /// The Python sampler's options.
+    pub fn python_options(&self) -> cpuprof_python::PythonOptions {
+        cpuprof_python::PythonOptions {
+            rate_hz: self.python_rate,
+            blocking: self.python_blocking && !self.python_nonblocking,
+        }
+    }
+}
+
+impl RecordArgs {
+    /// The perf sampler's options.
+    pub fn perf_options(&self) -> cpuprof_collect::perf::PerfOptions {
+        cpuprof_collect::perf::PerfOptions {
+            rate_hz: self.rate,
+            ..Default::default()
+        }
+    }
+}
+
+/// Flags of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A profile saved with `--save`.
+    #[arg(value_name = "PROFILE")]
+    pub path: PathBuf,
+
+    /// Write the summary JSON here ('-' = standard output).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Write the HTML report here.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Print no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Parses `1.5`, `500ms`, `30s`, `2m` (a bare number is `default_unit`).
+fn parse_time(s: &str, default_unit: f64) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, default_unit)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a time (examples: 500ms, 30s, 2m)"))?;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(format!("'{s}' must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(v * unit))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse_time(s, 1.0)
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_time(s, 1e-3)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("'{s}' is shorter than 1ms"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_interval("50").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_interval("0.1s").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_interval("0.1ms").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn default_subcommand_and_conflicts() {
+        let c = Cli::try_parse_from(["cpuprof", "--", "sleep", "1"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(c.record.cmd, vec!["sleep", "1"]);
+        let c = Cli::try_parse_from(["cpuprof", "record", "--pid", "5"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Record(RecordArgs { pid: Some(5), .. }))));
+        assert!(Cli::try_parse_from(["cpuprof", "--pid", "5", "--", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["cpuprof", "record"]).is_err());
+        assert!(Cli::try_parse_from(["cpuprof"]).is_err());
+        let c = Cli::try_parse_from(["cpuprof", "report", "x.cpuprof", "--json", "-"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Report(_))));
+    }
+}

@@ -1,0 +1,182 @@
+//! `cpuprof record`: the wiring of one recording.
+//!
+//! Launch paused (or check the `--pid`) → start the collectors → release the target → feed
+//! every event into the [`ProfileBuilder`] → stop → merge Python stacks → analyse → outputs.
+//! The collectors share one stop flag: the procfs poller sets it when the target ends;
+//! `--duration` and interrupts set it from here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use cpuprof_collect::clock::monotonic_ns;
+use cpuprof_collect::launcher::{self, PausedChild};
+use cpuprof_collect::poller::{Poller, Target};
+use cpuprof_collect::tree::LiveTree;
+use cpuprof_model::{Event, Meta, ProfileBuilder};
+
+use crate::cli::RecordArgs;
+use crate::outputs::{self, Outputs};
+use crate::signals;
+use crate::status_line::StatusLine;
+
+/// Runs `record`; returns cpuprof's exit code (the target's, in launch mode).
+pub fn run(args: RecordArgs) -> Result<i32> {
+    let origin = monotonic_ns();
+    let start_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Event>();
+    let tree = LiveTree::default();
+
+    // Launch paused, or check the process to attach to. The fork happens while cpuprof is
+    // still single-threaded.
+    let (target, mut child) = match args.pid {
+        Some(pid) => {
+            cpuprof_collect::attach::check_attachable(pid)?;
+            (Target::Attached(pid), None)
+        }
+        None => {
+            launcher::become_subreaper()?;
+            let child = PausedChild::spawn(&args.cmd)?;
+            (Target::Launched(child.pid()), Some(child))
+        }
+    };
+    let attached = matches!(target, Target::Attached(_));
+    signals::install((!attached).then_some(target.pid()));
+
+    let machine = cpuprof_collect::budget::read_machine(target.pid());
+    let command = if attached {
+        // Attach mode records the target's command line as the command.
+        std::fs::read(format!("/proc/{}/cmdline", target.pid()))
+            .map(|t| cpuprof_collect::procfs::cmdline::parse(&t))
+            .unwrap_or_default()
+    } else {
+        args.cmd.clone()
+    };
+    let mut meta = Meta::new(command);
+    meta.pid = target.pid();
+    meta.attached = attached;
+    meta.start_unix_ms = start_unix_ms;
+    meta.interval_ns = args.interval.as_nanos() as u64;
+    meta.cpuprof_version = env!("CARGO_PKG_VERSION").to_string();
+    let mut builder = ProfileBuilder::new(meta, machine.clone(), origin);
+
+    let mut poller = Poller::new(target, args.interval, tx.clone(), tree.clone(), stop.clone());
+    poller.poll_now(); // the tree is known before the target runs
+
+    // ---- perf sampler: start here (before the child is released / right after attach),
+    //      with target.pid(), tree.clone(), tx.clone(), stop.clone(). ----
+    let perf_handle = if args.no_stacks {
+        None
+    } else {
+        use cpuprof_collect::perf::{PerfSampler, PerfTarget};
+        let perf_target = match attached {
+            true => PerfTarget::Attach(tree.clone()),
+            false => PerfTarget::Launch(target.pid()),
+        };
+        match PerfSampler::open(perf_target, &args.perf_options()) {
+            Ok(sampler) => Some(sampler.spawn(tx.clone(), stop.clone())),
+            // No perf: one notice line, and procfs data only.
+            Err(e) => tx.send(Event::Notice(e.notice())).ok().and(None),
+        }
+    };
+
+    // ---- Python sampler: start here, with tree.clone(), tx.clone(), stop.clone(). ----
+    let python_handle = cpuprof_python::PythonSampler::new(
+        tree.clone(),
+        args.python_options(),
+        tx.clone(),
+        stop.clone(),
+    )
+    .spawn()?;
+
+    let poll_handle = poller.spawn().context("cannot start the procfs poller thread")?;
+    if let Some(c) = child.as_mut() {
+        if let Err(e) = c.release() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = poll_handle.join();
+            return Err(e.into());
+        }
+    }
+    drop(tx);
+
+    let mut status = StatusLine::new(args.quiet);
+    let deadline = args.duration.map(|d| origin + d.as_nanos() as u64);
+    let mut stopped_early = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(ev) => {
+                builder.handle(ev);
+                // Drain what is queued before looking at the clock again.
+                for ev in rx.try_iter().take(10_000) {
+                    builder.handle(ev);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = monotonic_ns();
+        status.update(now, origin, &tree, builder.profile());
+        let interrupted = signals::interrupts() >= if attached { 1 } else { 2 };
+        if deadline.is_some_and(|d| now >= d) || interrupted {
+            stopped_early |= !stop.swap(true, Ordering::Relaxed);
+        }
+        if stop.load(Ordering::Relaxed) && poll_handle.is_finished() {
+            break;
+        }
+    }
+    status.clear();
+    let outcome = poll_handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("the procfs poller panicked"))?;
+
+    // ---- join the perf and Python samplers here (stop is set). ----
+    if let Some(h) = perf_handle {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("the perf sampler panicked"))?;
+    }
+    python_handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("the Python sampler panicked"))?;
+
+    for ev in rx.try_iter() {
+        builder.handle(ev);
+    }
+    let mut end_machine = machine;
+    if let Some(cg) = end_machine.cgroup.as_mut() {
+        cg.throttling_end = cpuprof_collect::cgroup::throttling_of(std::process::id());
+    }
+    builder.handle(Event::Machine(end_machine));
+    let mut profile = builder.finish(outcome.end_ns);
+
+    // ---- Python stack merge here: cpuprof_python::merge(&mut profile); ----
+    cpuprof_python::merge(&mut profile);
+
+    let analysis = cpuprof_analysis::analyze(&profile);
+    let out = Outputs {
+        save: args.save,
+        json: args.json,
+        html: args.output,
+        quiet: args.quiet,
+    };
+    outputs::write_all(&out, &profile, &analysis)?;
+    Ok(exit_code(&profile.meta, attached, stopped_early))
+}
+
+/// cpuprof's exit code: the target's (128+N for signal N) in launch mode; 0 when attached or
+/// when recording stopped before the target ended (130 after an interrupt).
+fn exit_code(meta: &cpuprof_model::Meta, attached: bool, stopped_early: bool) -> i32 {
+    if attached || stopped_early {
+        return if signals::interrupts() > 0 && !attached { 130 } else { 0 };
+    }
+    match (meta.exit_code, meta.signal) {
+        (_, Some(sig)) => 128 + sig,
+        (Some(code), None) => code,
+        (None, None) => 0,
+    }
+}
