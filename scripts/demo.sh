@@ -42,6 +42,12 @@ else
     done
     [ "$found" -eq 1 ] || echo "  (nothing)"
     if [ -s "$OUT/demo.cpuprof" ]; then
+        if [ "$status" -ne 0 ]; then
+            # The recording was saved but cpuprof stopped before or while reporting:
+            # show the summary from the saved profile.
+            echo "demo: the summary, from the saved profile:"
+            "$CPUPROF" report "$OUT/demo.cpuprof" || true
+        fi
         echo "demo: re-read the profile with: $CPUPROF report $OUT/demo.cpuprof"
     fi
 fi
