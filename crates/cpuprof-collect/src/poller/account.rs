@@ -82,10 +82,16 @@ pub fn sub(a: CpuTimes, b: CpuTimes) -> CpuTimes {
 /// Distributes unseen CPU. `alive` maps each live process to the growth of its children
 /// counters since the last poll. Returns the CPU to add per pid: for a vanished pid, on top
 /// of its last known own CPU; for a live pid, to its CPU of unseen children.
+///
+/// The children counters tick in 10 ms steps, so a poll can know more than the counters
+/// show yet; `carry` keeps that deficit per live process (ns, at most zero) and takes it off
+/// the next growth instead of dropping it, so that the errors do not add up.
 pub fn attribute(
     vanished: &[Vanished],
     alive: &BTreeMap<Pid, CpuTimes>,
+    carry: &mut BTreeMap<Pid, i64>,
 ) -> BTreeMap<Pid, CpuTimes> {
+    carry.retain(|pid, _| alive.contains_key(pid));
     let by_pid: BTreeMap<Pid, &Vanished> = vanished.iter().map(|v| (v.pid, v)).collect();
     let group_of = |v: &Vanished| -> Group {
         if v.reaped.is_some() {
@@ -114,7 +120,14 @@ pub fn attribute(
     // Live processes that reaped nothing seen: the whole growth is unseen children.
     for (&pid, &delta) in alive {
         if delta.total_ns() > 0 && !members.contains_key(&Group::Alive(pid)) {
-            add(out.entry(pid).or_default(), delta);
+            let c = carry.entry(pid).or_insert(0);
+            let net = delta.total_ns() as i64 + *c;
+            if net > 0 {
+                *c = 0;
+                add(out.entry(pid).or_default(), split_like(net as u64, delta));
+            } else {
+                *c = net;
+            }
         }
     }
     for (group, ms) in members {
@@ -127,10 +140,16 @@ pub fn attribute(
             Group::Reaped(r) => (by_pid[&r].reaped.unwrap_or_default(), vec![by_pid[&r]]),
         };
         let known: u64 = ms.iter().map(|m| m.known.total_ns()).sum();
-        let residual = delta.total_ns().saturating_sub(known);
-        if residual == 0 {
+        let mut net = delta.total_ns() as i64 - known as i64;
+        if let Group::Alive(a) = group {
+            let c = carry.entry(a).or_insert(0);
+            net += *c;
+            *c = net.min(0);
+        }
+        if net <= 0 {
             continue;
         }
+        let residual = net as u64;
         let residual_split = split_like(residual, delta);
         if tops.is_empty() {
             if let Group::Alive(a) = group {
@@ -183,20 +202,23 @@ mod tests {
     fn residual_goes_to_the_top_vanished_child() {
         // A(1) reaped X(2) whose child Y(3) vanished in the same interval.
         let alive = BTreeMap::from([(1, c(300))]);
-        let out = attribute(&[v(2, 1, 120), v(3, 2, 60)], &alive);
+        let out = attribute(&[v(2, 1, 120), v(3, 2, 60)], &alive, &mut BTreeMap::new());
         assert_eq!(out, BTreeMap::from([(2, c(120))]));
     }
 
     #[test]
     fn unseen_children_count_in_their_parent() {
         let alive = BTreeMap::from([(1, c(50)), (4, c(0))]);
-        assert_eq!(attribute(&[], &alive), BTreeMap::from([(1, c(50))]));
+        assert_eq!(
+            attribute(&[], &alive, &mut BTreeMap::new()),
+            BTreeMap::from([(1, c(50))])
+        );
     }
 
     #[test]
     fn split_between_siblings_by_what_they_were_known_to_use() {
         let alive = BTreeMap::from([(1, c(400))]);
-        let out = attribute(&[v(2, 1, 100), v(3, 1, 100)], &alive);
+        let out = attribute(&[v(2, 1, 100), v(3, 1, 100)], &alive, &mut BTreeMap::new());
         assert_eq!(out, BTreeMap::from([(2, c(100)), (3, c(100))]));
     }
 
@@ -208,7 +230,11 @@ mod tests {
             sys_ns: 200,
         });
         // 11 was a child of the root and vanished with it; 20's parent is outside the tree.
-        let out = attribute(&[root, v(11, 10, 100), v(20, 77, 5)], &BTreeMap::new());
+        let out = attribute(
+            &[root, v(11, 10, 100), v(20, 77, 5)],
+            &BTreeMap::new(),
+            &mut BTreeMap::new(),
+        );
         assert_eq!(
             out,
             BTreeMap::from([(
@@ -224,6 +250,13 @@ mod tests {
     #[test]
     fn known_more_than_delta_adds_nothing() {
         let alive = BTreeMap::from([(1, c(90))]);
-        assert!(attribute(&[v(2, 1, 100)], &alive).is_empty());
+        let mut carry = BTreeMap::new();
+        assert!(attribute(&[v(2, 1, 100)], &alive, &mut carry).is_empty());
+        // The 10 ns the counters had not shown yet come off the next growth.
+        let alive = BTreeMap::from([(1, c(30))]);
+        assert_eq!(
+            attribute(&[], &alive, &mut carry),
+            BTreeMap::from([(1, c(20))])
+        );
     }
 }

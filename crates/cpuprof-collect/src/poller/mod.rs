@@ -77,6 +77,7 @@ pub struct Poller {
     polls: u64,
     reaped_total: Option<CpuTimes>,
     unseen_total: u64,
+    carry: BTreeMap<Pid, i64>,
     exit: Option<reap::ExitStatus>,
     root_gone: bool,
 }
@@ -107,6 +108,7 @@ impl Poller {
             polls: 0,
             reaped_total: None,
             unseen_total: 0,
+            carry: BTreeMap::new(),
             exit: None,
             root_gone: false,
         }
@@ -267,12 +269,12 @@ impl Poller {
                 Vanished {
                     pid,
                     ppid: p.ppid,
-                    known: p.known_subtree(),
+                    known: p.known_at(t),
                     reaped: reaped.get(&pid).copied(),
                 }
             })
             .collect();
-        let shares = account::attribute(&vanished, &alive);
+        let shares = account::attribute(&vanished, &alive, &mut self.carry);
         for (pid, share) in &shares {
             if alive.contains_key(pid) {
                 self.unseen_total += share.total_ns();
@@ -375,7 +377,7 @@ impl Poller {
             p.dead_threads_ns += dead_ns;
             p.ppid = pst.ppid;
             p.zombie = pst.state == 'Z';
-            p.set_counters(own, kids);
+            p.set_counters(t, own, kids);
             let exec = p.comm != pst.comm;
             p.comm = pst.comm.clone();
             let due = is_new || exec || t.saturating_sub(p.info_read_ns) >= INFO_REFRESH_NS;

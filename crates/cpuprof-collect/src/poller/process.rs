@@ -51,6 +51,10 @@ pub struct ProcState {
     pub own_stat: CpuTimes,
     /// `cutime`/`cstime`, minus baseline.
     pub children: CpuTimes,
+    /// `children` before the latest poll's reading.
+    pub children_before: CpuTimes,
+    /// Time of the latest poll that read this process.
+    pub read_at: u64,
     /// CPU of children that ended unseen, attributed by [`super::account`].
     pub unseen_children: CpuTimes,
     /// Baselines (attach mode): own and children counters before the recording.
@@ -78,16 +82,27 @@ impl ProcState {
         c
     }
 
-    /// Own CPU plus children counters: what its parent's counters will grow by, as far as
-    /// known now.
-    pub fn known_subtree(&self) -> CpuTimes {
+    /// What its parent's counters (or its rusage) will hold beyond what was already
+    /// reported, as far as known at poll `t`: own CPU plus the children counters as of the
+    /// last poll whose growth was attributed (the one before `t` if it was read at `t`).
+    pub fn known_at(&self, t: u64) -> CpuTimes {
         let mut c = self.own_cpu();
-        add(&mut c, self.children);
+        add(
+            &mut c,
+            if self.read_at == t {
+                self.children_before
+            } else {
+                self.children
+            },
+        );
         c
     }
 
-    /// Sets the counters from a process-level `stat` reading (subtracting baselines).
-    pub fn set_counters(&mut self, own: CpuTimes, children: CpuTimes) {
+    /// Sets the counters from a process-level `stat` reading at poll `t` (subtracting
+    /// baselines).
+    pub fn set_counters(&mut self, t: u64, own: CpuTimes, children: CpuTimes) {
+        self.children_before = self.children;
+        self.read_at = t;
         self.own_stat = sub(own, self.base_own);
         self.children = sub(children, self.base_children);
     }
@@ -108,6 +123,7 @@ mod tests {
             },
         );
         p.set_counters(
+            1,
             CpuTimes {
                 user_ns: 0,
                 sys_ns: 0,
@@ -117,6 +133,7 @@ mod tests {
         assert_eq!(p.own_cpu().total_ns(), 1_234_567);
         // A thread ended between polls: the tick counters know more.
         p.set_counters(
+            2,
             CpuTimes {
                 user_ns: 30_000_000,
                 sys_ns: 10_000_000,
