@@ -109,6 +109,19 @@ check_rust() {
         say "cargo not found: install Rust (https://rustup.rs) and re-run"
         return 1
     fi
+    # `make test` runs fmt and clippy too.
+    local c
+    for c in fmt clippy; do
+        if ! cargo "$c" --version >/dev/null 2>&1; then
+            if command -v rustup >/dev/null 2>&1; then
+                say "adding the rustup component for cargo $c"
+                rustup component add "$([ "$c" = fmt ] && echo rustfmt || echo clippy)"
+            else
+                say "cargo $c is missing (rustup component add $([ "$c" = fmt ] && echo rustfmt || echo clippy))"
+                return 1
+            fi
+        fi
+    done
 }
 
 install_debs
