@@ -68,8 +68,7 @@ fn main() {
         i += 1;
     }
     let cmd = args[i + 1..].join(" ");
-    // Through `sh ... & wait`: a blocking spy ptraces the target, and ptrace stops of a direct
-    // child would be reported to our own wait.
+    // Through `sh -c`, so that shell words in CMD work.
     let start = Instant::now();
     let mut child = Command::new("/bin/sh")
         .args(["-c", &format!("{cmd} & wait")])

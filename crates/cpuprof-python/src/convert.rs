@@ -32,6 +32,21 @@ pub fn to_event(pid: Pid, t: u64, trace: &StackTrace) -> Option<Event> {
     })
 }
 
+/// py-spy's heuristic for a thread that the OS calls running but that only waits (its
+/// innermost Python frame is a known waiting function), redone for blocking mode.
+pub fn looks_idle(trace: &StackTrace) -> bool {
+    let Some(f) = trace.frames.first() else {
+        return false;
+    };
+    (f.name == "wait" && f.filename.ends_with("threading.py"))
+        || (f.name == "select" && f.filename.ends_with("selectors.py"))
+        || (f.name == "poll"
+            && (f.filename.ends_with("asyncore.py")
+                || ["zmq", "gevent", "tornado"]
+                    .iter()
+                    .any(|m| f.filename.contains(m))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

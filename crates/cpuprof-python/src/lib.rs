@@ -25,6 +25,7 @@
 mod convert;
 pub mod detect;
 mod merge;
+mod pause;
 mod sampler;
 
 use cpuprof_model::Pid;

@@ -22,8 +22,9 @@ use cpuprof_model::{Event, Pid};
 use py_spy::config::LockingStrategy;
 use py_spy::{Config, PythonSpy};
 
-use crate::convert::to_event;
+use crate::convert::{looks_idle, to_event};
 use crate::detect::{self, Kind};
+use crate::pause::pause;
 use crate::{clock_ns, Error, PidSource};
 
 /// How long a Python process may stay unreadable after it was first seen before it is reported.
@@ -169,7 +170,8 @@ impl<S: PidSource> PythonSampler<S> {
         let Some(target) = self.targets.get_mut(&pid) else {
             return;
         };
-        let config = spy_config(self.options.blocking);
+        let config = spy_config();
+        let blocking = self.options.blocking;
         match &mut target.state {
             State::Ignored | State::GaveUp => {}
             State::Opening { since, last_error } => {
@@ -198,11 +200,20 @@ impl<S: PidSource> PythonSampler<S> {
             }
             State::Sampling { spy, failures } => {
                 let before = clock_ns();
+                let paused = if blocking { pause(pid) } else { None };
                 let result = spy.get_stack_traces();
                 let t = before + (clock_ns() - before) / 2;
                 match result {
-                    Ok(traces) => {
+                    Ok(mut traces) => {
                         *failures = 0;
+                        if let Some(p) = &paused {
+                            for trace in &mut traces {
+                                let running =
+                                    trace.os_thread_id.is_some_and(|t| p.was_running(t as u32));
+                                trace.active = running && !looks_idle(trace);
+                            }
+                        }
+                        drop(paused);
                         for trace in &traces {
                             if let Some(ev) = to_event(pid, t, trace) {
                                 self.stats.samples += 1;
@@ -236,13 +247,10 @@ impl<S: PidSource> PythonSampler<S> {
 }
 
 /// The py-spy configuration: Python frames only, every thread (idle ones too), thread names.
-fn spy_config(blocking: bool) -> Config {
+/// Never py-spy's ptrace lock: blocking mode pauses with [`pause`] (its module says why).
+fn spy_config() -> Config {
     Config {
-        blocking: if blocking {
-            LockingStrategy::Lock
-        } else {
-            LockingStrategy::NonBlocking
-        },
+        blocking: LockingStrategy::NonBlocking,
         native: false,
         include_idle: true,
         gil_only: false,

@@ -124,12 +124,10 @@ t.join()
 fn named_worker_thread_is_active_and_sleeping_main_thread_is_idle() {
     for blocking in [false, true] {
         let (_dir, path) = script("threads.py", SLEEPER_AND_WORKER);
-        // Through `sh`: in blocking mode py-spy ptraces the interpreter, and a ptrace stop of a
-        // direct child would be reported to this test's own `wait`.
-        let cmd = format!("{} {} & wait", venv_python().display(), path.display());
+        // A direct child on purpose: blocking mode must not disturb the parent's `wait`.
         let run = sample_run(
-            Path::new("/bin/sh"),
-            &["-c", &cmd],
+            &venv_python(),
+            &[path.to_str().unwrap()],
             PythonOptions {
                 rate_hz: 100,
                 blocking,
