@@ -46,8 +46,16 @@ fn build_chain(dir: &Path) -> PathBuf {
 
 /// Launches `command` paused, samples it until it exits, returns all perf events.
 fn record(command: &[String]) -> (Vec<Event>, cpuprof_collect::perf::PerfStats) {
+    record_with(command, &PerfOptions::default())
+}
+
+/// [`record`] with explicit options.
+fn record_with(
+    command: &[String],
+    opts: &PerfOptions,
+) -> (Vec<Event>, cpuprof_collect::perf::PerfStats) {
     let mut child = PausedChild::spawn(command).expect("spawn");
-    let sampler = PerfSampler::open(PerfTarget::Launch(child.pid()), &PerfOptions::default())
+    let sampler = PerfSampler::open(PerfTarget::Launch(child.pid()), opts)
         .expect("perf_event_open works on this machine");
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -91,7 +99,10 @@ fn chain_without_frame_pointers_unwinds_in_order() {
         })
         .count();
     let show: Vec<_> = stacks.iter().take(3).collect();
-    eprintln!("{stats:?}; {in_order}/{} in order; first: {show:?}", stacks.len());
+    eprintln!(
+        "{stats:?}; {in_order}/{} in order; first: {show:?}",
+        stacks.len()
+    );
     assert!(
         in_order * 10 >= stacks.len() * 8,
         "{in_order} of {} samples have main → outer → middle → leaf; e.g. {show:?}",
@@ -103,4 +114,40 @@ fn chain_without_frame_pointers_unwinds_in_order() {
         .count();
     assert!(switches >= 2, "context switches recorded: {switches}");
     assert_eq!(stats.lost, 0);
+}
+
+/// Diagnostic, not a check: `PERF_DUMP_CMD="prog args" cargo test --release --test perf --
+/// --ignored --nocapture dump` prints the sampler's counters and the top stacks per thread.
+#[test]
+#[ignore]
+fn dump() {
+    let Ok(cmd) = std::env::var("PERF_DUMP_CMD") else {
+        return;
+    };
+    let command: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+    let t0 = std::time::Instant::now();
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let opts = PerfOptions {
+        rate_hz: env("PERF_DUMP_RATE", PerfOptions::default().rate_hz),
+        stack_bytes: env("PERF_DUMP_STACK", PerfOptions::default().stack_bytes),
+    };
+    let (events, stats) = record_with(&command, &opts);
+    eprintln!("{stats:?} wall {:?}", t0.elapsed());
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    for e in &events {
+        if let Event::Sample { tid, frames, .. } = e {
+            let s: Vec<_> = frames.iter().map(|f| f.name.as_str()).collect();
+            *counts.entry(format!("{tid};{}", s.join(";"))).or_default() += 1;
+        }
+    }
+    let mut v: Vec<_> = counts.into_iter().collect();
+    v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    for (s, n) in v.iter().take(25) {
+        eprintln!("{n:6} {s}");
+    }
 }

@@ -43,6 +43,14 @@ impl AddressSpace {
         m.mapping.contains(addr).then_some(m)
     }
 
+    /// From the lowest to the highest executable address (a quick filter for stack scans).
+    pub fn code_range(&self) -> std::ops::Range<u64> {
+        match (self.mapped.first(), self.mapped.last()) {
+            (Some(a), Some(b)) => a.mapping.start..b.mapping.end,
+            _ => 0..0,
+        }
+    }
+
     /// Whether this exact mapping (same place, same file) is already known.
     pub fn has(&self, mapping: &Mapping) -> bool {
         self.mapped.iter().any(|m| {

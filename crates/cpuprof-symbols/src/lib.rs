@@ -25,6 +25,7 @@ mod demangle;
 mod error;
 mod library;
 pub mod maps;
+mod scan;
 mod symbol_table;
 mod symbolizer;
 

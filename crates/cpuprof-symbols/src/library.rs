@@ -52,6 +52,7 @@ pub struct Library {
     eh_frame: Option<Section>,
     eh_frame_hdr: Option<Section>,
     debug_frame: Option<Section>,
+    plt: Vec<Range<u64>>,
     symbols: SymbolTable,
 }
 
@@ -107,6 +108,10 @@ impl Library {
             eh_frame: section(".eh_frame"),
             eh_frame_hdr: section(".eh_frame_hdr"),
             debug_frame: section(".debug_frame"),
+            plt: [".plt", ".plt.sec", ".plt.got"]
+                .iter()
+                .filter_map(|n| section(n).map(|s| s.svma))
+                .collect(),
             symbols: symbols(&obj),
             map: map.clone(),
         };
@@ -133,14 +138,43 @@ impl Library {
     /// The load bias of a mapping of this file at `start` with file offset `offset`:
     /// process address = file address + bias.
     pub fn bias(&self, start: u64, offset: u64) -> u64 {
+        // lld packs segments into shared pages: the mapping of the code segment starts on
+        // the page where the read-only segment ends. The segment that *starts* on the
+        // mapping's first page is the one mapped there.
         let seg = self
             .segments
             .iter()
-            .find(|s| (s.offset & !0xfff) <= offset && offset < s.offset + s.filesz.max(1));
+            .find(|s| s.offset & !0xfff == offset)
+            .or_else(|| {
+                self.segments
+                    .iter()
+                    .find(|s| (s.offset & !0xfff) <= offset && offset < s.offset + s.filesz.max(1))
+            });
         match seg {
             Some(s) => start.wrapping_sub(s.vaddr.wrapping_add(offset.wrapping_sub(s.offset))),
             None => start.wrapping_sub(offset),
         }
+    }
+
+    /// The `n` bytes of code just before file address `svma` (to check that a value found
+    /// on the stack is a return address: it must follow a call instruction).
+    pub fn code_before(&self, svma: u64, n: u64) -> Option<&[u8]> {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.vaddr + n <= svma && svma <= s.vaddr + s.filesz)?;
+        let end = (svma - seg.vaddr + seg.offset) as usize;
+        self.map.get(end - n as usize..end)
+    }
+
+    /// Whether file address `svma` lies in a PLT stub (calls to other libraries go there).
+    pub fn in_plt(&self, svma: u64) -> bool {
+        self.plt.iter().any(|r| r.contains(&svma))
+    }
+
+    /// The start (file address) of the function containing `svma`, if a symbol covers it.
+    pub fn function_start(&self, svma: u64) -> Option<u64> {
+        self.symbols.lookup(svma).map(|(_, off)| svma - off)
     }
 
     /// The unwind sections for a framehop module.

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use cpuprof_model::{Frame, FrameKind};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
-use framehop::Unwinder;
+use framehop::{FrameAddress, Unwinder};
 
 use crate::address_space::AddressSpace;
 use crate::demangle::demangle;
 use crate::library::Library;
 use crate::maps::{self, Mapping};
+use crate::scan::{direct_call_target, follows_call};
 
 /// The user registers framehop needs on x86_64.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub struct SymbolizerStats {
     pub libraries: u64,
     /// Times `/proc/PID/maps` was read.
     pub maps_reads: u64,
+    /// Frames found by stack scanning.
+    pub scans: u64,
 }
 
 /// Library cache key: device + inode when known, else the path.
@@ -59,6 +62,11 @@ pub struct Symbolizer {
 
 /// Deepest stack walked.
 const MAX_FRAMES: usize = 512;
+/// Stack scans per sample (each skips one frame without unwind information).
+const MAX_SCANS: u64 = 2;
+/// Words of stack a scan looks at (OpenBLAS's Haswell kernels move the stack pointer down
+/// by a 16 KiB buffer, page-aligned, before doing any work).
+const SCAN_WORDS: u64 = 4096;
 /// `/proc/PID/maps` is read again at most this often for one process.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -180,29 +188,29 @@ impl Symbolizer {
         let Some(space) = self.processes.get(&pid) else {
             return out;
         };
-        let sp = regs.sp;
+        let sp0 = regs.sp;
+        let past_end = std::cell::Cell::new(false);
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
-            let off = addr.checked_sub(sp).ok_or(())? as usize;
+            let off = addr.checked_sub(sp0).ok_or(())? as usize;
+            if off.saturating_add(8) > stack.len() && off < (1 << 24) {
+                past_end.set(true);
+            }
             let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
             Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
         };
-        let mut iter = space.unwinder.iter_frames(
-            regs.ip,
+        let mut walker = Walker {
+            past_end: &past_end,
+            space,
+            cache: &mut self.cache,
+            read_stack: &mut read_stack,
+            scans: 0,
+        };
+        walker.walk(
             UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
-            &mut self.cache,
-            &mut read_stack,
+            FrameAddress::from_instruction_pointer(regs.ip),
+            &mut out,
         );
-        // The first frame is the ip, already in `out`.
-        let _ = iter.next();
-        while let Ok(Some(frame)) = iter.next() {
-            let addr = frame.address();
-            // Callchain context markers (PERF_CONTEXT_*) and garbage near the top of the
-            // address space are not code.
-            if addr >= u64::MAX - 4095 || addr < 0x1000 || out.len() >= MAX_FRAMES {
-                break;
-            }
-            out.push((addr, true));
-        }
+        self.stats.scans += walker.scans;
         out
     }
 
@@ -272,5 +280,125 @@ impl Symbolizer {
         // Remember failures too, but not for a process we could not see into yet.
         self.libraries.insert(key, lib.clone());
         lib
+    }
+}
+
+/// One stack walk: framehop's rules, plus a stack scan where they give up.
+struct Walker<'a, F> {
+    /// Set when the walk wanted stack beyond the copy: the stack is cut, not garbage.
+    past_end: &'a std::cell::Cell<bool>,
+    space: &'a AddressSpace,
+    cache: &'a mut CacheX86_64,
+    read_stack: &'a mut F,
+    scans: u64,
+}
+
+impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
+    /// Appends return addresses to `out` from `regs`; true when the walk reached the stack's
+    /// root (`_start`, `clone3`: the unwind information says "no caller").
+    fn walk(
+        &mut self,
+        mut regs: UnwindRegsX86_64,
+        mut address: FrameAddress,
+        out: &mut Vec<(u64, bool)>,
+    ) -> bool {
+        while out.len() < MAX_FRAMES {
+            let step = self.space.unwinder.unwind_frame(
+                address,
+                &mut regs,
+                self.cache,
+                &mut *self.read_stack,
+            );
+            let ra = match step {
+                Ok(Some(ra)) => ra,
+                // "End of stack" right after the leaf usually means a frame-pointer guess on
+                // code without unwind information (bp = 0): scan instead.
+                Ok(None) if out.len() > 1 || self.scans >= MAX_SCANS => return true,
+                Err(_) if self.past_end.get() => return false,
+                _ if self.scans < MAX_SCANS => return self.scan(regs, address, out),
+                _ => return false,
+            };
+            // Callchain context markers (PERF_CONTEXT_*) and garbage near the top or bottom
+            // of the address space are not code.
+            if !(0x1000..u64::MAX - 4095).contains(&ra) {
+                return false;
+            }
+            let Some(a) = FrameAddress::from_return_address(ra) else {
+                return false;
+            };
+            out.push((ra, true));
+            regs.set_ip(ra);
+            address = a;
+        }
+        false
+    }
+
+    /// Continues the walk from the first word above `regs.sp` that is a plausible return
+    /// address for a call of the function at `address`: right after a call instruction, and
+    /// for a direct call, one whose target is that function or a PLT stub (stale return
+    /// addresses left on the stack by earlier calls elsewhere fail this).
+    fn scan(
+        &mut self,
+        regs: UnwindRegsX86_64,
+        address: FrameAddress,
+        out: &mut Vec<(u64, bool)>,
+    ) -> bool {
+        self.scans += 1;
+        let callee = self.function_start(address.address_for_lookup());
+        let code = self.space.code_range();
+        for i in 0..SCAN_WORDS {
+            let slot = regs.sp() + i * 8;
+            let Ok(value) = (self.read_stack)(slot) else {
+                break;
+            };
+            if !code.contains(&value) || !self.is_return_address(value, callee) {
+                continue;
+            }
+            let Some(next) = FrameAddress::from_return_address(value) else {
+                continue;
+            };
+            out.push((value, true));
+            let mut r = regs.clone();
+            r.set_sp(slot + 8);
+            r.set_ip(value);
+            return self.walk(r, next, out);
+        }
+        false
+    }
+
+    /// The process address where the function containing `addr` starts.
+    fn function_start(&self, addr: u64) -> Option<u64> {
+        let m = self.space.find(addr)?;
+        let lib = m.library.as_ref()?;
+        Some(
+            lib.function_start(addr.wrapping_sub(m.bias))?
+                .wrapping_add(m.bias),
+        )
+    }
+
+    fn is_return_address(&self, value: u64, callee: Option<u64>) -> bool {
+        let Some(m) = self.space.find(value) else {
+            return false;
+        };
+        let Some(lib) = m.library.as_ref() else {
+            return false;
+        };
+        let Some(before) = lib.code_before(value.wrapping_sub(m.bias), 7) else {
+            return false;
+        };
+        if !follows_call(before) {
+            return false;
+        }
+        match (direct_call_target(before, value), callee) {
+            (Some(target), Some(callee)) => {
+                target == callee
+                    || self
+                        .space
+                        .find(target)
+                        .and_then(|t| t.library.as_ref().map(|l| (l, t.bias)))
+                        .is_some_and(|(l, bias)| l.in_plt(target.wrapping_sub(bias)))
+            }
+            _ => true,
+        }
     }
 }

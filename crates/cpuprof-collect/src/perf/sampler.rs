@@ -22,10 +22,12 @@ use crate::tree::LiveTree;
 /// Default sampling rate (per thread, per second of CPU): see docs/stacks.md for the
 /// measurement behind it.
 pub const DEFAULT_RATE_HZ: u32 = 250;
-/// Default bytes of user stack copied per sample.
-pub const DEFAULT_STACK_BYTES: u32 = 32 * 1024;
-/// Ring-buffer data pages per CPU (4 KiB pages: 4 MiB).
-const RING_PAGES: usize = 1024;
+/// Default bytes of user stack copied per sample: nearly the most a sample record can hold
+/// (its size field is 16 bits). OpenBLAS's `dgemm_thread_nn` alone keeps ~40 KiB of job
+/// arrays on the caller's stack; with 32 KiB the main thread's stacks ended there.
+pub const DEFAULT_STACK_BYTES: u32 = 64_000;
+/// Ring-buffer data pages per CPU (4 KiB pages: 8 MiB, ~130 samples of 64 KB).
+const RING_PAGES: usize = 2048;
 /// How often attach mode looks for new threads in the tree.
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 /// Kernel addresses start here on x86_64.
