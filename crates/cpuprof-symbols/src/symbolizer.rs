@@ -156,20 +156,19 @@ impl Symbolizer {
     /// returns its frames, root first. Never empty: at least the instruction pointer's frame.
     pub fn unwind(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> Vec<Frame> {
         self.stats.samples += 1;
-        if !self
+        if self
             .processes
             .get(&pid)
-            .is_some_and(|s| s.find(regs.ip).is_some())
+            .is_none_or(|s| s.find(regs.ip).is_none())
         {
             self.refresh(pid);
         }
         let addrs = self.walk(pid, regs, stack);
         // A return address in an unknown mapping may be a library loaded since the last look.
         if addrs.iter().any(|a| {
-            !self
-                .processes
+            self.processes
                 .get(&pid)
-                .is_some_and(|s| s.find(a.0).is_some())
+                .is_none_or(|s| s.find(a.0).is_none())
         }) {
             self.refresh(pid);
         }
@@ -358,7 +357,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
                 continue;
             };
             out.push((value, true));
-            let mut r = regs.clone();
+            let mut r = regs;
             r.set_sp(slot + 8);
             r.set_ip(value);
             return self.walk(r, next, out);
