@@ -62,9 +62,14 @@ pub struct RecordArgs {
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 
-    /// Write the HTML report here.
+    /// Write the HTML report here (default when stderr is a terminal:
+    /// cpuprof-PROGRAM-YYYYmmdd-HHMMSS.html in the current directory).
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: Option<PathBuf>,
+
+    /// Write folded stacks (`process;thread;frame;...;leaf COUNT`, for inferno/FlameGraph) here.
+    #[arg(long, value_name = "PATH")]
+    pub collapsed: Option<PathBuf>,
 
     /// Print no summary or status line (errors only).
     #[arg(short, long)]
@@ -130,6 +135,10 @@ pub struct ReportArgs {
     /// Write the HTML report here.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: Option<PathBuf>,
+
+    /// Write folded stacks (`process;thread;frame;...;leaf COUNT`, for inferno/FlameGraph) here.
+    #[arg(long, value_name = "PATH")]
+    pub collapsed: Option<PathBuf>,
 
     /// Print no summary.
     #[arg(short, long)]

@@ -16,6 +16,8 @@ pub struct Outputs {
     pub json: Option<PathBuf>,
     /// HTML report here.
     pub html: Option<PathBuf>,
+    /// Folded stacks here.
+    pub collapsed: Option<PathBuf>,
     /// No terminal summary.
     pub quiet: bool,
 }
@@ -33,15 +35,23 @@ pub fn write_all(out: &Outputs, profile: &Profile, analysis: &Analysis) -> Resul
         write_text(path, &text)
             .with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))?;
     }
+    if let Some(path) = &out.collapsed {
+        std::fs::File::create(path)
+            .and_then(|f| cpuprof_report::collapsed::write(profile, std::io::BufWriter::new(f)))
+            .with_context(|| format!("cannot write folded stacks to '{}'", path.display()))?;
+    }
     if let Some(path) = &out.html {
-        // HTML report (report helper): cpuprof_report::html::render(profile, analysis).
-        let _ = path;
-        anyhow::bail!("the HTML report is not available in this build");
+        let page = cpuprof_report::html::render(profile, analysis);
+        std::fs::write(path, page)
+            .with_context(|| format!("cannot write the HTML report to '{}'", path.display()))?;
     }
     if !out.quiet {
         let stderr = std::io::stderr();
         let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        let text = cpuprof_report::terminal::render(profile, analysis, color);
+        let mut text = cpuprof_report::terminal::render(profile, analysis, color);
+        if let Some(path) = &out.html {
+            text.push_str(&format!("\n  report: {}\n", path.display()));
+        }
         let mut e = stderr.lock();
         let _ = e.write_all(text.as_bytes());
         let _ = e.flush();

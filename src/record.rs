@@ -161,7 +161,12 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     let out = Outputs {
         save: args.save,
         json: args.json,
-        html: args.output,
+        // Interactive runs get a report by default; scripts and tests only what they ask for.
+        html: args.output.or_else(|| {
+            (!args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .then(|| cpuprof_report::html::default_file_name(&profile).into())
+        }),
+        collapsed: args.collapsed,
         quiet: args.quiet,
     };
     outputs::write_all(&out, &profile, &analysis)?;

@@ -15,6 +15,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         save: None,
         json: args.json,
         html: args.output,
+        collapsed: args.collapsed,
         quiet: args.quiet,
     };
     outputs::write_all(&out, &profile, &analysis)?;

@@ -64,6 +64,56 @@ pub fn render(profile: &Profile, analysis: &Analysis) -> String {
     o
 }
 
+/// The report's default file name: `cpuprof-<program>-<YYYYmmdd-HHMMSS>.html`, the program's
+/// base name reduced to safe characters and the recording's start time in UTC.
+pub fn default_file_name(profile: &Profile) -> String {
+    let prog = profile
+        .meta
+        .command
+        .first()
+        .map(|c| c.rsplit('/').next().unwrap_or(c))
+        .unwrap_or("target");
+    let mut safe: String = prog
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        safe.insert_str(0, "target");
+    }
+    format!(
+        "cpuprof-{safe}-{}.html",
+        utc_stamp(profile.meta.start_unix_ms / 1000)
+    )
+}
+
+/// `YYYYmmdd-HHMMSS` of a Unix time, UTC (civil-from-days, H. Hinnant's algorithm).
+fn utc_stamp(unix_s: u64) -> String {
+    let days = (unix_s / 86_400) as i64;
+    let rem = unix_s % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 fn stat(o: &mut String, class: &str, key: &str, value: &str, small: &str) {
     let small = if small.is_empty() {
         String::new()
@@ -291,6 +341,20 @@ mod tests {
         let end = start + page[start..].find("</script>").unwrap();
         let v: serde_json::Value = serde_json::from_str(&page[start..end]).unwrap();
         assert_eq!(v["lanes"][1]["name"], evil);
+    }
+
+    #[test]
+    fn default_name_has_program_and_utc_time() {
+        let mut p = profile();
+        p.meta.command = vec!["/usr/bin/python3".into(), "x.py".into()];
+        p.meta.start_unix_ms = 1_795_905_296_000; // 2026-11-28 22:34:56 UTC (date -u -d @1795905296)
+        assert_eq!(
+            default_file_name(&p),
+            "cpuprof-python3-20261128-223456.html"
+        );
+        p.meta.command = vec!["../<evil>".into()];
+        p.meta.start_unix_ms = 0;
+        assert_eq!(default_file_name(&p), "cpuprof-_evil_-19700101-000000.html");
     }
 
     #[test]

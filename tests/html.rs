@@ -1,0 +1,260 @@
+//! The HTML report in a real browser: Debian's headless Chromium loads the page with
+//! `#selftest`, which makes the page's own script check itself after start-up (timeline and
+//! flamegraph drawn with a size, a process lane expands into its threads when clicked, no
+//! element injected by target-controlled text, no script error) and write the results as JSON
+//! into a hidden element; `--dump-dom` hands us the DOM. Chromium's console log (stderr) must
+//! be empty too, which also catches Content-Security-Policy violations.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// What a hostile target calls its thread (15 bytes, the most `comm` holds).
+const EVIL_THREAD: &str = "<b>&\"'</script>";
+/// What a hostile target passes as an argument.
+const EVIL_ARG: &str = "</script><script>document.title='pwned'</script><b>&amp;\"'";
+
+fn chromium(dir: &Path, extra: &[String], url: &str) -> (String, String) {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run `make setup` (Debian package chromium)"
+    );
+    let profile_dir = dir.join(format!("chromium-profile-{}", extra.len()));
+    let out = Command::new("timeout")
+        .args(["-k", "5", "120", CHROMIUM])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--hide-scrollbars",
+            "--window-size=1400,1600",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile_dir.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Loads `page` with `#selftest` and returns the page's self-check results.
+fn selftest(dir: &Path, page: &Path) -> Value {
+    let url = format!("file://{}#selftest", page.display());
+    let (dom, log) = chromium(dir, &["--dump-dom".to_string()], &url);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let start = dom
+        .find("<pre id=\"selftest-result\" hidden=\"\">")
+        .unwrap_or_else(|| {
+            panic!(
+                "no self-test result in the DOM:\n{}",
+                &dom[..dom.len().min(3000)]
+            )
+        });
+    let body = &dom[start..];
+    let body = &body[body.find('>').unwrap() + 1..body.find("</pre>").unwrap()];
+    let json = body
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    let v: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(v["errors"], serde_json::json!([]), "script errors: {v}");
+    // The title must not have been set by an injected script.
+    assert!(!dom.contains("pwned</title>"), "injected script ran");
+    v
+}
+
+fn screenshot(dir: &Path, page: &Path) -> PathBuf {
+    let png = dir.join("report.png");
+    chromium(
+        dir,
+        &[format!("--screenshot={}", png.display())],
+        &format!("file://{}", page.display()),
+    );
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "screenshot suspiciously small: {} bytes",
+        bytes.len()
+    );
+    png
+}
+
+fn size(v: &Value) -> (f64, f64) {
+    (
+        v["w"].as_f64().unwrap_or(0.0),
+        v["h"].as_f64().unwrap_or(0.0),
+    )
+}
+
+fn check_drawn(c: &Value) {
+    let (w, h) = size(&c["timeline"]);
+    assert!(w > 300.0 && h > 50.0, "timeline {w}x{h}");
+    let (w, h) = size(&c["cores_canvas"]);
+    assert!(w > 300.0 && h > 50.0, "cores canvas {w}x{h}");
+    let (w, h) = size(&c["flame"]);
+    assert!(w > 300.0 && h > 30.0, "flamegraph {w}x{h}");
+    assert!(
+        c["flame_drawn"].as_u64().unwrap() > 3,
+        "flamegraph frames: {c}"
+    );
+    // Clicking the first process lane shows its threads.
+    assert_eq!(c["threads_visible_before"], 0, "{c}");
+    assert!(c["threads_visible_after"].as_u64().unwrap() >= 1, "{c}");
+    let (w, h) = size(&c["thread_canvas"]);
+    assert!(w > 300.0 && h > 5.0, "thread lane {w}x{h}");
+    // Nothing from the target became markup or script.
+    assert_eq!(c["injected_elements"], 0, "{c}");
+    assert_eq!(c["scripts"], 2, "{c}");
+}
+
+#[test]
+fn synthetic_report_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = cpuprof_report::synthetic::Shape {
+        seconds: 30,
+        processes: 2,
+        threads_per_process: 4,
+        ..Default::default()
+    };
+    let (mut profile, analysis) = cpuprof_report::synthetic::profile(shape);
+    profile.processes[0].threads[1].name = EVIL_THREAD.into();
+    profile.processes[0].command.push(EVIL_ARG.into());
+    profile.meta.command.push(EVIL_ARG.into());
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, cpuprof_report::html::render(&profile, &analysis)).unwrap();
+    let v = selftest(dir.path(), &page);
+    let c = &v["checks"];
+    check_drawn(c);
+    assert_eq!(c["processes"], 2);
+    assert_eq!(c["thread_rows"], 8);
+    assert_eq!(c["table_rows"], 8);
+    let labels: Vec<&str> = c["thread_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(
+        labels.contains(&format!("{EVIL_THREAD} (1001)").as_str()),
+        "{labels:?}"
+    );
+    let header = c["header_command"].as_str().unwrap();
+    assert!(
+        header.contains("</script><script>document.title=") && header.contains("<b>&amp;"),
+        "command not shown literally: {header}"
+    );
+    screenshot(dir.path(), &page);
+}
+
+/// A C program whose worker thread is named [`EVIL_THREAD`] and burns CPU.
+const EVIL_C: &str = r#"
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <time.h>
+static double cpu(void) {
+    struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+static void burn(double secs) {
+    volatile double x = 0; double s = cpu();
+    while (cpu() - s < secs) for (int i = 0; i < 100000; i++) x += i * 0.5;
+}
+static void *worker(void *a) {
+    (void)a; prctl(PR_SET_NAME, "<b>&\"'</script>"); burn(0.8); return 0;
+}
+int main(void) {
+    pthread_t t; pthread_create(&t, 0, worker, 0); burn(0.4); pthread_join(t, 0); return 0;
+}
+"#;
+
+#[test]
+fn real_recording_report_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("evil.c");
+    std::fs::write(&src, EVIL_C).unwrap();
+    let exe = dir.path().join("evil");
+    let st = Command::new("gcc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("run gcc");
+    assert!(st.success(), "gcc failed");
+    let page = dir.path().join("report.html");
+    let folded = dir.path().join("stacks.folded");
+    let out = Command::new(env!("CARGO_BIN_EXE_cpuprof"))
+        .current_dir(dir.path())
+        .arg("-q")
+        .arg("-o")
+        .arg(&page)
+        .arg("--collapsed")
+        .arg(&folded)
+        .arg("--")
+        .arg(&exe)
+        .args(["<b>x</b>", "&amp;", "\"q\"", "'s'", EVIL_ARG])
+        .output()
+        .expect("run cpuprof");
+    assert!(
+        out.status.success(),
+        "cpuprof failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).expect("the report was written");
+    assert!(!html.contains("<b>"), "unescaped markup in the page");
+    let v = selftest(dir.path(), &page);
+    let c = &v["checks"];
+    check_drawn(c);
+    let labels: Vec<&str> = c["thread_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.starts_with(&format!("{EVIL_THREAD} ("))),
+        "thread name not shown literally: {labels:?}"
+    );
+    let cmds = c["process_commands"].to_string();
+    assert!(
+        cmds.contains("<b>x</b>") && cmds.contains("&amp;"),
+        "{cmds}"
+    );
+    let header = c["header_command"].as_str().unwrap();
+    assert!(
+        header.contains("</script><script>document.title=") && header.contains("<b>&amp;"),
+        "command not shown literally: {header}"
+    );
+    // The folded stacks name the process and the thread first.
+    let text = std::fs::read_to_string(&folded).expect("folded stacks written");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("evil (") && l.contains(&format!(";{EVIL_THREAD} ("))),
+        "{text}"
+    );
+    screenshot(dir.path(), &page);
+}
