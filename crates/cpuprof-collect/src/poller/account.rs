@@ -91,7 +91,6 @@ pub fn attribute(
     alive: &BTreeMap<Pid, CpuTimes>,
     carry: &mut BTreeMap<Pid, i64>,
 ) -> BTreeMap<Pid, CpuTimes> {
-    carry.retain(|pid, _| alive.contains_key(pid));
     let by_pid: BTreeMap<Pid, &Vanished> = vanished.iter().map(|v| (v.pid, v)).collect();
     let group_of = |v: &Vanished| -> Group {
         if v.reaped.is_some() {
@@ -140,7 +139,9 @@ pub fn attribute(
             Group::Reaped(r) => (by_pid[&r].reaped.unwrap_or_default(), vec![by_pid[&r]]),
         };
         let known: u64 = ms.iter().map(|m| m.known.total_ns()).sum();
-        let mut net = delta.total_ns() as i64 - known as i64;
+        // Deficits the vanished members still carried come off their group's growth.
+        let carried: i64 = ms.iter().filter_map(|m| carry.remove(&m.pid)).sum();
+        let mut net = delta.total_ns() as i64 - known as i64 + carried;
         if let Group::Alive(a) = group {
             let c = carry.entry(a).or_insert(0);
             net += *c;
@@ -175,6 +176,7 @@ pub fn attribute(
             );
         }
     }
+    carry.retain(|pid, _| alive.contains_key(pid));
     out
 }
 
@@ -258,5 +260,13 @@ mod tests {
             attribute(&[], &alive, &mut carry),
             BTreeMap::from([(1, c(20))])
         );
+        // A deficit of a process that vanishes goes to its group.
+        let mut carry = BTreeMap::from([(2, -15)]);
+        let alive = BTreeMap::from([(1, c(130))]);
+        assert_eq!(
+            attribute(&[v(2, 1, 100)], &alive, &mut carry),
+            BTreeMap::from([(2, c(15))])
+        );
+        assert!(carry.values().all(|&c| c == 0));
     }
 }

@@ -1,0 +1,145 @@
+//! Helpers shared by the end-to-end tests: run the real `cpuprof` binary, compile small C
+//! programs in a temporary directory, read the summary JSON, wait for conditions.
+//!
+//! Each test file includes this with `mod util;`; not every file uses every helper.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `cpuprof` binary under test.
+pub fn cpuprof() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cpuprof"))
+}
+
+/// A fresh temporary directory (removed when dropped).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("cpuprof-test-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// Compiles C `source` with gcc into `dir/name` (with `-pthread -O1`) and returns its path.
+pub fn compile_c(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let exe = dir.join(name);
+    std::fs::write(&src, source).expect("write C source");
+    let out = Command::new("gcc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("run gcc (is it installed?)");
+    assert!(
+        out.status.success(),
+        "gcc failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// What one run of cpuprof gave.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (`None` if cpuprof itself was killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output (the target's, unless `--json -`).
+    pub stdout: String,
+    /// Standard error (cpuprof's summary and errors, and the target's).
+    pub stderr: String,
+    /// The summary JSON, when one was written.
+    pub json: Option<Value>,
+}
+
+impl From<(Output, Option<Value>)> for Run {
+    fn from((out, json): (Output, Option<Value>)) -> Self {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            json,
+        }
+    }
+}
+
+/// Runs `cpuprof ARGS` (no JSON requested).
+pub fn run(args: &[&str]) -> Run {
+    let out = Command::new(cpuprof())
+        .args(args)
+        .output()
+        .expect("run cpuprof");
+    (out, None).into()
+}
+
+/// Runs `cpuprof [flags] --quiet --json DIR/summary.json -- CMD` and parses the JSON.
+pub fn record(dir: &Path, flags: &[&str], cmd: &[&str]) -> Run {
+    let json = dir.join("summary.json");
+    let _ = std::fs::remove_file(&json);
+    let out = Command::new(cpuprof())
+        .args(flags)
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&json)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .expect("run cpuprof");
+    let value = read_json(&json);
+    (out, value).into()
+}
+
+/// Parses a JSON file, `None` if it is missing.
+pub fn read_json(path: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {path:?}: {e}")))
+}
+
+/// A number field of a JSON object (panics with the object if missing).
+pub fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number {key:?} in {v}"))
+}
+
+/// The processes array of a summary.
+pub fn processes(summary: &Value) -> &Vec<Value> {
+    summary["processes"].as_array().expect("processes array")
+}
+
+/// Every thread of every process of a summary, with its process.
+pub fn threads(summary: &Value) -> Vec<(&Value, &Value)> {
+    processes(summary)
+        .iter()
+        .flat_map(|p| {
+            p["threads"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |t| (p, t))
+        })
+        .collect()
+}
+
+/// Waits until `cond` holds, polling every 10 ms, panicking with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asserts `actual` is within `rel` (relative) of `expected`.
+pub fn assert_close(what: &str, actual: f64, expected: f64, rel: f64) {
+    let err = (actual - expected).abs() / expected.abs().max(1e-9);
+    assert!(
+        err <= rel,
+        "{what}: got {actual:.4}, expected {expected:.4} (off by {:.1}%, allowed {:.1}%)",
+        err * 100.0,
+        rel * 100.0
+    );
+}
