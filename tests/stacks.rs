@@ -1,0 +1,285 @@
+//! Native stacks end to end: the real `cpuprof` binary samples real programs with perf
+//! `cpu-clock` events and unwinds them with `.eh_frame`; the saved profile is checked.
+//!
+//! (Raw perf samples of a Python + NumPy process, before the Python merge rewrites them, are
+//! checked in `crates/cpuprof-collect/tests/perf.rs`.)
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use cpuprof_model::{Frame, Profile};
+
+/// `main → outer → middle → leaf`, built with `-O2 -fomit-frame-pointer`: only `.eh_frame`
+/// can unwind it. Each function does work after its call, so none is a tail call.
+const CHAIN_C: &str = r#"
+#include <stdio.h>
+#include <time.h>
+volatile double sink;
+__attribute__((noinline)) double leaf(long n) {
+    double x = 0;
+    for (long i = 0; i < n; i++) x += (double)i * 0.5;
+    sink = x;
+    return x;
+}
+__attribute__((noinline)) double middle(long n) { double r = leaf(n); sink += r; return r * 2; }
+__attribute__((noinline)) double outer(long n) { double r = middle(n); sink += r; return r + 1; }
+int main(void) {
+    double t = 0;
+    while (clock() < CLOCKS_PER_SEC) t += outer(2000000);
+    printf("%f\n", t);
+    return 0;
+}
+"#;
+
+fn matmul() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_cpuprof")).with_file_name("cpuprof-matmul")
+}
+
+fn build_chain(dir: &Path) -> PathBuf {
+    let src = dir.join("chain.c");
+    let exe = dir.join("chain");
+    std::fs::write(&src, CHAIN_C).unwrap();
+    let out = std::process::Command::new("gcc")
+        .args(["-O2", "-fomit-frame-pointer", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Records `cmd` with `flags` and loads the saved profile.
+fn record(dir: &Path, flags: &[&str], cmd: &[&str]) -> (util::Run, Profile) {
+    let save = dir.join("p.cpuprof");
+    let save_s = save.to_string_lossy().into_owned();
+    let mut all = vec!["--save", save_s.as_str()];
+    all.extend_from_slice(flags);
+    let run = util::record(dir, &all, cmd);
+    assert_eq!(run.code, Some(0), "cpuprof failed: {}", run.stderr);
+    let profile = cpuprof_model::file::load(&save).expect("profile saved");
+    (run, profile)
+}
+
+/// The stacks (frames root first) of one thread's perf samples.
+fn stacks(p: &Profile, tid: u32) -> Vec<Vec<&Frame>> {
+    p.samples
+        .iter()
+        .filter(|s| s.tid == tid)
+        .map(|s| match s.stack {
+            Some(id) => p
+                .stacks
+                .frames_of(id)
+                .into_iter()
+                .map(|f| p.stacks.frame(f))
+                .collect(),
+            None => Vec::new(),
+        })
+        .collect()
+}
+
+fn pos(stack: &[&Frame], name: &str) -> Option<usize> {
+    stack.iter().position(|f| f.name == name)
+}
+
+fn show(stack: &[&Frame]) -> String {
+    stack
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+#[test]
+fn chain_built_without_frame_pointers_unwinds_in_order() {
+    let dir = util::tempdir();
+    let exe = build_chain(dir.path());
+    let (_, p) = record(dir.path(), &[], &[exe.to_str().unwrap()]);
+    let pid = p.meta.pid;
+    let all = stacks(&p, pid);
+    assert!(all.len() >= 100, "only {} samples of 1 s of CPU", all.len());
+    let ordered = all
+        .iter()
+        .filter(|s| {
+            matches!(
+                (pos(s, "main"), pos(s, "outer"), pos(s, "middle"), pos(s, "leaf")),
+                (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d
+            )
+        })
+        .count();
+    assert!(
+        ordered * 10 >= all.len() * 8,
+        "{ordered} of {} samples show main → outer → middle → leaf; first: {}",
+        all.len(),
+        show(&all[0])
+    );
+    let module = all
+        .iter()
+        .flat_map(|s| s.iter())
+        .find(|f| f.name == "leaf")
+        .and_then(|f| f.module.clone());
+    assert_eq!(
+        module.as_deref(),
+        exe.to_str(),
+        "leaf's module is the executable"
+    );
+    assert!(!p.switches.is_empty(), "context switches recorded");
+}
+
+#[test]
+fn matmul_workers_reach_openblas_and_main_shows_its_own_frames() {
+    let dir = util::tempdir();
+    let (_, p) = record(
+        dir.path(),
+        &[],
+        &[
+            matmul().to_str().unwrap(),
+            "--iters",
+            "12",
+            "--size",
+            "1024",
+        ],
+    );
+    assert_eq!(
+        p.meta.lost_samples, 0,
+        "no samples lost at the default rate"
+    );
+    let proc_ = p
+        .processes
+        .iter()
+        .max_by_key(|pr| pr.cpu_ns())
+        .expect("a process");
+    // Worker threads: in libopenblas, from clone3/start_thread.
+    let mut workers = 0;
+    let mut worker_ok = 0;
+    for th in proc_.threads.iter().filter(|t| t.tid != proc_.pid) {
+        for s in stacks(&p, th.tid) {
+            workers += 1;
+            let in_blas = s.iter().any(|f| {
+                f.module_name()
+                    .is_some_and(|m| m.starts_with("libopenblas"))
+            });
+            let rooted = matches!(
+                (pos(&s, "__clone3"), pos(&s, "start_thread")),
+                (Some(0), Some(1))
+            );
+            worker_ok += usize::from(in_blas && rooted);
+        }
+    }
+    assert!(workers >= 30, "only {workers} worker samples");
+    assert!(
+        worker_ok * 10 >= workers * 7,
+        "{worker_ok} of {workers} worker samples are libopenblas frames under clone3/start_thread"
+    );
+    // Main thread: cpuprof_matmul frames above cblas_dgemm.
+    let main = stacks(&p, proc_.pid);
+    let dgemm: Vec<_> = main
+        .iter()
+        .filter(|s| pos(s, "cblas_dgemm").is_some())
+        .collect();
+    assert!(
+        dgemm.len() >= 20,
+        "only {} main-thread samples in cblas_dgemm",
+        dgemm.len()
+    );
+    let framed = dgemm
+        .iter()
+        .filter(|s| {
+            let d = pos(s, "cblas_dgemm").unwrap();
+            s[..d]
+                .iter()
+                .any(|f| f.name.starts_with("cpuprof_matmul::"))
+                && pos(s, "main").is_some_and(|m| m < d)
+        })
+        .count();
+    assert!(
+        framed * 10 >= dgemm.len() * 8,
+        "{framed} of {} show main … cpuprof_matmul:: … cblas_dgemm; e.g. {}",
+        dgemm.len(),
+        show(dgemm[0])
+    );
+}
+
+#[test]
+fn samples_per_thread_agree_with_procfs_cpu() {
+    let dir = util::tempdir();
+    let (_, p) = record(
+        dir.path(),
+        &["--rate", "500"],
+        &[matmul().to_str().unwrap(), "--iters", "30", "--procs", "2"],
+    );
+    let rate = f64::from(p.meta.sample_rate_hz.expect("rate recorded"));
+    let mut checked = 0;
+    for proc_ in &p.processes {
+        for th in &proc_.threads {
+            let cpu_s = th.cpu_ns as f64 / 1e9;
+            if cpu_s < 0.25 {
+                continue;
+            }
+            let expected = cpu_s * rate;
+            let n = p.samples.iter().filter(|s| s.tid == th.tid).count() as f64;
+            // Poisson-like noise plus the poll interval at the ends of the thread.
+            let tolerance = 0.15 * expected + 4.0 * expected.sqrt();
+            assert!(
+                (n - expected).abs() <= tolerance,
+                "thread {} ({}): {n} samples, procfs CPU {cpu_s:.3} s → {expected:.0} expected",
+                th.tid,
+                th.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "only {checked} threads with enough CPU to compare"
+    );
+}
+
+#[test]
+fn perf_refused_still_records_procfs_data_with_one_notice() {
+    let dir = util::tempdir();
+    let save = dir.path().join("p.cpuprof");
+    let json = dir.path().join("s.json");
+    let exe = build_chain(dir.path());
+    let out = std::process::Command::new(util::cpuprof())
+        .env("CPUPROF_DISABLE_PERF", "1")
+        .arg("--quiet")
+        .arg("--save")
+        .arg(&save)
+        .arg("--json")
+        .arg(&json)
+        .arg("--")
+        .arg(&exe)
+        .output()
+        .expect("run cpuprof");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = cpuprof_model::file::load(&save).expect("profile saved");
+    assert!(p.samples.is_empty(), "no perf samples without perf");
+    assert!(p.switches.is_empty());
+    let perf_notices: Vec<_> = p
+        .notices
+        .iter()
+        .filter(|n| n.contains("perf_event_paranoid"))
+        .collect();
+    assert_eq!(perf_notices.len(), 1, "notices: {:?}", p.notices);
+    assert!(!perf_notices[0].contains('\n'), "one line");
+    assert!(perf_notices[0].contains("CAP_PERFMON"));
+    let cpu = p.process(p.meta.pid).expect("target recorded").cpu_ns();
+    assert!(cpu as f64 >= 0.7e9, "procfs CPU still measured: {cpu} ns");
+    let summary = util::read_json(&json).expect("summary JSON");
+    let notices = summary["notices"].to_string();
+    assert!(
+        notices.contains("perf_event_paranoid"),
+        "summary notices: {notices}"
+    );
+}
