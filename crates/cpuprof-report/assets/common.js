@@ -1,5 +1,6 @@
 // cpuprof report: shared state and helpers. Everything from the profile is inserted with
 // textContent or drawn on a canvas, never parsed as HTML.
+var T_START = performance.now();
 var SELFTEST = location.hash === '#selftest';
 var ERRORS = [];
 window.addEventListener('error', function (e) {

@@ -35,6 +35,7 @@ function selftest() {
   var out = { errors: ERRORS, checks: {} };
   var c = out.checks;
   c.init_ms = Math.round(INIT_MS);
+  c.load_ms = Math.round(performance.now() - T_START);
   c.timeline = size(document.getElementById('timeline'));
   c.cores_canvas = size(document.querySelector('.tl-cores canvas'));
   c.flame = size(document.getElementById('flame'));
@@ -48,6 +49,13 @@ function selftest() {
   var lab = document.querySelector('.tl-proc .tl-label');
   if (lab) lab.click();
   c.threads_visible_after = visibleThreads();
+  var t = performance.now();
+  Timeline.setView(D.wall * 0.25, D.wall * 0.5);
+  Timeline.setView(0, D.wall);
+  c.timeline_redraw_ms = Math.round((performance.now() - t) / 2);
+  t = performance.now();
+  Flame.setScope('all');
+  c.flame_build_ms = Math.round(performance.now() - t);
   c.thread_canvas = size(document.querySelector('.tl-thread:not(.hidden) canvas'));
   c.thread_labels = Array.prototype.map.call(document.querySelectorAll('.tl-thread .tname'), function (e) { return e.textContent; });
   c.process_commands = D.procs.map(function (p) { return p.cmd; });
