@@ -96,6 +96,11 @@ pub struct RecordArgs {
     #[arg(long)]
     pub no_stacks: bool,
 
+    /// Exit with code 3 when a finding of this severity or worse is present: `warning` or
+    /// `error` (for CI; docs/findings.md). A target that failed keeps its own exit code.
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    pub fail_on: Option<cpuprof_model::Severity>,
+
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "COMMAND", num_args = 1..)]
     pub cmd: Vec<String>,
@@ -143,6 +148,35 @@ pub struct ReportArgs {
     /// Print no summary.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Exit with code 3 when a finding of this severity or worse is present: `warning` or
+    /// `error` (for CI; docs/findings.md).
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    pub fail_on: Option<cpuprof_model::Severity>,
+}
+
+/// Exit code of `--fail-on` when a finding of that severity or worse is present.
+pub const FINDINGS_EXIT_CODE: i32 = 3;
+
+/// The exit code after `--fail-on`: [`FINDINGS_EXIT_CODE`] instead of a success when a
+/// finding is at least `fail_on`; any other code (the target failed) is kept.
+pub fn gate(
+    fail_on: Option<cpuprof_model::Severity>,
+    analysis: &cpuprof_model::Analysis,
+    code: i32,
+) -> i32 {
+    match (fail_on, analysis.worst()) {
+        (Some(limit), Some(worst)) if code == 0 && worst >= limit => FINDINGS_EXIT_CODE,
+        _ => code,
+    }
+}
+
+fn parse_severity(s: &str) -> Result<cpuprof_model::Severity, String> {
+    match s {
+        "warning" => Ok(cpuprof_model::Severity::Warning),
+        "error" => Ok(cpuprof_model::Severity::Error),
+        _ => Err(format!("'{s}' is not a severity (warning or error)")),
+    }
 }
 
 /// Parses `1.5`, `500ms`, `30s`, `2m` (a bare number is `default_unit`).
@@ -187,6 +221,32 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn fail_on_gate() {
+        use cpuprof_model::{Analysis, Finding, Severity};
+        let with = |severity| Analysis {
+            findings: vec![Finding {
+                id: "x".into(),
+                severity,
+                title: String::new(),
+                detail: String::new(),
+                fix: String::new(),
+                est_saving_cpu_s: 0.0,
+                est_saving_wall_s: 0.0,
+                pids: vec![],
+                tids: vec![],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(gate(Some(Severity::Warning), &with(Severity::Error), 0), 3);
+        assert_eq!(gate(Some(Severity::Error), &with(Severity::Warning), 0), 0);
+        assert_eq!(gate(None, &with(Severity::Error), 0), 0);
+        assert_eq!(gate(Some(Severity::Warning), &with(Severity::Error), 7), 7);
+        assert_eq!(gate(Some(Severity::Warning), &Analysis::default(), 0), 0);
+        assert!(Cli::try_parse_from(["cpuprof", "--fail-on", "info", "--", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["cpuprof", "report", "--fail-on", "error", "p"]).is_ok());
     }
 
     #[test]

@@ -171,7 +171,8 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         quiet: args.quiet,
     };
     outputs::write_all(&out, &profile, &analysis)?;
-    Ok(exit_code(&profile.meta, attached, stopped_early))
+    let code = exit_code(&profile.meta, attached, stopped_early);
+    Ok(crate::cli::gate(args.fail_on, &analysis, code))
 }
 
 /// cpuprof's exit code: the target's (128+N for signal N) in launch mode; 0 when attached or

@@ -19,5 +19,5 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         quiet: args.quiet,
     };
     outputs::write_all(&out, &profile, &analysis)?;
-    Ok(0)
+    Ok(crate::cli::gate(args.fail_on, &analysis, 0))
 }
