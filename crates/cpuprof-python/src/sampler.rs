@@ -64,6 +64,12 @@ pub struct SamplerStats {
     pub failed_reads: u64,
     /// Notices sent.
     pub notices: u64,
+    /// Stack reads attempted (one per process and tick).
+    pub reads: u64,
+    /// Time spent reading stacks (pausing included), ns.
+    pub read_ns: u64,
+    /// Time targets spent stopped by blocking reads, ns (summed over processes).
+    pub paused_ns: u64,
 }
 
 /// The sampler thread: Python stacks of every Python process a [`PidSource`] names.
@@ -202,7 +208,13 @@ impl<S: PidSource> PythonSampler<S> {
                 let before = clock_ns();
                 let paused = if blocking { pause(pid) } else { None };
                 let result = spy.get_stack_traces();
-                let t = before + (clock_ns() - before) / 2;
+                let after = clock_ns();
+                self.stats.reads += 1;
+                self.stats.read_ns += after - before;
+                if paused.is_some() {
+                    self.stats.paused_ns += after - before;
+                }
+                let t = before + (after - before) / 2;
                 match result {
                     Ok(mut traces) => {
                         *failures = 0;
