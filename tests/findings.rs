@@ -321,7 +321,7 @@ fn openmp_program_as_two_processes_is_flagged_as_gnu_openmp() {
         "gcc: {}",
         String::from_utf8_lossy(&cc.stderr)
     );
-    let script = format!("{0} 1000 & {0} 1000; wait", s(&exe));
+    let script = format!("{0} 3000 & {0} 3000; wait", s(&exe));
     let (out, v) = record(dir.path(), &[], &["sh", "-c", &script]);
     assert!(out.status.success(), "{out:?}");
     if budget(&v) < 2.0 {
