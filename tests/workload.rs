@@ -324,6 +324,16 @@ fn cpuprof_measures_the_cpu_the_workload_reports() {
             p["cpu_s"],
             w["cpu_s"]
         );
+        // Its life as cpuprof saw it holds the worker's own wall time. (It may end later: the
+        // parent reaps its workers in order, and a worker that exits first stays a zombie
+        // until then; cpuprof ends a process when it is reaped.)
+        let life = f(p, "end_s") - f(p, "start_s");
+        assert!(
+            life >= f(w, "wall_s") - 0.06 && life <= own_wall + 0.5,
+            "worker {}: cpuprof saw it live {life} s, it measured {} s",
+            w["pid"],
+            w["wall_s"]
+        );
         assert_eq!(
             p["ppid"], summary["pid"],
             "workers are children of the launched process"
@@ -358,11 +368,16 @@ fn oversubscribed_workers_each_run_a_full_blas_pool() {
         );
     }
     // Two full pools on this many cores: more runnable threads than cores, so they queue.
+    // (N/C - 1 of their run time in theory; demand a tenth of their CPU time.)
     if cpus >= 2 {
-        assert!(
-            f(&summary, "runq_wait_s") > 0.0,
-            "no run-queue wait: {summary}"
-        );
+        for w in workers {
+            let p = process_by_pid(&summary, u(w, "pid"));
+            assert!(
+                f(p, "runq_wait_s") > 0.1 * f(p, "cpu_s"),
+                "worker {} hardly waited for a core: {p}",
+                w["pid"]
+            );
+        }
     }
 }
 

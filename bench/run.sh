@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Benchmarks of cpuprof's own cost. Run by hand (not part of `make test`):
+#
+#   bench/run.sh                      # every benchmark
+#   bench/run.sh record_overhead      # only the named ones
+#   RUNS=9 bench/run.sh               # more alternating runs per setting (default 7)
+#
+# Prints a Markdown section per benchmark, headed by the machine it ran on, ready to paste
+# into docs/benchmarks.md. Expects release binaries (`make build`); CPUPROF_BIN_DIR overrides
+# target/release.
+#
+# Adding a benchmark: write a function `bench_<name>` that prints a `### ...` section (say what
+# was run, the command, and a table) and add <name> to ALL_BENCHES. Use `timed` for each run,
+# alternate the settings being compared run by run (the machine's load drifts), and report
+# medians; `median`, `ratio` and `field` help.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+BIN_DIR="${CPUPROF_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}"
+CPUPROF="$BIN_DIR/cpuprof"
+MATMUL="$BIN_DIR/cpuprof-matmul"
+RUNS="${RUNS:-7}"
+PY="${PYTHON:-python3}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+ALL_BENCHES=(record_overhead)
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+# timed CMD...: run CMD, print "wall_s=.. cpu_s=.. user_s=.. sys_s=.. exit=.." (tree rusage).
+timed() {
+    "$PY" bench/timed.py -- "$@"
+}
+
+# field NAME LINE: the value of NAME=value in a key=value line.
+field() {
+    tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
+}
+
+# median NUMBERS...: the median (mean of the middle two for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) printf "%.4f\n", a[(NR + 1) / 2]
+        else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B: A / B with 4 decimals.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "nan"; else printf "%.4f\n", a / b }'
+}
+
+# json_field FILE KEY: a top-level number from a summary JSON file.
+json_field() {
+    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+
+machine() {
+    local model cores kernel
+    model="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+    cores="$(nproc)"
+    kernel="$(uname -r)"
+    echo "## Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Machine: ${model:-unknown CPU}, $cores online CPUs, Linux $kernel." \
+        "Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)." \
+        "cpuprof $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
+    if awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v c="$cores" 'BEGIN { exit !(l > c / 2) }'; then
+        echo
+        echo "**The machine was busy with other work (load average above half the cores):" \
+            "these numbers are noisy; re-run on an idle machine.**"
+    fi
+    echo
+}
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks
+# ---------------------------------------------------------------------------------------------
+
+# The recorder's cost on the oversubscribed reference workload: wall time profiled (default
+# settings: procfs every 50 ms, perf stacks, Python sampler, analysis, summary) against
+# unprofiled, alternating run by run; and cpuprof's own CPU per second of target wall time
+# (rusage of cpuprof + target, minus the target tree's CPU that cpuprof measured).
+bench_record_overhead() {
+    local procs size iters
+    procs="$(nproc)"
+    size="${BENCH_SIZE:-2048}"
+    iters="${BENCH_ITERS:-10}"
+    local workload=("$MATMUL" --size "$size" --iters "$iters" --procs "$procs" --threads auto)
+    local plain=() profiled=() own_cpu=() per_target_s=() line json i
+    "${workload[@]}" >/dev/null # warm the page cache and the CPU frequency
+    for ((i = 0; i < RUNS; i++)); do
+        line="$(timed "${workload[@]}")"
+        plain+=("$(field wall_s "$line")")
+        json="$WORK/summary-$i.json"
+        line="$(timed "$CPUPROF" -q --json "$json" -- "${workload[@]}")"
+        [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
+        profiled+=("$(field wall_s "$line")")
+        local tree target
+        tree="$(field cpu_s "$line")"
+        target="$(json_field "$json" cpu_s)"
+        own_cpu+=("$(awk -v a="$tree" -v b="$target" 'BEGIN { printf "%.4f\n", a - b }')")
+        per_target_s+=("$(awk -v a="$tree" -v b="$target" -v w="$(json_field "$json" wall_s)" \
+            'BEGIN { printf "%.5f\n", (a - b) / w }')")
+    done
+    local mp mq
+    mp="$(median "${plain[@]}")"
+    mq="$(median "${profiled[@]}")"
+    echo "### Recorder overhead: oversubscribed matmul"
+    echo
+    echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs each, alternating)."
+    echo "Profiled: \`cpuprof -q --json FILE -- <workload>\` (default interval and sampling)."
+    echo
+    echo "| | median wall s | all runs (s) |"
+    echo "|---|---|---|"
+    echo "| unprofiled | $mp | ${plain[*]} |"
+    echo "| profiled | $mq | ${profiled[*]} |"
+    echo
+    echo "Ratio of medians profiled / unprofiled: **$(ratio "$mq" "$mp")**."
+    echo "cpuprof's own CPU: median $(median "${own_cpu[@]}") s per run," \
+        "**$(median "${per_target_s[@]}") CPU s per second of target wall time**" \
+        "(runs: ${per_target_s[*]})."
+    echo
+}
+
+# ---------------------------------------------------------------------------------------------
+
+main() {
+    local benches=("$@") b
+    [ ${#benches[@]} -gt 0 ] || benches=("${ALL_BENCHES[@]}")
+    for b in "${benches[@]}"; do
+        declare -F "bench_$b" >/dev/null || {
+            echo "unknown benchmark '$b' (known: ${ALL_BENCHES[*]})" >&2
+            exit 2
+        }
+    done
+    for x in "$CPUPROF" "$MATMUL"; do
+        [ -x "$x" ] || { echo "$x is missing: run 'make build'" >&2; exit 1; }
+    done
+    machine
+    for b in "${benches[@]}"; do
+        "bench_$b"
+    done
+}
+
+main "$@"
