@@ -143,23 +143,25 @@ pub fn check(cx: &Context) -> Option<Over> {
         .filter(|s| s.out && s.preempted && pids.contains(&s.pid))
         .count();
 
-    // Waste: measured spinning when there are stacks, else the model.
+    // Waste: measured spinning when there are stacks, else the model. The fix shrinks the
+    // pools, so all the spinning of these processes goes (CPU); only the spinning done while
+    // cores were oversubscribed delayed other threads (wall).
     let sampled = cx.profile.samples.iter().any(|s| pids.contains(&s.pid));
     let bin_ns = d.bin_ns;
-    let spin_s = if sampled {
-        let st = spin::stats(cx, |s| {
-            pids.contains(&s.pid) && bins.get((s.t / bin_ns) as usize).copied().unwrap_or(false)
-        });
-        Some(st.spin_s)
+    let in_over = |t: u64| bins.get((t / bin_ns) as usize).copied().unwrap_or(false);
+    let spin = if sampled {
+        let all = spin::stats(cx, |s| pids.contains(&s.pid)).spin_s;
+        let over = spin::stats(cx, |s| pids.contains(&s.pid) && in_over(s.t)).spin_s;
+        Some((all, over))
     } else {
         None
     };
     let model_s = NO_STACKS_WASTE * (1.0 - cx.budget / mean_demand).max(0.0) * cpu_ns / 1e9;
-    let waste_cpu_s = spin_s.unwrap_or(model_s);
+    let (waste_cpu_s, waste_over_s) = spin.unwrap_or((model_s, model_s));
     // The wasted CPU would have gone to work at the rate the program actually got cores
     // (the budget on an idle machine, less when other load shared them).
     let rate = (cpu_ns / 1e9 / over_s).clamp(0.05, cx.budget);
-    let wall_s = (waste_cpu_s / rate).min(over_s);
+    let wall_s = (waste_over_s / rate).min(over_s);
 
     let shape = shape(&members, cx.budget);
     let wall = cx.profile.meta.wall_ns as f64 / 1e9;
@@ -186,9 +188,10 @@ pub fn check(cx: &Context) -> Option<Over> {
         ));
     }
     detail.push('.');
-    match spin_s {
-        Some(s) => detail.push_str(&format!(
-            " {s:.2} s of CPU went to the runtimes' wait loops meanwhile (sampled)."
+    match spin {
+        Some((all, over)) => detail.push_str(&format!(
+            " {all:.2} s of their CPU went to the runtimes' wait loops (sampled), {over:.2} s \
+             of it while oversubscribed."
         )),
         None => detail.push_str(&format!(
             " No stacks: estimated waste {model_s:.2} s of CPU (model, see docs/findings.md)."
@@ -322,6 +325,25 @@ mod tests {
         );
         assert!((o.finding.est_saving_wall_s - 0.75).abs() < 0.05);
         assert_eq!(o.finding.pids, vec![100, 110]);
+    }
+
+    #[test]
+    fn with_stacks_the_waste_is_the_sampled_spinning() {
+        use crate::testutil::{add_samples, native};
+        let mut p = pools(2, 2);
+        p.meta.sample_rate_hz = Some(100);
+        // 1 s of CPU sampled in OpenBLAS's worker loop, 1 s in a kernel.
+        let server = native("blas_thread_server", OB);
+        add_samples(&mut p, 100, 101, &[server.clone()], 100);
+        add_samples(&mut p, 110, 110, &[native("dgemm_kernel", OB)], 100);
+        let o = run(&p).expect("oversubscribed");
+        assert!((o.finding.est_saving_cpu_s - 1.0).abs() < 1e-6);
+        // Spun while 2 cores were oversubscribed: 1 s of CPU at 2 cores = 0.5 s of wall.
+        assert!((o.finding.est_saving_wall_s - 0.5).abs() < 0.01);
+        assert!(o
+            .finding
+            .detail
+            .contains("1.00 s of their CPU went to the runtimes' wait loops"));
     }
 
     #[test]
