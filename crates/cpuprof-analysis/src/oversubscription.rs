@@ -333,8 +333,7 @@ mod tests {
         let mut p = pools(2, 2);
         p.meta.sample_rate_hz = Some(100);
         // 1 s of CPU sampled in OpenBLAS's worker loop, 1 s in a kernel.
-        let server = native("blas_thread_server", OB);
-        add_samples(&mut p, 100, 101, &[server.clone()], 100);
+        add_samples(&mut p, 100, 101, &[native("blas_thread_server", OB)], 100);
         add_samples(&mut p, 110, 110, &[native("dgemm_kernel", OB)], 100);
         let o = run(&p).expect("oversubscribed");
         assert!((o.finding.est_saving_cpu_s - 1.0).abs() < 1e-6);
