@@ -263,3 +263,38 @@ fn non_python_tree_has_no_python_samples_or_notices() {
     assert!(p.python_samples.is_empty());
     assert!(python_notices(&p).is_empty(), "{:?}", p.notices);
 }
+
+#[test]
+fn without_native_stacks_active_python_samples_fill_the_flamegraph() {
+    let dir = util::tempdir();
+    let p = record_script(dir.path(), "threads.py", THREADS, &["--no-stacks"]);
+    let crunch = p
+        .samples
+        .iter()
+        .filter(|s| {
+            labels(&p, s)
+                .iter()
+                .any(|(_, l, _)| l.starts_with("crunch (threads.py:"))
+        })
+        .count();
+    let nap = p
+        .samples
+        .iter()
+        .filter(|s| {
+            labels(&p, s)
+                .iter()
+                .any(|(_, l, _)| l.starts_with("nap (threads.py:"))
+        })
+        .count();
+    assert!(
+        crunch >= 40,
+        "samples in crunch: {crunch} of {}",
+        p.samples.len()
+    );
+    // The sleeping thread uses no CPU: (almost) no samples.
+    assert!(
+        nap * 10 <= crunch,
+        "samples in nap: {nap}, crunch: {crunch}"
+    );
+    assert!(p.meta.sample_rate_hz.is_some());
+}
