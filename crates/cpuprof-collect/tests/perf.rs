@@ -151,3 +151,121 @@ fn dump() {
         eprintln!("{n:6} {s}");
     }
 }
+
+const NUMPY_PY: &str = "
+import numpy as np, time
+a = np.random.rand(800, 800)
+t = time.time()
+while time.time() - t < 2.0:
+    a @ a
+";
+
+#[test]
+fn numpy_workers_reach_blas_thread_server_and_main_reaches_main() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "the project venv ({python:?}) is missing: make setup"
+    );
+    let dir = std::env::temp_dir().join(format!("cpuprof-perf-numpy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("mm.py");
+    std::fs::write(&script, NUMPY_PY).unwrap();
+    // Two BLAS threads: the main thread and one worker, whatever the machine.
+    std::env::set_var("OPENBLAS_NUM_THREADS", "2");
+    let (events, stats) = record(&[
+        python.to_string_lossy().into_owned(),
+        script.to_string_lossy().into_owned(),
+    ]);
+    assert_eq!(stats.lost, 0);
+    let mut pid = 0;
+    let mut main = Vec::new();
+    let mut workers = Vec::new();
+    for e in &events {
+        if let Event::Sample {
+            pid: p,
+            tid,
+            frames,
+            ..
+        } = e
+        {
+            pid = *p;
+            if tid == p {
+                main.push(frames);
+            } else {
+                workers.push(frames);
+            }
+        }
+    }
+    assert!(
+        pid != 0 && workers.len() >= 50,
+        "{} worker samples",
+        workers.len()
+    );
+    let pos = |s: &[cpuprof_model::Frame], n: &str| s.iter().position(|f| f.name == n);
+    let good_workers = workers
+        .iter()
+        .filter(|s| {
+            let blas = s
+                .iter()
+                .any(|f| f.module_name().is_some_and(|m| m.contains("openblas")));
+            blas && pos(s, "__clone3") == Some(0)
+                && pos(s, "start_thread") == Some(1)
+                && pos(s, "blas_thread_server").is_some()
+        })
+        .count();
+    assert!(
+        good_workers * 10 >= workers.len() * 7,
+        "{good_workers} of {} worker samples: clone3 → start_thread → blas_thread_server in OpenBLAS",
+        workers.len()
+    );
+    // Main thread: interpreter frames down to `_start` (python's `main` tail-calls
+    // `Py_BytesMain`, so `main` itself is not on the stack). Samples deep inside dgemm can
+    // exceed the 64 KB stack copy (OpenBLAS keeps big buffers on the stack); they are
+    // completed from the thread's last full stack where the frames match.
+    let rooted: Vec<_> = main
+        .iter()
+        .filter(|s| pos(s, "_start") == Some(0))
+        .collect();
+    assert!(
+        rooted.len() * 10 >= main.len() * 6,
+        "{} of {} main-thread samples reach _start",
+        rooted.len(),
+        main.len()
+    );
+    let through_interpreter = rooted
+        .iter()
+        .filter(|s| {
+            matches!(
+                (
+                    pos(s, "Py_BytesMain"),
+                    pos(s, "Py_RunMain"),
+                    pos(s, "_PyEval_EvalFrameDefault")
+                ),
+                (Some(a), Some(b), Some(c)) if a < b && b < c
+            )
+        })
+        .count();
+    assert!(
+        through_interpreter * 10 >= rooted.len() * 8,
+        "{through_interpreter} of {} rooted main-thread samples go Py_BytesMain → Py_RunMain → \
+         _PyEval_EvalFrameDefault",
+        rooted.len()
+    );
+    let eval_module = rooted
+        .iter()
+        .flat_map(|s| s.iter())
+        .find(|f| f.name == "_PyEval_EvalFrameDefault")
+        .and_then(|f| f.module.clone());
+    eprintln!(
+        "{} of {} main-thread samples rooted; _PyEval_EvalFrameDefault is in {eval_module:?}; \
+         {stats:?}",
+        rooted.len(),
+        main.len()
+    );
+    // pyenv builds Python with --enable-shared: the interpreter is libpython.
+    assert!(
+        eval_module.is_some_and(|m| m.contains("libpython") || m.contains("python3")),
+        "the interpreter loop's module"
+    );
+}

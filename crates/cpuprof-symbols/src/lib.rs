@@ -15,7 +15,7 @@
 //! use cpuprof_symbols::{Regs, Symbolizer};
 //! let mut s = Symbolizer::new();
 //! let stack = [0u8; 64];
-//! let frames = s.unwind(1234, Regs { ip: 0x401000, sp: 0x7ffc0000, bp: 0 }, &stack);
+//! let frames = s.unwind(1234, 1234, Regs { ip: 0x401000, sp: 0x7ffc0000, bp: 0 }, &stack);
 //! for f in frames { println!("{}", f.name); }
 //! ```
 #![deny(missing_docs)]

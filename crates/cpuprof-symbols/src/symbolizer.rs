@@ -40,6 +40,8 @@ pub struct SymbolizerStats {
     pub maps_reads: u64,
     /// Frames found by stack scanning.
     pub scans: u64,
+    /// Cut stacks completed from the same thread's last complete stack.
+    pub stitched: u64,
 }
 
 /// Library cache key: device + inode when known, else the path.
@@ -57,11 +59,16 @@ pub struct Symbolizer {
     /// Named frames by (library identity, file address); addresses repeat across samples.
     names: HashMap<(usize, u64), Frame>,
     exited: VecDeque<(Instant, u32)>,
+    /// Per thread: the last stack that unwound to its root (addresses with frame stack
+    /// pointers), to complete stacks cut short by the size of the stack copy.
+    complete: HashMap<u32, VecDeque<Vec<(u64, bool, u64)>>>,
     stats: SymbolizerStats,
 }
 
 /// Deepest stack walked.
 const MAX_FRAMES: usize = 512;
+/// Complete stacks remembered per thread for stitching.
+const COMPLETE_STACKS: usize = 16;
 /// Stack scans per sample (each skips one frame without unwind information).
 const MAX_SCANS: u64 = 2;
 /// Words of stack a scan looks at (OpenBLAS's Haswell kernels move the stack pointer down
@@ -85,6 +92,7 @@ impl Symbolizer {
             cache: CacheX86_64::new(),
             names: HashMap::new(),
             exited: VecDeque::new(),
+            complete: HashMap::new(),
             stats: SymbolizerStats::default(),
         }
     }
@@ -113,6 +121,11 @@ impl Symbolizer {
     /// `pid` called `exec`: its old mappings are gone.
     pub fn exec(&mut self, pid: u32) {
         self.processes.remove(&pid);
+    }
+
+    /// Thread `tid` ended: its last complete stack is no longer needed.
+    pub fn thread_exit(&mut self, tid: u32) {
+        self.complete.remove(&tid);
     }
 
     /// `pid` exited. Its mappings are forgotten a little later (samples from other CPUs may
@@ -152,9 +165,10 @@ impl Symbolizer {
         }
     }
 
-    /// Unwinds one sample of `pid` (registers + the user stack copied from `regs.sp` up) and
-    /// returns its frames, root first. Never empty: at least the instruction pointer's frame.
-    pub fn unwind(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> Vec<Frame> {
+    /// Unwinds one sample of thread `tid` of `pid` (registers + the user stack copied from
+    /// `regs.sp` up) and returns its frames, root first. Never empty: at least the instruction
+    /// pointer's frame.
+    pub fn unwind(&mut self, pid: u32, tid: u32, regs: Regs, stack: &[u8]) -> Vec<Frame> {
         self.stats.samples += 1;
         if self
             .processes
@@ -163,7 +177,16 @@ impl Symbolizer {
         {
             self.refresh(pid);
         }
-        let addrs = self.walk(pid, regs, stack);
+        let (mut addrs, complete) = self.walk(pid, regs, stack);
+        let known = self.complete.entry(tid).or_default();
+        if complete {
+            // Most recent first, without duplicates.
+            known.retain(|k| *k != addrs);
+            known.push_front(addrs.clone());
+            known.truncate(COMPLETE_STACKS);
+        } else if known.iter().any(|root| stitch(&mut addrs, root)) {
+            self.stats.stitched += 1;
+        }
         // A return address in an unknown mapping may be a library loaded since the last look.
         if addrs.iter().any(|a| {
             self.processes
@@ -174,18 +197,19 @@ impl Symbolizer {
         }
         let mut frames: Vec<Frame> = addrs
             .iter()
-            .map(|&(addr, is_return)| self.name(pid, addr, is_return))
+            .map(|&(addr, is_return, _)| self.name(pid, addr, is_return))
             .collect();
         frames.reverse();
         self.stats.frames += frames.len() as u64;
         frames
     }
 
-    /// The addresses of the stack, leaf first, each with "is a return address".
-    fn walk(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> Vec<(u64, bool)> {
-        let mut out = vec![(regs.ip, false)];
+    /// The addresses of the stack, leaf first, each with "is a return address" and the
+    /// stack pointer of its frame; true when the walk reached the root.
+    fn walk(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> (Vec<(u64, bool, u64)>, bool) {
+        let mut out = vec![(regs.ip, false, regs.sp)];
         let Some(space) = self.processes.get(&pid) else {
-            return out;
+            return (out, false);
         };
         let sp0 = regs.sp;
         let past_end = std::cell::Cell::new(false);
@@ -204,13 +228,13 @@ impl Symbolizer {
             read_stack: &mut read_stack,
             scans: 0,
         };
-        walker.walk(
+        let complete = walker.walk(
             UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
             FrameAddress::from_instruction_pointer(regs.ip),
             &mut out,
         );
         self.stats.scans += walker.scans;
-        out
+        (out, complete)
     }
 
     /// Names one address of `pid`.
@@ -299,7 +323,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         &mut self,
         mut regs: UnwindRegsX86_64,
         mut address: FrameAddress,
-        out: &mut Vec<(u64, bool)>,
+        out: &mut Vec<(u64, bool, u64)>,
     ) -> bool {
         while out.len() < MAX_FRAMES {
             let step = self.space.unwinder.unwind_frame(
@@ -325,7 +349,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             let Some(a) = FrameAddress::from_return_address(ra) else {
                 return false;
             };
-            out.push((ra, true));
+            out.push((ra, true, regs.sp()));
             regs.set_ip(ra);
             address = a;
         }
@@ -340,7 +364,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         &mut self,
         regs: UnwindRegsX86_64,
         address: FrameAddress,
-        out: &mut Vec<(u64, bool)>,
+        out: &mut Vec<(u64, bool, u64)>,
     ) -> bool {
         self.scans += 1;
         let callee = self.function_start(address.address_for_lookup());
@@ -356,7 +380,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             let Some(next) = FrameAddress::from_return_address(value) else {
                 continue;
             };
-            out.push((value, true));
+            out.push((value, true, slot + 8));
             let mut r = regs;
             r.set_sp(slot + 8);
             r.set_ip(value);
@@ -399,5 +423,71 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             }
             _ => true,
         }
+    }
+}
+
+/// Completes a stack that was cut short (the copy of the user stack ended) with the outer
+/// frames of the same thread's last complete stack: where both have the same return address
+/// at the same stack address, the callers above it are the same. Looks at the last few
+/// frames of `cut` only (the very last one may be a guess). True when stitched.
+fn stitch(cut: &mut Vec<(u64, bool, u64)>, complete: &[(u64, bool, u64)]) -> bool {
+    let n = cut.len();
+    for i in (n.saturating_sub(4)..n).rev() {
+        let (addr, is_return, sp) = cut[i];
+        if !is_return {
+            continue;
+        }
+        if let Some(j) = complete
+            .iter()
+            .position(|&(a, r, s)| r && a == addr && s == sp)
+        {
+            cut.truncate(i + 1);
+            cut.extend_from_slice(&complete[j + 1..]);
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stitch;
+
+    #[test]
+    fn cut_stack_takes_the_outer_frames_of_a_matching_complete_one() {
+        // (address, is return address, stack pointer), leaf first.
+        let complete = [
+            (0x10, false, 0x1000),
+            (0x20, true, 0x1100),
+            (0x30, true, 0x1200),
+            (0x40, true, 0x1300),
+        ];
+        let mut cut = vec![
+            (0x99, false, 0x0f00),
+            (0x20, true, 0x1100),
+            (0x77, true, 0x1180),
+        ];
+        assert!(stitch(&mut cut, &complete));
+        assert_eq!(
+            cut,
+            vec![
+                (0x99, false, 0x0f00),
+                (0x20, true, 0x1100),
+                (0x30, true, 0x1200),
+                (0x40, true, 0x1300)
+            ]
+        );
+    }
+
+    #[test]
+    fn same_address_at_another_stack_depth_is_not_stitched() {
+        let complete = [
+            (0x10, false, 0x1000),
+            (0x20, true, 0x1100),
+            (0x30, true, 0x1200),
+        ];
+        let mut cut = vec![(0x99, false, 0x0f00), (0x20, true, 0x1108)];
+        assert!(!stitch(&mut cut, &complete));
+        assert_eq!(cut.len(), 2);
     }
 }

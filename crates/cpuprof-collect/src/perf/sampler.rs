@@ -77,6 +77,10 @@ pub struct PerfStats {
     pub threads: u64,
     /// Libraries parsed.
     pub libraries: u64,
+    /// Frames found by stack scanning (code without unwind information).
+    pub scanned: u64,
+    /// Stacks cut by the stack-copy size and completed from the thread's last full stack.
+    pub stitched: u64,
     /// CPU time of the sampler thread, ns.
     pub cpu_ns: u64,
 }
@@ -186,6 +190,8 @@ impl PerfSampler {
         self.events.clear();
         let s = self.symbolizer.stats();
         self.stats.libraries = s.libraries;
+        self.stats.scanned = s.scans;
+        self.stats.stitched = s.stitched;
         self.stats.cpu_ns = thread_cpu_ns();
         self.stats
     }
@@ -246,7 +252,7 @@ impl PerfSampler {
                     return;
                 }
                 let mut frames = match regs {
-                    Some(regs) => self.symbolizer.unwind(pid, regs, stack),
+                    Some(regs) => self.symbolizer.unwind(pid, tid, regs, stack),
                     None => Vec::new(),
                 };
                 if ip >= KERNEL_START || frames.is_empty() {
@@ -298,7 +304,12 @@ impl PerfSampler {
                 pid, exec: true, ..
             } => self.symbolizer.exec(pid),
             Record::Fork { pid, ppid } if pid != ppid => self.symbolizer.fork(ppid, pid),
-            Record::Exit { pid, tid } if pid == tid => self.symbolizer.exit(pid),
+            Record::Exit { pid, tid } => {
+                self.symbolizer.thread_exit(tid);
+                if pid == tid {
+                    self.symbolizer.exit(pid);
+                }
+            }
             Record::Switch {
                 pid,
                 tid,
