@@ -90,11 +90,12 @@ bench_record_overhead() {
     size="${BENCH_SIZE:-2048}"
     iters="${BENCH_ITERS:-10}"
     local workload=("$MATMUL" --size "$size" --iters "$iters" --procs "$procs" --threads auto)
-    local plain=() profiled=() own_cpu=() per_target_s=() line json i
+    local plain=() profiled=() plain_cpu=() target_cpu=() own_cpu=() per_target_s=() line json i
     "${workload[@]}" >/dev/null # warm the page cache and the CPU frequency
     for ((i = 0; i < RUNS; i++)); do
         line="$(timed "${workload[@]}")"
         plain+=("$(field wall_s "$line")")
+        plain_cpu+=("$(field cpu_s "$line")")
         json="$WORK/summary-$i.json"
         line="$(timed "$CPUPROF" -q --json "$json" -- "${workload[@]}")"
         [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
@@ -102,6 +103,7 @@ bench_record_overhead() {
         local tree target
         tree="$(field cpu_s "$line")"
         target="$(json_field "$json" cpu_s)"
+        target_cpu+=("$(awk -v b="$target" 'BEGIN { printf "%.4f\n", b }')")
         own_cpu+=("$(awk -v a="$tree" -v b="$target" 'BEGIN { printf "%.4f\n", a - b }')")
         per_target_s+=("$(awk -v a="$tree" -v b="$target" -v w="$(json_field "$json" wall_s)" \
             'BEGIN { printf "%.5f\n", (a - b) / w }')")
@@ -114,12 +116,17 @@ bench_record_overhead() {
     echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs each, alternating)."
     echo "Profiled: \`cpuprof -q --json FILE -- <workload>\` (default interval and sampling)."
     echo
-    echo "| | median wall s | all runs (s) |"
-    echo "|---|---|---|"
-    echo "| unprofiled | $mp | ${plain[*]} |"
-    echo "| profiled | $mq | ${profiled[*]} |"
+    local cp cq
+    cp="$(median "${plain_cpu[@]}")"
+    cq="$(median "${target_cpu[@]}")"
+    echo "| | median wall s | all runs (s) | target CPU s, median | all runs (s) |"
+    echo "|---|---|---|---|---|"
+    echo "| unprofiled | $mp | ${plain[*]} | $cp | ${plain_cpu[*]} |"
+    echo "| profiled | $mq | ${profiled[*]} | $cq | ${target_cpu[*]} |"
     echo
-    echo "Ratio of medians profiled / unprofiled: **$(ratio "$mq" "$mp")**."
+    echo "Ratio of medians profiled / unprofiled: wall **$(ratio "$mq" "$mp")**," \
+        "target CPU **$(ratio "$cq" "$cp")** (the target's CPU as cpuprof measured it, against" \
+        "its rusage when run alone: what perf sampling and switch records add inside the target)."
     echo "cpuprof's own CPU: median $(median "${own_cpu[@]}") s per run," \
         "**$(median "${per_target_s[@]}") CPU s per second of target wall time**" \
         "(runs: ${per_target_s[*]})."
