@@ -124,6 +124,27 @@ fn check_drawn(c: &Value) {
     assert!(c["threads_visible_after"].as_u64().unwrap() >= 1, "{c}");
     let (w, h) = size(&c["thread_canvas"]);
     assert!(w > 300.0 && h > 5.0, "thread lane {w}x{h}");
+    // Dragging over the timeline selects a range and narrows the flamegraph to it; the wheel
+    // zooms; search finds frames.
+    let sel = c["selection"]
+        .as_array()
+        .expect("a selection after dragging");
+    let wall = c["wall"].as_f64().unwrap();
+    let (t0, t1) = (sel[0].as_f64().unwrap(), sel[1].as_f64().unwrap());
+    assert!(
+        (t0 - 0.2 * wall).abs() < 0.05 * wall && (t1 - 0.6 * wall).abs() < 0.05 * wall,
+        "selection {t0}..{t1} of {wall}"
+    );
+    let (all, range) = (
+        c["flame_all_samples"].as_u64().unwrap(),
+        c["flame_range_samples"].as_u64().unwrap(),
+    );
+    assert!(
+        range < all,
+        "the time range did not narrow the flamegraph: {c}"
+    );
+    assert!(c["zoomed_span"].as_f64().unwrap() < wall * 0.9, "{c}");
+    assert!(c["search_matched"].as_u64().unwrap() > 0, "{c}");
     // Nothing from the target became markup or script.
     assert_eq!(c["injected_elements"], 0, "{c}");
     assert_eq!(c["scripts"], 2, "{c}");
@@ -257,4 +278,20 @@ fn real_recording_report_renders_in_chromium() {
         "{text}"
     );
     screenshot(dir.path(), &page);
+}
+
+#[test]
+fn empty_profile_renders_without_errors() {
+    // A target that failed at once: no process seen, no samples, zero wall time.
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("empty.html");
+    let profile = cpuprof_model::Profile::default();
+    let analysis = cpuprof_model::Analysis::default();
+    std::fs::write(&page, cpuprof_report::html::render(&profile, &analysis)).unwrap();
+    let v = selftest(dir.path(), &page);
+    let c = &v["checks"];
+    assert_eq!(c["processes"], 0);
+    assert_eq!(c["flame_samples"], 0);
+    let (w, h) = size(&c["timeline"]);
+    assert!(w > 300.0 && h > 50.0, "timeline {w}x{h}");
 }

@@ -53,8 +53,10 @@ function prefix(values) {
   for (var i = 0; i < values.length; i++) p[i + 1] = p[i] + values[i];
   return p;
 }
-// Sum of values over bucket positions [a, b) (fractional), from prefix sums p.
-function rangeSum(p, a, b) {
+// Sum of values over bucket positions [a, b) (fractional), from prefix sums p of values that
+// start at bucket `off` (lanes ship only the buckets of their thread's life).
+function rangeSum(p, a, b, off) {
+  if (off) { a -= off; b -= off; }
   var n = p.length - 1;
   function at(x) {
     if (x <= 0) return 0;
@@ -98,17 +100,17 @@ D.lanes.forEach(function (l, i) {
   var run = b64bytes(l.run), wait = b64bytes(l.wait);
   var r = new Float32Array(run.length), w = new Float32Array(wait.length);
   for (var k = 0; k < run.length; k++) { r[k] = run[k] / 255; w[k] = wait[k] / 255; }
-  l.runP = prefix(r); l.waitP = prefix(w);
+  l.runP = prefix(r); l.waitP = prefix(w); l.off = l.b0 || 0;
   l.label = (l.name || '?') + ' (' + l.tid + ')';
   l.roleText = l.runtime ? l.runtime + ' ' + (l.role || '') : (l.role || '');
 });
 D.procs.forEach(function (p) {
   var n = D.tl.n, r = new Float64Array(n), w = new Float64Array(n);
   p.lanes.forEach(function (li) {
-    var l = D.lanes[li];
-    for (var k = 0; k < n; k++) {
-      r[k] += l.runP[k + 1] - l.runP[k];
-      w[k] += l.waitP[k + 1] - l.waitP[k];
+    var l = D.lanes[li], len = l.runP.length - 1;
+    for (var k = 0; k < len && k + l.off < n; k++) {
+      r[k + l.off] += l.runP[k + 1] - l.runP[k];
+      w[k + l.off] += l.waitP[k + 1] - l.waitP[k];
     }
   });
   p.runP = prefix(r); p.waitP = prefix(w);

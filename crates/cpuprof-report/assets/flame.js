@@ -15,7 +15,7 @@ var Flame = (function () {
   D.procs.forEach(function (p) { PROC_BY_PID[p.pid] = p; });
   var paths = {};            // node -> frame ids, root first
   var tree = null, focus = null, flat = [], maxDepth = 0, matchRe = null, matched = 0;
-  var state = { drawn: 0, total: 0 };
+  var state = { drawn: 0, total: 0, matched: 0 };
 
   function path(n) {
     if (n < 0) return [];
@@ -166,6 +166,7 @@ var Flame = (function () {
         if (m) matched += n.value;
         n.list.forEach(function (c) { walk(c, under || m); });
       })(tree, false);
+      state.matched = matched;
       document.getElementById('flame-match').textContent = 'matched ' + pct(matched / Math.max(1, tree.value)) + ' of samples';
     } else {
       document.getElementById('flame-match').textContent = '';

@@ -56,6 +56,33 @@ function selftest() {
   t = performance.now();
   Flame.setScope('all');
   c.flame_build_ms = Math.round(performance.now() - t);
+  // Drag across the cores chart from 20% to 60%: a selection, and the flamegraph follows it.
+  var cv = document.querySelector('.tl-cores canvas'), cr = cv.getBoundingClientRect();
+  function mouse(type, target, f) {
+    target.dispatchEvent(new MouseEvent(type, { bubbles: true, cancelable: true, button: 0,
+      clientX: cr.left + cr.width * f, clientY: cr.top + cr.height / 2 }));
+  }
+  var allSamples = Flame.state.total;
+  mouse('mousedown', cv, 0.2);
+  mouse('mousemove', window, 0.6);
+  mouse('mouseup', window, 0.6);
+  c.selection = SEL ? [SEL.t0, SEL.t1] : null;
+  c.flame_all_samples = allSamples;
+  c.flame_range_samples = Flame.state.total;
+  // Wheel up over the middle zooms in.
+  cv.dispatchEvent(new WheelEvent('wheel', { bubbles: true, cancelable: true, deltaY: -100,
+    clientX: cr.left + cr.width / 2, clientY: cr.top + cr.height / 2 }));
+  c.zoomed_span = VIEW.t1 - VIEW.t0;
+  c.wall = D.wall;
+  // Search paints matches and reports their share.
+  var q = document.getElementById('flame-search');
+  q.value = '.';
+  q.dispatchEvent(new Event('input'));
+  c.search_matched = Flame.state.matched;
+  q.value = '';
+  q.dispatchEvent(new Event('input'));
+  document.getElementById('tl-clearsel').click();
+  Timeline.setView(0, D.wall);
   c.thread_canvas = size(document.querySelector('.tl-thread:not(.hidden) canvas'));
   c.thread_labels = Array.prototype.map.call(document.querySelectorAll('.tl-thread .tname'), function (e) { return e.textContent; });
   c.process_commands = D.procs.map(function (p) { return p.cmd; });

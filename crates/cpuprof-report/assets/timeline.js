@@ -51,7 +51,7 @@ var Timeline = (function () {
     var span = VIEW.t1 - VIEW.t0;
     var a = pos(VIEW.t0 + x / w * span), b = pos(VIEW.t0 + (x + 1) / w * span);
     var len = Math.max(b - a, 1e-12);
-    return [rangeSum(src.runP, a, b) / len, rangeSum(src.waitP, a, b) / len];
+    return [rangeSum(src.runP, a, b, src.off) / len, rangeSum(src.waitP, a, b, src.off) / len];
   }
 
   // Stacked running + waiting areas scaled to `scale` cores over the lane's height.
@@ -85,7 +85,7 @@ var Timeline = (function () {
     var b = pos(t), span = VIEW.t1 - VIEW.t0;
     var px = span / 400 / D.tl.dt; // average over a few pixels' worth of buckets
     var a = Math.max(0, b - Math.max(px, 0.5)), c = b + Math.max(px, 0.5);
-    return [rangeSum(src.runP, a, c) / (c - a), rangeSum(src.waitP, a, c) / (c - a)];
+    return [rangeSum(src.runP, a, c, src.off) / (c - a), rangeSum(src.waitP, a, c, src.off) / (c - a)];
   }
 
   function addRow(kind, parent, label, h, draw, tip) {

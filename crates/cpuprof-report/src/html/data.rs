@@ -29,6 +29,8 @@ pub fn build(profile: &Profile, analysis: &Analysis) -> Value {
         for t in threads {
             let lane = timeline::lane(&grid, profile, t, switches.get(&t.tid));
             let class = analysis.threads.get(&t.tid);
+            let (run, wait) = (quantize(&lane.run), quantize(&lane.wait));
+            let (b0, b1) = nonzero_range(&run, &wait);
             lane_index.insert((p.pid, t.tid), lanes.len());
             idx.push(lanes.len());
             lanes.push(json!({
@@ -50,8 +52,9 @@ pub fn build(profile: &Profile, analysis: &Analysis) -> Value {
                     LaneSource::Switches => "switches",
                     LaneSource::Schedstat => "schedstat",
                 },
-                "run": base64(&quantize(&lane.run)),
-                "wait": base64(&quantize(&lane.wait)),
+                "b0": b0,
+                "run": base64(&run[b0..b1]),
+                "wait": base64(&wait[b0..b1]),
             }));
         }
         let runtimes: Vec<Value> = analysis
@@ -100,6 +103,19 @@ pub fn build(profile: &Profile, analysis: &Analysis) -> Value {
             "pids": f.pids, "tids": f.tids,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The buckets from the first to the last one with anything in them (a short-lived thread
+/// ships only its own life); `(0, 0)` when all are empty.
+fn nonzero_range(run: &[u8], wait: &[u8]) -> (usize, usize) {
+    let busy = |i: &usize| run[*i] != 0 || wait[*i] != 0;
+    match (0..run.len()).find(busy) {
+        Some(first) => {
+            let last = (0..run.len()).rev().find(busy).unwrap_or(first);
+            (first, last + 1)
+        }
+        None => (0, 0),
+    }
 }
 
 /// Shares 0..1 as bytes 0..255.
@@ -159,6 +175,12 @@ mod tests {
         assert_eq!(d["procs"][0]["lanes"], json!([0, 1]));
         assert_eq!(lanes[1]["role"], "blas-worker");
         assert_eq!(lanes[1]["src"], "schedstat");
+        // The sh process's thread used no CPU: nothing shipped.
+        assert_eq!(lanes[2]["run"], "");
+        assert_eq!(
+            nonzero_range(&[0, 0, 3, 0, 1, 0], &[0, 1, 0, 0, 0, 0]),
+            (1, 5)
+        );
         assert_eq!(d["budget"], 2.0);
         assert!((d["sample_s"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12);
     }

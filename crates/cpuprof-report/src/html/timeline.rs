@@ -13,6 +13,11 @@ use cpuprof_model::{Ns, Profile, Switch, Thread, Tid};
 
 /// At most this many buckets per lane.
 pub const MAX_BUCKETS: usize = 2000;
+/// At least this many (when there are very many threads).
+pub const MIN_BUCKETS: usize = 200;
+/// Budget of lane bytes (two bytes per bucket and thread) for profiles with many threads:
+/// 1.5 M buckets in all, about 4 MB of base64.
+const TOTAL_BUCKETS: usize = 1_500_000;
 /// Finest bucket when switch records give exact intervals.
 const SWITCH_RESOLUTION_NS: u64 = 1_000_000;
 /// Polling interval assumed when the profile does not say.
@@ -29,7 +34,8 @@ pub struct Grid {
 
 impl Grid {
     /// A grid over the recording: buckets as fine as the data (one poll interval, or 1 ms with
-    /// switch records), at most [`MAX_BUCKETS`].
+    /// switch records), at most [`MAX_BUCKETS`], fewer (down to [`MIN_BUCKETS`]) when there are
+    /// so many threads that the lanes would pass a few MB.
     pub fn for_profile(profile: &Profile) -> Grid {
         let wall = profile.meta.wall_ns.max(1);
         let res = if profile.switches.is_empty() {
@@ -41,7 +47,9 @@ impl Grid {
         } else {
             SWITCH_RESOLUTION_NS
         };
-        let buckets = wall.div_ceil(res).clamp(1, MAX_BUCKETS as u64) as usize;
+        let threads = profile.thread_count().max(1);
+        let cap = (TOTAL_BUCKETS / threads).clamp(MIN_BUCKETS, MAX_BUCKETS);
+        let buckets = wall.div_ceil(res).clamp(1, cap as u64) as usize;
         Grid {
             buckets,
             bucket_ns: wall as f64 / buckets as f64,
@@ -228,8 +236,14 @@ mod tests {
     fn grid_follows_the_interval_and_is_bounded() {
         let g = Grid::for_profile(&profile(1000 * MS, 50 * MS));
         assert_eq!(g.buckets, 20);
-        let g = Grid::for_profile(&profile(3600 * 1000 * MS, 50 * MS));
+        let mut p = profile(3600 * 1000 * MS, 50 * MS);
+        let g = Grid::for_profile(&p);
         assert_eq!(g.buckets, MAX_BUCKETS);
+        p.processes = vec![cpuprof_model::Process {
+            threads: vec![Thread::default(); 5000],
+            ..Default::default()
+        }];
+        assert_eq!(Grid::for_profile(&p).buckets, 300);
     }
 
     #[test]
