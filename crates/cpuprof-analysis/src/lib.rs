@@ -53,10 +53,14 @@ pub struct Context<'a> {
 impl<'a> Context<'a> {
     /// Derives everything the rules share.
     pub fn new(profile: &'a Profile) -> Self {
+        let in_stacks = runtimes::from_stacks(profile);
         let loaded: BTreeMap<Pid, Vec<runtimes::Loaded>> = profile
             .processes
             .iter()
-            .map(|p| (p.pid, runtimes::loaded(p)))
+            .map(|p| {
+                let extra = in_stacks.get(&p.pid).map(Vec::as_slice).unwrap_or(&[]);
+                (p.pid, runtimes::loaded(p, extra))
+            })
             .collect();
         let classes = roles::classify(profile, &loaded);
         Context {

@@ -231,7 +231,7 @@ mod tests {
     fn loaded_of(p: &Profile) -> BTreeMap<Pid, Vec<Loaded>> {
         p.processes
             .iter()
-            .map(|x| (x.pid, runtimes::loaded(x)))
+            .map(|x| (x.pid, runtimes::loaded(x, &[])))
             .collect()
     }
 

@@ -5,9 +5,9 @@
 //! environment variables the analysis looks at: everything else in an environment may be a
 //! secret, and the collector never records it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use cpuprof_model::Process;
+use cpuprof_model::{Pid, Process, Profile, StackId};
 
 /// What kind of pool a runtime runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -180,12 +180,13 @@ pub struct Loaded {
 }
 
 /// Runtimes loaded in a process, in [`ALL`] order, one entry per runtime.
-pub fn loaded(process: &Process) -> Vec<Loaded> {
+pub fn loaded(process: &Process, in_stacks: &[String]) -> Vec<Loaded> {
     let mut out: Vec<Loaded> = Vec::new();
     for rt in ALL {
         let Some(lib) = process
             .libraries
             .iter()
+            .chain(in_stacks)
             .find(|l| runtime_of_library(l).is_some_and(|r| r.name == rt.name))
         else {
             continue;
@@ -201,6 +202,31 @@ pub fn loaded(process: &Process) -> Vec<Loaded> {
             library: lib.clone(),
             knobs,
         });
+    }
+    out
+}
+
+/// Runtime libraries seen in a process's sampled stacks, by pid: fills in what the library
+/// list missed (a library loaded after the collector last read the process's maps).
+pub fn from_stacks(profile: &Profile) -> BTreeMap<Pid, Vec<String>> {
+    let mut seen: BTreeSet<(Pid, StackId)> = BTreeSet::new();
+    let mut out: BTreeMap<Pid, Vec<String>> = BTreeMap::new();
+    for s in &profile.samples {
+        let Some(stack) = s.stack else { continue };
+        if !seen.insert((s.pid, stack)) {
+            continue;
+        }
+        for id in profile.stacks.frames_of(stack) {
+            let Some(m) = profile.stacks.frame(id).module.as_deref() else {
+                continue;
+            };
+            if runtime_of_library(m).is_some() {
+                let libs = out.entry(s.pid).or_default();
+                if !libs.iter().any(|l| l == m) {
+                    libs.push(m.to_string());
+                }
+            }
+        }
     }
     out
 }
@@ -257,6 +283,24 @@ mod tests {
     }
 
     #[test]
+    fn libraries_missing_from_maps_are_found_in_stacks() {
+        use crate::testutil::{add_samples, busy_thread, native, profile_with};
+        let mut p = profile_with(2, vec![(10, vec![busy_thread(10, 1.0, 1.0, 0.0)])]);
+        let ob = "/v/numpy.libs/libscipy_openblas64_-1.so";
+        add_samples(
+            &mut p,
+            10,
+            10,
+            &[native("main", "/bin/python3"), native("dgemm_", ob)],
+            3,
+        );
+        let a = crate::analyze(&p);
+        assert_eq!(a.runtimes.len(), 1);
+        assert_eq!(a.runtimes[0].library, ob);
+        assert_eq!(a.runtimes[0].name, "OpenBLAS");
+    }
+
+    #[test]
     fn knobs_are_whitelisted_and_parsed() {
         let mut p = Process {
             libraries: vec!["/usr/lib/libopenblas.so.0".into()],
@@ -264,7 +308,7 @@ mod tests {
         };
         p.env.insert("OPENBLAS_NUM_THREADS".into(), "1".into());
         p.env.insert("SECRET_TOKEN".into(), "x".into());
-        let l = loaded(&p);
+        let l = loaded(&p, &[]);
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].knobs.len(), 1);
         assert_eq!(configured_threads(l[0].runtime, &l[0].knobs), Some(1));
