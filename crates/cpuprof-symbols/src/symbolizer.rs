@@ -61,12 +61,15 @@ pub struct Symbolizer {
     exited: VecDeque<(Instant, u32)>,
     /// Per thread: the last stack that unwound to its root (addresses with frame stack
     /// pointers), to complete stacks cut short by the size of the stack copy.
-    complete: HashMap<u32, VecDeque<Vec<(u64, bool, u64)>>>,
+    complete: HashMap<u32, VecDeque<Walk>>,
     stats: SymbolizerStats,
 }
 
 /// Deepest stack walked.
 const MAX_FRAMES: usize = 512;
+/// A walked stack, leaf first: (address, is a return address, stack pointer of the frame).
+type Walk = Vec<(u64, bool, u64)>;
+
 /// Complete stacks remembered per thread for stitching.
 const COMPLETE_STACKS: usize = 16;
 /// Stack scans per sample (each skips one frame without unwind information).
@@ -206,7 +209,7 @@ impl Symbolizer {
 
     /// The addresses of the stack, leaf first, each with "is a return address" and the
     /// stack pointer of its frame; true when the walk reached the root.
-    fn walk(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> (Vec<(u64, bool, u64)>, bool) {
+    fn walk(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> (Walk, bool) {
         let mut out = vec![(regs.ip, false, regs.sp)];
         let Some(space) = self.processes.get(&pid) else {
             return (out, false);
@@ -323,7 +326,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         &mut self,
         mut regs: UnwindRegsX86_64,
         mut address: FrameAddress,
-        out: &mut Vec<(u64, bool, u64)>,
+        out: &mut Walk,
     ) -> bool {
         while out.len() < MAX_FRAMES {
             let step = self.space.unwinder.unwind_frame(
@@ -364,7 +367,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         &mut self,
         regs: UnwindRegsX86_64,
         address: FrameAddress,
-        out: &mut Vec<(u64, bool, u64)>,
+        out: &mut Walk,
     ) -> bool {
         self.scans += 1;
         let callee = self.function_start(address.address_for_lookup());
@@ -430,7 +433,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
 /// frames of the same thread's last complete stack: where both have the same return address
 /// at the same stack address, the callers above it are the same. Looks at the last few
 /// frames of `cut` only (the very last one may be a guess). True when stitched.
-fn stitch(cut: &mut Vec<(u64, bool, u64)>, complete: &[(u64, bool, u64)]) -> bool {
+fn stitch(cut: &mut Walk, complete: &[(u64, bool, u64)]) -> bool {
     let n = cut.len();
     for i in (n.saturating_sub(4)..n).rev() {
         let (addr, is_return, sp) = cut[i];

@@ -290,9 +290,7 @@ mod tests {
     #[test]
     fn sample_with_regs_and_stack() {
         let mut b = Vec::new();
-        for v in [0x401000u64] {
-            b.extend_from_slice(&v.to_ne_bytes());
-        }
+        b.extend_from_slice(&0x401000u64.to_ne_bytes());
         b.extend_from_slice(&7u32.to_ne_bytes());
         b.extend_from_slice(&8u32.to_ne_bytes());
         for v in [555u64, 2, 0x70, 0x7ff0, 0x401000, 16] {
