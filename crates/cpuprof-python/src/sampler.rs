@@ -1,15 +1,16 @@
 //! The Python sampler thread.
 //!
-//! Every tick it walks the pids of the live process tree, decides once per executable whether a
-//! process is a Python interpreter ([`detect`](crate::detect)), opens a `py_spy::PythonSpy` for
-//! each one and reads every thread's Python stack. Non-Python processes cost one `readlink` per
-//! tick and nothing else.
+//! Every tick it walks the pids of the live process tree, decides once per program image
+//! (executable + command line, [`detect`](crate::detect)) whether a process is a Python
+//! interpreter, opens a `py_spy::PythonSpy` for each one and reads every thread's Python stack.
+//! Non-Python processes cost a `readlink` and a `cmdline` read per tick and nothing else.
 //!
 //! Failure handling: a freshly started interpreter cannot be read until it has initialised, so
-//! opening is retried every tick for [`OPEN_GRACE`]; a process that exits is dropped quietly (its
-//! samples so far are kept); a live process that stays unreadable (a Python version py-spy does
-//! not know, a permission refusal) produces exactly one [`Event::Notice`] and is skipped for the
-//! rest of the recording. One failed read is not a failure: non-blocking reads tear sometimes.
+//! opening is retried every tick for 300 ms, then every 100 ms until [`OPEN_GRACE`]; a process
+//! that exits is dropped quietly (its samples so far are kept); a live process that stays
+//! unreadable (a Python version py-spy does not know, a permission refusal) produces exactly one
+//! [`Event::Notice`] and is skipped for the rest of the recording. One failed read is not a
+//! failure: non-blocking reads tear sometimes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,8 @@ use crate::{clock_ns, Error, PidSource};
 
 /// How long a Python process may stay unreadable after it was first seen before it is reported.
 pub const OPEN_GRACE: Duration = Duration::from_secs(3);
+/// How long a Python process that cannot be opened yet is retried every tick.
+const RETRY_FAST_FOR: Duration = Duration::from_millis(300);
 /// Consecutive failed reads of a live, once-readable process before it is reported.
 const MAX_READ_FAILURES: u32 = 50;
 
@@ -93,7 +96,11 @@ enum State {
     /// Not Python: ignored until it execs something else.
     Ignored,
     /// Python, not readable yet (interpreter initialising).
-    Opening { since: Instant, last_error: String },
+    Opening {
+        since: Instant,
+        next_try: Instant,
+        last_error: String,
+    },
     /// Being sampled.
     Sampling { spy: Box<PythonSpy>, failures: u32 },
     /// Reported unreadable; skipped until it execs something else.
@@ -162,6 +169,7 @@ impl<S: PidSource> PythonSampler<S> {
                 target.state = match detect::classify(pid, detect::image_exe(&image)) {
                     Kind::Python => State::Opening {
                         since: Instant::now(),
+                        next_try: Instant::now(),
                         last_error: String::new(),
                     },
                     Kind::Other => State::Ignored,
@@ -180,7 +188,12 @@ impl<S: PidSource> PythonSampler<S> {
         let blocking = self.options.blocking;
         match &mut target.state {
             State::Ignored | State::GaveUp => {}
-            State::Opening { since, last_error } => {
+            State::Opening { next_try, .. } if *next_try > Instant::now() => {}
+            State::Opening {
+                since,
+                next_try,
+                last_error,
+            } => {
                 match PythonSpy::new(pid as py_spy::Pid, &config) {
                     Ok(spy) => {
                         self.stats.processes += 1;
@@ -192,6 +205,10 @@ impl<S: PidSource> PythonSampler<S> {
                     }
                     Err(e) => {
                         *last_error = error_chain(&e);
+                        // Every tick at first (short-lived interpreters), then every 100 ms.
+                        if since.elapsed() > RETRY_FAST_FOR {
+                            *next_try = Instant::now() + Duration::from_millis(100);
+                        }
                         if since.elapsed() >= OPEN_GRACE && alive(pid) {
                             let msg = format!(
                             "python: cannot read the Python stacks of pid {pid} ({}): {last_error}{}",

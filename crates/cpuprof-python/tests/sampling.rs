@@ -279,3 +279,20 @@ fn non_python_processes_are_ignored_quietly() {
     assert_eq!(run.stats.processes, 0);
     assert!(run.stats.ticks >= 30, "{:?}", run.stats);
 }
+
+#[test]
+fn an_unreadable_python_is_reported_once() {
+    // Named like Python, but not an interpreter: py-spy cannot open it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = dir.path().join("python3.99");
+    std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
+    let secs = format!("{}", cpuprof_python::OPEN_GRACE.as_secs_f64() + 1.0);
+    let run = sample_run(&fake, &[&secs], PythonOptions::default());
+    let notices = run.notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains(&run.pid.to_string()) && notices[0].contains("python3.99"),
+        "{notices:?}"
+    );
+    assert_eq!(run.samples().count(), 0);
+}
