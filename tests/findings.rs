@@ -166,6 +166,28 @@ fn matmul_two_processes_default_threads_is_oversubscribed() {
 }
 
 #[test]
+fn without_stacks_oversubscription_is_still_found_from_procfs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mm = matmul();
+    let (_, v) = record(
+        dir.path(),
+        &["--no-stacks"],
+        &[s(&mm), "--procs", "2", "--size", "1024", "--iters", "12"],
+    );
+    assert_eq!(v["samples"], 0);
+    let f = find(&v, "oversubscription")
+        .unwrap_or_else(|| panic!("no oversubscription finding: {:?}", ids(&v)));
+    assert!(
+        f["title"].as_str().unwrap().contains("OpenBLAS threads"),
+        "{}",
+        f["title"]
+    );
+    assert!(f["detail"].as_str().unwrap().contains("No stacks"));
+    // No samples: the spin rule says nothing rather than guess.
+    assert!(find(&v, "spin-wait").is_none());
+}
+
+#[test]
 fn matmul_with_one_thread_per_process_is_not_flagged() {
     let dir = tempfile::tempdir().unwrap();
     let mm = matmul();
