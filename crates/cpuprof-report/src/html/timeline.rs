@@ -20,6 +20,9 @@ pub const MIN_BUCKETS: usize = 200;
 const TOTAL_BUCKETS: usize = 1_500_000;
 /// Finest bucket when switch records give exact intervals.
 const SWITCH_RESOLUTION_NS: u64 = 1_000_000;
+/// How far the running time seen in switch records may differ from the thread's `schedstat`
+/// CPU (as a share of it, plus 20 ms) before the lane falls back to `schedstat`.
+const SWITCH_TOLERANCE: f64 = 0.25;
 /// Polling interval assumed when the profile does not say.
 const DEFAULT_INTERVAL_NS: u64 = 50_000_000;
 
@@ -119,16 +122,25 @@ pub fn lane(
     let mut run = vec![0f32; grid.buckets];
     let mut wait = vec![0f32; grid.buckets];
     let end = thread.end_ns.unwrap_or(profile.meta.wall_ns) as f64;
-    let source = match switches {
-        Some(sw) if !sw.is_empty() => {
-            from_switches(grid, sw, thread.start_ns, end, &mut run, &mut wait);
-            LaneSource::Switches
+    let mut source = LaneSource::Schedstat;
+    if let Some(sw) = switches.filter(|sw| !sw.is_empty()) {
+        let cpu = (!thread.points.is_empty()).then_some(thread.cpu_ns as f64);
+        from_switches(grid, sw, thread.start_ns, end, cpu, &mut run, &mut wait);
+        source = LaneSource::Switches;
+        // Lost switch records leave a thread "running" or "asleep" for too long; when the
+        // switches disagree with the thread's own CPU counter, trust the counter.
+        let switch_cpu = run.iter().map(|&r| f64::from(r)).sum::<f64>() * grid.bucket_ns;
+        if let Some(cpu) = cpu {
+            if (switch_cpu - cpu).abs() > SWITCH_TOLERANCE * cpu + 0.02e9 {
+                run.iter_mut().for_each(|x| *x = 0.0);
+                wait.iter_mut().for_each(|x| *x = 0.0);
+                source = LaneSource::Schedstat;
+            }
         }
-        _ => {
-            from_points(grid, profile, thread, &mut run, &mut wait);
-            LaneSource::Schedstat
-        }
-    };
+    }
+    if source == LaneSource::Schedstat {
+        from_points(grid, profile, thread, &mut run, &mut wait);
+    }
     for (r, w) in run.iter_mut().zip(wait.iter_mut()) {
         let sum = *r + *w;
         if sum > 1.0 {
@@ -151,32 +163,47 @@ fn from_switches(
     sw: &[Switch],
     start: Ns,
     end: f64,
+    cpu_ns: Option<f64>,
     run: &mut [f32],
     wait: &mut [f32],
 ) {
-    // Before the first record: if it is a switch-out, the thread was running until then.
-    let mut state = if sw[0].out {
-        State::Running
-    } else {
-        State::Sleeping
+    let state_after = |s: &Switch| match (s.out, s.preempted) {
+        (false, _) => State::Running,
+        (true, true) => State::Waiting,
+        (true, false) => State::Sleeping,
     };
-    let mut since = start.min(sw[0].t) as f64;
     let mut add = |state: State, t0: f64, t1: f64| match state {
         State::Running => grid.spread(run, t0, t1, t1 - t0),
         State::Waiting => grid.spread(wait, t0, t1, t1 - t0),
         State::Sleeping => {}
     };
-    for s in sw {
-        let t = s.t as f64;
-        add(state, since, t);
-        state = match (s.out, s.preempted) {
-            (false, _) => State::Running,
-            (true, true) => State::Waiting,
-            (true, false) => State::Sleeping,
-        };
-        since = t;
+    // Between the first and the last record the records say everything.
+    let mut middle_running = 0.0;
+    for w in sw.windows(2) {
+        let (t0, t1) = (w[0].t as f64, w[1].t as f64);
+        let st = state_after(&w[0]);
+        if st == State::Running {
+            middle_running += t1 - t0;
+        }
+        add(st, t0, t1);
     }
-    add(state, since, end.max(since));
+    // Before the first record (a switch-out: it was running) and after the last one (a
+    // switch-in: running until it ended, unless the exit went unrecorded) the thread's own
+    // CPU counter bounds how long it can have run: whatever it has left over the middle.
+    let mut left = cpu_ns.map_or(f64::INFINITY, |c| (c - middle_running).max(0.0));
+    let first = &sw[0];
+    if first.out {
+        let t1 = first.t as f64;
+        let t0 = (start as f64).min(t1).max(t1 - left);
+        left -= t1 - t0;
+        add(State::Running, t0, t1);
+    }
+    let last = &sw[sw.len() - 1];
+    let t0 = last.t as f64;
+    match state_after(last) {
+        State::Running => add(State::Running, t0, end.max(t0).min(t0 + left.max(0.0))),
+        st => add(st, t0, end.max(t0)),
+    }
 }
 
 fn from_points(grid: &Grid, profile: &Profile, t: &Thread, run: &mut [f32], wait: &mut [f32]) {
@@ -300,5 +327,52 @@ mod tests {
         assert_eq!(l.source, LaneSource::Switches);
         assert_eq!(l.run, vec![1.0, 0.5, 0.0, 1.0]);
         assert_eq!(l.wait, vec![0.0, 0.5, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn cpu_counter_bounds_the_unrecorded_tail() {
+        let g = Grid {
+            buckets: 4,
+            bucket_ns: 10.0 * MS as f64,
+        };
+        let p = profile(40 * MS, 0);
+        let sw = |t, out| Switch {
+            t: t * MS,
+            pid: 1,
+            tid: 1,
+            out,
+            preempted: false,
+        };
+        // Runs until 10, sleeps 10-20, switched in at 20 and then exits unrecorded; schedstat
+        // says 15 ms of CPU in all: the tail ran 5 ms, not until the end.
+        let records = vec![sw(10, true), sw(20, false)];
+        let th = Thread {
+            cpu_ns: 15 * MS,
+            points: vec![ThreadPoint {
+                t: 30 * MS,
+                cpu_ns: 15 * MS,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let l = lane(&g, &p, &th, Some(&records));
+        assert_eq!(l.source, LaneSource::Switches);
+        assert_eq!(l.run, vec![1.0, 0.0, 0.5, 0.0]);
+        // Records that contradict the counter (30 ms running vs 5 ms): schedstat wins.
+        let th = Thread {
+            cpu_ns: 5 * MS,
+            points: vec![ThreadPoint {
+                t: 40 * MS,
+                cpu_ns: 5 * MS,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let records = vec![sw(30, true)];
+        let l = lane(&g, &p, &th, Some(&records));
+        assert_eq!(l.source, LaneSource::Switches);
+        let records = vec![sw(10, false), sw(39, true)];
+        let l = lane(&g, &p, &th, Some(&records));
+        assert_eq!(l.source, LaneSource::Schedstat);
     }
 }
