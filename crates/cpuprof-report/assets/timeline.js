@@ -178,7 +178,8 @@ var Timeline = (function () {
     lab.appendChild(el('span', 'tname', l.label));
     if (l.roleText) lab.appendChild(el('span', 'badge', l.roleText));
     lab.title = l.label + (l.roleText ? ' — ' + l.roleText : '') + '\nCPU ' + fmtS(l.cpu) +
-      ' · run-queue wait ' + fmtS(l.runq) + ' · states from ' + l.src;
+      ' · run-queue wait ' + fmtS(l.runq) + ' · states from ' + l.src + '\nclick: its flamegraph';
+    lab.addEventListener('click', function () { Flame.setScope('t:' + l.index); });
     return lab;
   }
 
