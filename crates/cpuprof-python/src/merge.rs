@@ -14,7 +14,7 @@
 //!    so does one whose nearest Python sample has no Python frames.
 //! 3. Otherwise the native stack is cut below its deepest evaluation frame
 //!    (`_PyEval_EvalFrameDefault`, `_PyEval_EvalFrame*`, `PyEval_EvalFrame*`, `_PyEval_Vector`,
-//!    `PyEval_EvalCode*`, including `.cold` parts). Interpreter call glue directly below it
+//!    `PyEval_EvalCode*`, including `.cold` parts). Interpreter call glue below it
 //!    (`PyObject_Vectorcall`, `cfunction_call`, ... — interpreter frames whose name contains
 //!    "call") is dropped; the rest is kept beneath the Python frames.
 //! 4. A native stack with no evaluation frame: if its unwind reached a thread entry point
@@ -118,7 +118,7 @@ fn merged_stack(profile: &mut Profile, py: u32, native: Option<u32>) -> Option<u
         Some(deepest) => native_frames[deepest + 1..]
             .iter()
             .copied()
-            .skip_while(|&f| is_call_glue(frame(f)))
+            .filter(|&f| !is_call_glue(frame(f)))
             .collect(),
         None => {
             let complete = native_frames

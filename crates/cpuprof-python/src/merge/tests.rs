@@ -36,6 +36,7 @@ fn numpy_native() -> Vec<Frame> {
         native("PyObject_Vectorcall", LIBPY),
         native("cfunction_call", LIBPY),
         native("array_dot", "/venv/numpy/_multiarray_umath.so"),
+        native("_PyObject_MakeTpCall", LIBPY),
         native("cblas_dgemm", "/venv/numpy.libs/libscipy_openblas.so"),
         native(
             "dgemm_kernel_HASWELL",
