@@ -101,6 +101,20 @@ mod tests {
     }
 
     #[test]
+    fn inferno_reads_the_output() {
+        let mut buf = Vec::new();
+        write(&profile(), &mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let mut svg = Vec::new();
+        let mut opts = inferno::flamegraph::Options::default();
+        inferno::flamegraph::from_lines(&mut opts, text.lines(), &mut svg).unwrap();
+        let svg = String::from_utf8(svg).unwrap();
+        assert!(svg.contains("dgemm_kernel"), "{svg}");
+        assert!(svg.contains("worker &lt;b&gt; (101)"));
+        assert!(svg.contains("6 samples"), "total not 6");
+    }
+
+    #[test]
     fn separators_in_names_cannot_split_frames() {
         assert_eq!(frame_text("a;b\nc"), "a:b c");
         assert_eq!(frame_text(""), UNKNOWN);
