@@ -266,7 +266,10 @@ mod tests {
         assert!(c.command.is_none());
         assert_eq!(c.record.cmd, vec!["sleep", "1"]);
         let c = Cli::try_parse_from(["cpuprof", "record", "--pid", "5"]).unwrap();
-        assert!(matches!(c.command, Some(Command::Record(RecordArgs { pid: Some(5), .. }))));
+        assert!(matches!(
+            c.command,
+            Some(Command::Record(RecordArgs { pid: Some(5), .. }))
+        ));
         assert!(Cli::try_parse_from(["cpuprof", "--pid", "5", "--", "ls"]).is_err());
         assert!(Cli::try_parse_from(["cpuprof", "record"]).is_err());
         assert!(Cli::try_parse_from(["cpuprof"]).is_err());

@@ -67,7 +67,13 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     meta.cpuprof_version = env!("CARGO_PKG_VERSION").to_string();
     let mut builder = ProfileBuilder::new(meta, machine.clone(), origin);
 
-    let mut poller = Poller::new(target, args.interval, tx.clone(), tree.clone(), stop.clone());
+    let mut poller = Poller::new(
+        target,
+        args.interval,
+        tx.clone(),
+        tree.clone(),
+        stop.clone(),
+    );
     poller.poll_now(); // the tree is known before the target runs
 
     // ---- perf sampler: start here (before the child is released / right after attach),
@@ -96,7 +102,9 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     )
     .spawn()?;
 
-    let poll_handle = poller.spawn().context("cannot start the procfs poller thread")?;
+    let poll_handle = poller
+        .spawn()
+        .context("cannot start the procfs poller thread")?;
     if let Some(c) = child.as_mut() {
         if let Err(e) = c.release() {
             stop.store(true, Ordering::Relaxed);
@@ -179,7 +187,11 @@ pub fn run(args: RecordArgs) -> Result<i32> {
 /// when recording stopped before the target ended (130 after an interrupt).
 fn exit_code(meta: &cpuprof_model::Meta, attached: bool, stopped_early: bool) -> i32 {
     if attached || stopped_early {
-        return if signals::interrupts() > 0 && !attached { 130 } else { 0 };
+        return if signals::interrupts() > 0 && !attached {
+            130
+        } else {
+            0
+        };
     }
     match (meta.exit_code, meta.signal) {
         (_, Some(sig)) => 128 + sig,

@@ -113,7 +113,12 @@ fn per_thread_cpu_total_and_wall_match_what_the_threads_measured() {
     let (measured, wall) = burn_output(&r.stdout);
     assert_eq!(measured.len(), 3);
     for &(tid, cpu) in &measured {
-        assert_close(&format!("CPU of thread {tid}"), thread_cpu(&s, tid), cpu, 0.03);
+        assert_close(
+            &format!("CPU of thread {tid}"),
+            thread_cpu(&s, tid),
+            cpu,
+            0.03,
+        );
     }
     let sum: f64 = measured.iter().map(|m| m.1).sum();
     assert_close("total CPU", num(&s, "cpu_s"), sum, 0.03);
@@ -170,7 +175,11 @@ fn short_lived_children_threads_and_orphans_add_up_to_the_kernels_rusage() {
     assert!(rusage > 1.8, "rusage {rusage}");
     assert_close("profile CPU vs rusage", num(&s, "cpu_s"), rusage, 0.01);
     // Many of the children were seen as processes of their own.
-    assert!(processes(&s).len() > 10, "{} processes", processes(&s).len());
+    assert!(
+        processes(&s).len() > 10,
+        "{} processes",
+        processes(&s).len()
+    );
     // And a `sh -c` chain with short commands.
     let r = record(
         dir.path(),
@@ -202,10 +211,16 @@ fn exit_codes_and_signals_pass_through() {
 /// Pids of the children of `pid` (from every thread's children file).
 fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
         let path = task.unwrap().path().join("children");
         if let Ok(text) = std::fs::read_to_string(path) {
-            out.extend(text.split_whitespace().filter_map(|w| w.parse::<u32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|w| w.parse::<u32>().ok()),
+            );
         }
     }
     out
@@ -256,18 +271,38 @@ fn attach_watches_a_running_tree_and_leaves_it_running() {
     let json = dir.path().join("s.json");
     let target_cpu = || {
         let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let f: Vec<&str> = text.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let f: Vec<&str> = text
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
         (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
     };
-    wait_for("the target's threads", Duration::from_secs(10), || target_cpu() > 0.05);
+    wait_for("the target's threads", Duration::from_secs(10), || {
+        target_cpu() > 0.05
+    });
     let before = target_cpu();
     let out = Command::new(cpuprof())
-        .args(["record", "--quiet", "--duration", "1", "--pid", &pid.to_string(), "--json"])
+        .args([
+            "record",
+            "--quiet",
+            "--duration",
+            "1",
+            "--pid",
+            &pid.to_string(),
+            "--json",
+        ])
         .arg(&json)
         .output()
         .unwrap();
     let during = target_cpu() - before;
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = read_json(&json).unwrap();
     assert_eq!(s["attached"], true);
     assert_eq!(s["pid"], pid);
@@ -347,7 +382,11 @@ fn bad_input_gets_one_line_and_the_right_exit_code() {
     let r = run(&["report", bad.to_str().unwrap()]);
     assert_eq!(r.code, Some(1));
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
-    assert!(r.stderr.starts_with("cpuprof: cannot read profile"), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("cpuprof: cannot read profile"),
+        "{}",
+        r.stderr
+    );
     let r = run(&["report", dir.path().join("missing").to_str().unwrap()]);
     assert_eq!(r.code, Some(1));
 }
@@ -359,7 +398,11 @@ fn saved_profile_reproduces_the_summary() {
     let r = record(
         dir.path(),
         &["--save", saved.to_str().unwrap()],
-        &["sh", "-c", "i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done; sleep 0.2"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done; sleep 0.2",
+        ],
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let live = r.json.unwrap();
@@ -371,12 +414,23 @@ fn saved_profile_reproduces_the_summary() {
     assert_eq!(out.status.code(), Some(0));
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["schema"], "cpuprof-summary/1");
-    for key in ["wall_s", "cpu_s", "user_s", "sys_s", "runq_wait_s", "cpu_budget"] {
+    for key in [
+        "wall_s",
+        "cpu_s",
+        "user_s",
+        "sys_s",
+        "runq_wait_s",
+        "cpu_budget",
+    ] {
         assert_eq!(live[key], again[key], "{key}");
     }
     assert_eq!(live["processes"], again["processes"]);
     assert_eq!(live["command"], again["command"]);
     // The terminal summary comes back too.
-    let out = Command::new(cpuprof()).arg("report").arg(&saved).output().unwrap();
+    let out = Command::new(cpuprof())
+        .arg("report")
+        .arg(&saved)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("CPU"));
 }

@@ -1,7 +1,7 @@
 //! The procfs poller: walks the target's process tree at a steady interval.
 //!
-//! Every poll it finds the tree's processes (the children files of every known thread, and
-//! cpuprof's own children in launch mode, where orphans are re-parented to it), reads each
+//! Every poll it finds the tree's new processes ([`discover`]: children of known processes,
+//! and in launch mode cpuprof's own, since orphans are re-parented to it), reads each
 //! thread's `schedstat`, `stat` and `status`, and emits one [`Event::ThreadPoint`] per thread,
 //! [`Event::ProcessStart`]/[`Event::ProcessInfo`]/[`Event::ProcessEnd`] per process and
 //! [`Event::ThreadEnd`] when a thread goes. It keeps the shared [`LiveTree`] current.
@@ -15,6 +15,7 @@
 //! wall time, final counters read from the zombie before it is reaped).
 
 pub mod account;
+pub mod discover;
 mod process;
 mod reap;
 
@@ -62,6 +63,9 @@ pub struct PollOutcome {
 /// Re-read command line, libraries and environment this often even without an `exec`.
 const INFO_REFRESH_NS: u64 = 2_000_000_000;
 
+/// Read `status` (context switches) every this many polls.
+const STATUS_EVERY: u64 = 4;
+
 /// The procfs poller. Build with [`Poller::new`], run with [`Poller::spawn`].
 pub struct Poller {
     target: Target,
@@ -77,6 +81,8 @@ pub struct Poller {
     polls: u64,
     reaped_total: Option<CpuTimes>,
     unseen_total: u64,
+    outbox: Vec<Event>,
+    discovery: discover::Discovery,
     carry: BTreeMap<Pid, i64>,
     exit: Option<reap::ExitStatus>,
     root_gone: bool,
@@ -108,6 +114,8 @@ impl Poller {
             polls: 0,
             reaped_total: None,
             unseen_total: 0,
+            outbox: Vec::new(),
+            discovery: discover::Discovery::default(),
             carry: BTreeMap::new(),
             exit: None,
             root_gone: false,
@@ -162,9 +170,19 @@ impl Poller {
         self.finish(last)
     }
 
-    fn send(&self, e: Event) {
-        // The receiver only goes away when the recording is over; nothing to do then.
-        let _ = self.tx.send(e);
+    /// Queues an event; [`Self::flush`] sends the queue at the end of each poll, so that the
+    /// receiving thread wakes once per poll rather than once per event.
+    fn send(&mut self, e: Event) {
+        self.outbox.push(e);
+    }
+
+    fn flush(&mut self) {
+        for e in self.outbox.drain(..) {
+            // The receiver only goes away when the recording is over; nothing to do then.
+            if self.tx.send(e).is_err() {
+                break;
+            }
+        }
     }
 
     fn finish(mut self, last: u64) -> PollOutcome {
@@ -184,6 +202,7 @@ impl Poller {
                 self.unseen_total as f64 / 1e9
             )));
         }
+        self.flush();
         self.stop.store(true, Ordering::Relaxed);
         PollOutcome {
             end_ns: last,
@@ -193,33 +212,35 @@ impl Poller {
 
     /// One poll at time `t`.
     fn poll(&mut self, t: u64) {
+        self.poll_tree(t);
+        self.flush();
+    }
+
+    fn poll_tree(&mut self, t: u64) {
         let first = self.polls == 0;
         self.polls += 1;
         let mut queue: Vec<Pid> = self.procs.keys().copied().collect();
         if !self.root_gone && !self.procs.contains_key(&self.target.pid()) && first {
             queue.push(self.target.pid());
         }
-        if matches!(self.target, Target::Launched(_)) {
-            // Orphans re-parented to cpuprof (the subreaper) are part of the tree.
-            if let Ok(tids) = procfs::tasks(self.self_pid) {
-                for tid in tids {
-                    if let Ok(text) = self.reader.read_proc(self.self_pid, Some(tid), "children") {
-                        queue.extend(procfs::parse_children(text));
-                    }
-                }
-            }
-        }
+        let adopter = matches!(self.target, Target::Launched(_)).then_some(self.self_pid);
+        let known: BTreeSet<Pid> = queue.iter().copied().collect();
+        queue.extend(self.discovery.scan(
+            &mut self.reader,
+            self.ticks,
+            &|p| known.contains(&p),
+            adopter,
+        ));
         let mut visited: BTreeSet<Pid> = BTreeSet::new();
         let mut alive: BTreeMap<Pid, CpuTimes> = BTreeMap::new();
-        while let Some(pid) = queue.pop() {
+        for pid in queue {
             if !visited.insert(pid) {
                 continue;
             }
             let before = self.procs.get(&pid).map(|p| p.children).unwrap_or_default();
-            if let Some(children) = self.scan_process(pid, t, first) {
+            if self.scan_process(pid, t, first) {
                 let after = self.procs[&pid].children;
                 alive.insert(pid, account::sub(after, before));
-                queue.extend(children.into_iter().filter(|c| !visited.contains(c)));
             }
         }
         // Reap what cpuprof is the parent of (after the zombies' final counters were read).
@@ -280,17 +301,16 @@ impl Poller {
                 self.unseen_total += share.total_ns();
                 if let Some(p) = self.procs.get_mut(pid) {
                     account::add(&mut p.unseen_children, *share);
-                    self.tx
-                        .send(Event::ProcessInfo {
-                            pid: *pid,
-                            command: None,
-                            exe: None,
-                            libraries: vec![],
-                            env: BTreeMap::new(),
-                            rss_kb: 0,
-                            cpu: Some(p.reported_cpu()),
-                        })
-                        .ok();
+                    let cpu = Some(p.reported_cpu());
+                    self.outbox.push(Event::ProcessInfo {
+                        pid: *pid,
+                        command: None,
+                        exe: None,
+                        libraries: vec![],
+                        env: BTreeMap::new(),
+                        rss_kb: 0,
+                        cpu,
+                    });
                 }
             }
         }
@@ -311,8 +331,12 @@ impl Poller {
         }
     }
 
-    /// Reads one process and its threads; returns its children, or `None` if it is gone.
-    fn scan_process(&mut self, pid: Pid, t: u64, first: bool) -> Option<Vec<Pid>> {
+    /// Reads one process and its threads; false if it is gone.
+    fn scan_process(&mut self, pid: Pid, t: u64, first: bool) -> bool {
+        self.try_scan_process(pid, t, first).is_some()
+    }
+
+    fn try_scan_process(&mut self, pid: Pid, t: u64, first: bool) -> Option<()> {
         let pst = stat::parse(self.reader.read_proc(pid, None, "stat").ok()?, self.ticks)?;
         if let Some(old) = self.procs.get(&pid) {
             if old.starttime != pst.starttime {
@@ -352,7 +376,6 @@ impl Poller {
             });
         }
         let tids = procfs::tasks(pid).unwrap_or_default();
-        let mut children = Vec::new();
         let mut live: BTreeMap<Tid, ThreadState> = BTreeMap::new();
         let mut old_threads = std::mem::take(&mut self.procs.get_mut(&pid)?.threads);
         for &tid in &tids {
@@ -361,9 +384,6 @@ impl Poller {
                 live.insert(tid, state);
             } else if let Some(prev) = prev {
                 old_threads.insert(tid, prev);
-            }
-            if let Ok(text) = self.reader.read_proc(pid, Some(tid), "children") {
-                children.extend(procfs::parse_children(text));
             }
         }
         let mut dead_ns = 0;
@@ -420,7 +440,7 @@ impl Poller {
             }
         };
         self.send(event);
-        Some(children)
+        Some(())
     }
 
     /// Reads one thread and emits its point; `None` if it is gone.
@@ -437,11 +457,20 @@ impl Poller {
             self.reader.read_proc(pid, Some(tid), "stat").ok()?,
             self.ticks,
         )?;
-        let sw = self
-            .reader
-            .read_proc(pid, Some(tid), "status")
-            .map(status::parse)
-            .unwrap_or_default();
+        // `status` is the costliest file (it also reports memory): context switches are read
+        // every few polls only, and on a thread's first poll.
+        let sw = match prev {
+            Some(p) if !self.polls.is_multiple_of(STATUS_EVERY) => status::Status {
+                vcsw: p.switches.0,
+                ivcsw: p.switches.1,
+                ..Default::default()
+            },
+            _ => self
+                .reader
+                .read_proc(pid, Some(tid), "status")
+                .map(status::parse)
+                .unwrap_or_default(),
+        };
         let base = match prev {
             Some(p) => p.base,
             None if baseline => ThreadBase {
@@ -472,6 +501,7 @@ impl Poller {
         });
         Some(ThreadState {
             cpu_ns: point.cpu_ns,
+            switches: (sw.vcsw, sw.ivcsw),
             base,
         })
     }

@@ -11,6 +11,8 @@ use super::account::{add, split_like, sub};
 pub struct ThreadState {
     /// CPU, ns (`schedstat`).
     pub cpu_ns: u64,
+    /// Context switch counters as last read from `status` (voluntary, involuntary).
+    pub switches: (u64, u64),
     /// Baseline subtracted from every reading (attach mode: CPU before the recording).
     pub base: ThreadBase,
 }

@@ -33,8 +33,27 @@ impl ProcReader {
 
     /// The whole file at `path`.
     pub fn read(&mut self, path: &Path) -> io::Result<&[u8]> {
-        self.buf.clear();
-        File::open(path)?.read_to_end(&mut self.buf)?;
+        let file = File::open(path)?;
+        self.fill(file)
+    }
+
+    /// Reads `file` to its end into the buffer with plain `read` calls (`read_to_end` would
+    /// also `statx` and `lseek` the file for a size hint that `/proc` files do not have).
+    fn fill(&mut self, mut file: File) -> io::Result<&[u8]> {
+        let mut len = 0;
+        self.buf.resize(self.buf.capacity().max(4096), 0);
+        loop {
+            if len == self.buf.len() {
+                self.buf.resize(len * 2, 0);
+            }
+            match file.read(&mut self.buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.truncate(len);
         Ok(&self.buf)
     }
 
@@ -47,9 +66,8 @@ impl ProcReader {
             None => write!(self.path, "/proc/{pid}/{file}"),
         }
         .map_err(io::Error::other)?;
-        self.buf.clear();
-        File::open(&self.path)?.read_to_end(&mut self.buf)?;
-        Ok(&self.buf)
+        let file = File::open(&self.path)?;
+        self.fill(file)
     }
 }
 
@@ -126,6 +144,11 @@ mod tests {
             .unwrap()
             .starts_with(me.to_string().as_bytes()));
         assert!(r.read_proc(me, None, "comm").is_ok());
+        // Files larger than the buffer are read whole.
+        let maps = std::fs::read(format!("/proc/{me}/smaps")).unwrap();
+        assert!(maps.len() > 4096);
+        let again = r.read_proc(me, None, "smaps").unwrap().to_vec();
+        assert!(again.len() > 4096 && again.ends_with(b"\n"));
         assert!(r.read_proc(u32::MAX - 1, None, "stat").is_err());
     }
 }

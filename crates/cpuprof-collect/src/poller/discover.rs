@@ -1,0 +1,110 @@
+//! Finding the tree's new processes.
+//!
+//! One listing of `/proc` per poll: a pid not seen before whose parent is in the tree (or is
+//! cpuprof itself, which adopts orphans as subreaper) joins the tree, as do its own new
+//! children, found in the same pass. Pids outside the tree are remembered while they exist,
+//! so each is read once. This costs one directory read per poll however many threads the
+//! target has, where reading every thread's `children` file would cost one read per thread.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use cpuprof_model::Pid;
+
+use crate::procfs::{stat, ProcReader};
+
+/// Remembers the pids that are not part of the tree.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    foreign: HashSet<Pid>,
+}
+
+/// Pids listed in `/proc` now.
+fn list_pids() -> Vec<Pid> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Of `unknown` (pid → parent), those whose parent chain reaches `is_member`, in an order
+/// where parents come before their children.
+pub fn joiners(unknown: &BTreeMap<Pid, Pid>, is_member: impl Fn(Pid) -> bool) -> Vec<Pid> {
+    let mut joined: Vec<Pid> = Vec::new();
+    let mut in_tree: BTreeSet<Pid> = BTreeSet::new();
+    loop {
+        let before = joined.len();
+        for (&pid, &ppid) in unknown {
+            if !in_tree.contains(&pid) && (is_member(ppid) || in_tree.contains(&ppid)) {
+                in_tree.insert(pid);
+                joined.push(pid);
+            }
+        }
+        if joined.len() == before {
+            return joined;
+        }
+    }
+}
+
+impl Discovery {
+    /// New processes of the tree. `tracked`: pids already in it; `adopter`: cpuprof's pid
+    /// in launch mode (its children are the target and adopted orphans).
+    pub fn scan(
+        &mut self,
+        reader: &mut ProcReader,
+        ticks: u64,
+        tracked: &dyn Fn(Pid) -> bool,
+        adopter: Option<Pid>,
+    ) -> Vec<Pid> {
+        let listing = list_pids();
+        let present: HashSet<Pid> = listing.iter().copied().collect();
+        self.foreign.retain(|p| present.contains(p));
+        let mut unknown: BTreeMap<Pid, Pid> = BTreeMap::new();
+        for pid in listing {
+            if tracked(pid) || self.foreign.contains(&pid) || Some(pid) == adopter {
+                continue;
+            }
+            let Ok(text) = reader.read_proc(pid, None, "stat") else {
+                continue; // already gone
+            };
+            if let Some(s) = stat::parse(text, ticks) {
+                unknown.insert(pid, s.ppid);
+            }
+        }
+        let joined = joiners(&unknown, |p| tracked(p) || Some(p) == adopter);
+        let joined_set: HashSet<Pid> = joined.iter().copied().collect();
+        self.foreign
+            .extend(unknown.keys().filter(|p| !joined_set.contains(p)));
+        joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_and_grandchildren_join_parents_first() {
+        // 10 is in the tree; 12 is its child, 13 a child of 12, 20 unrelated.
+        let unknown = BTreeMap::from([(13, 12), (12, 10), (20, 1)]);
+        assert_eq!(joiners(&unknown, |p| p == 10), vec![12, 13]);
+    }
+
+    #[test]
+    fn finds_a_child_of_this_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let me = std::process::id();
+        let mut d = Discovery::default();
+        let mut r = ProcReader::new();
+        let found = d.scan(&mut r, 100, &|p| p == me, None);
+        assert!(found.contains(&child.id()), "{found:?}");
+        // Unrelated processes are remembered, and not read again.
+        assert!(!d.foreign.is_empty());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
