@@ -133,6 +133,56 @@ bench_record_overhead() {
     echo
 }
 
+# Native stacks (perf cpu-clock + unwinding) on the oversubscribed matmul: cpuprof without
+# stacks, at the default rate and at 1000 Hz, alternating run by run. The difference in
+# cpuprof's own CPU between --no-stacks and a rate is what sampling + unwinding costs; the
+# summary JSON gives the samples unwound and lost.
+bench_stacks() {
+    local size iters procs
+    procs="$(nproc)"
+    size="${BENCH_SIZE:-1024}"
+    iters="${BENCH_ITERS:-20}"
+    local workload=("$MATMUL" --size "$size" --iters "$iters" --procs "$procs" --threads auto)
+    local settings=("--no-stacks" "--rate=250" "--rate=1000") s i line json
+    declare -A wall own samples lost
+    local plain=()
+    "${workload[@]}" >/dev/null
+    for ((i = 0; i < RUNS; i++)); do
+        line="$(timed "${workload[@]}")"
+        plain+=("$(field wall_s "$line")")
+        for s in "${settings[@]}"; do
+            json="$WORK/stacks-$i.json"
+            line="$(timed "$CPUPROF" -q "$s" --json "$json" -- "${workload[@]}")"
+            [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
+            wall[$s]+="$(field wall_s "$line") "
+            own[$s]+="$(awk -v a="$(field cpu_s "$line")" -v b="$(json_field "$json" cpu_s)" \
+                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.4f", (a - b) / w }') "
+            samples[$s]+="$(awk -v n="$(json_field "$json" samples)" \
+                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.0f", n / w }') "
+            lost[$s]+="$(json_field "$json" lost_samples) "
+        done
+    done
+    local mp
+    mp="$(median "${plain[@]}")"
+    echo "### Native stacks: cost of perf sampling and unwinding"
+    echo
+    echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs per setting, alternating)."
+    echo
+    echo "| setting | median wall s | wall / unprofiled | cpuprof CPU s per target s | samples/s | lost |"
+    echo "|---|---|---|---|---|---|"
+    echo "| unprofiled | $mp | 1 | | | |"
+    for s in "${settings[@]}"; do
+        local mw
+        # shellcheck disable=SC2086
+        mw="$(median ${wall[$s]})"
+        # shellcheck disable=SC2086
+        echo "| \`$s\` | $mw | $(ratio "$mw" "$mp") | $(median ${own[$s]}) |" \
+            "$(median ${samples[$s]}) | ${lost[$s]}|"
+    done
+    echo
+}
+ALL_BENCHES+=(stacks)
+
 # ---------------------------------------------------------------------------------------------
 
 main() {

@@ -23,11 +23,15 @@ use crate::tree::LiveTree;
 /// measurement behind it.
 pub const DEFAULT_RATE_HZ: u32 = 250;
 /// Default bytes of user stack copied per sample: nearly the most a sample record can hold
-/// (its size field is 16 bits). OpenBLAS's `dgemm_thread_nn` alone keeps ~40 KiB of job
-/// arrays on the caller's stack; with 32 KiB the main thread's stacks ended there.
+/// (its size field is 16 bits). Every sample reserves this much ring space whatever the
+/// stack's real depth. OpenBLAS keeps a ~16 KiB kernel buffer and ~40 KiB of job arrays on
+/// the stack: with 32 KiB, matmul's and Python's main-thread stacks stopped inside OpenBLAS
+/// and rarely unwound completely. Deeper stacks are completed from the thread's recent full
+/// stacks (see `cpuprof_symbols`).
 pub const DEFAULT_STACK_BYTES: u32 = 64_000;
-/// Ring-buffer data pages per CPU (4 KiB pages: 8 MiB, ~130 samples of 64 KB).
-const RING_PAGES: usize = 2048;
+/// Ring-buffer data pages per CPU (4 KiB pages: 16 MiB, ~250 samples of 64 KB: a quarter
+/// second at 1000 Hz while the sampler thread waits for a core).
+const RING_PAGES: usize = 4096;
 /// How often attach mode looks for new threads in the tree.
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 /// Kernel addresses start here on x86_64.
