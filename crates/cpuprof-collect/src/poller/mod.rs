@@ -62,6 +62,9 @@ pub struct PollOutcome {
 
 /// Re-read command line, libraries and environment this often even without an `exec`.
 const INFO_REFRESH_NS: u64 = 2_000_000_000;
+/// ... and when the number of threads changed (a thread pool started: a library was loaded),
+/// but not more often than this.
+const INFO_MIN_NS: u64 = 250_000_000;
 
 /// Read `status` (context switches) every this many polls.
 const STATUS_EVERY: u64 = 4;
@@ -400,9 +403,12 @@ impl Poller {
             p.set_counters(t, own, kids);
             let exec = p.comm != pst.comm;
             p.comm = pst.comm.clone();
-            let due = is_new || exec || t.saturating_sub(p.info_read_ns) >= INFO_REFRESH_NS;
+            let since = t.saturating_sub(p.info_read_ns);
+            let pool_changed = tids.len() != p.info_threads && since >= INFO_MIN_NS;
+            let due = is_new || exec || pool_changed || since >= INFO_REFRESH_NS;
             if due {
                 p.info_read_ns = t;
+                p.info_threads = tids.len();
             }
             due
         };

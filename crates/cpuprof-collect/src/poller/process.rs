@@ -65,6 +65,8 @@ pub struct ProcState {
     pub base_children: CpuTimes,
     /// When libraries, environment and command line were last read (monotonic ns).
     pub info_read_ns: u64,
+    /// Threads the process had then (a BLAS or OpenMP pool starting means new libraries).
+    pub info_threads: usize,
 }
 
 impl ProcState {
