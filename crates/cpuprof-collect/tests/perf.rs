@@ -135,6 +135,7 @@ fn dump() {
     let opts = PerfOptions {
         rate_hz: env("PERF_DUMP_RATE", PerfOptions::default().rate_hz),
         stack_bytes: env("PERF_DUMP_STACK", PerfOptions::default().stack_bytes),
+        context_switches: env("PERF_DUMP_SWITCHES", 1) != 0,
     };
     let (events, stats) = record_with(&command, &opts);
     eprintln!("{stats:?} wall {:?}", t0.elapsed());

@@ -86,6 +86,8 @@ pub struct SamplingAttr {
     pub inherit: bool,
     /// Start counting at the target's next `exec` (launch mode).
     pub enable_on_exec: bool,
+    /// Emit `PERF_RECORD_SWITCH` records.
+    pub context_switches: bool,
 }
 
 impl PerfEventAttr {
@@ -107,7 +109,10 @@ impl PerfEventAttr {
         attr.config = SW_CPU_CLOCK;
         attr.sample_period = a.period_ns.max(10_000);
         attr.sample_stack_user = a.stack_bytes & !7;
-        attr.flags |= MMAP | MMAP2 | COMM | COMM_EXEC | TASK | CONTEXT_SWITCH;
+        attr.flags |= MMAP | MMAP2 | COMM | COMM_EXEC | TASK;
+        if a.context_switches {
+            attr.flags |= CONTEXT_SWITCH;
+        }
         if a.inherit {
             attr.flags |= INHERIT;
         }
@@ -183,6 +188,7 @@ mod tests {
             stack_bytes: 16_385,
             inherit: true,
             enable_on_exec: true,
+            context_switches: true,
         });
         assert_eq!(a.sample_stack_user, 16_384);
         assert_ne!(a.flags & INHERIT, 0);

@@ -44,6 +44,8 @@ pub struct PerfOptions {
     pub rate_hz: u32,
     /// Bytes of user stack copied with each sample.
     pub stack_bytes: u32,
+    /// Record context switches (exact on/off-CPU intervals, preemptions).
+    pub context_switches: bool,
 }
 
 impl Default for PerfOptions {
@@ -51,6 +53,7 @@ impl Default for PerfOptions {
         PerfOptions {
             rate_hz: DEFAULT_RATE_HZ,
             stack_bytes: DEFAULT_STACK_BYTES,
+            context_switches: true,
         }
     }
 }
@@ -130,6 +133,7 @@ impl PerfSampler {
                 stack_bytes: opts.stack_bytes,
                 inherit: launch,
                 enable_on_exec: launch,
+                context_switches: opts.context_switches,
             }),
             events: HashMap::new(),
             tree: None,
