@@ -434,3 +434,35 @@ fn saved_profile_reproduces_the_summary() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("CPU"));
 }
+
+#[test]
+fn attach_without_permission_explains_what_to_do() {
+    // Needs root (to become another user) and setpriv (util-linux); skipped otherwise.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let dir = tempdir();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("cpuprof");
+    std::fs::copy(cpuprof(), &exe).unwrap();
+    let mut target = Command::new("sleep").arg("20").spawn().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args(["--pid", &target.id().to_string()])
+        .output()
+        .unwrap();
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("CAP_SYS_PTRACE"),
+        "{err}"
+    );
+    assert!(err.contains("ptrace_scope"), "{err}");
+}
