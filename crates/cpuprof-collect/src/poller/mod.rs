@@ -458,11 +458,21 @@ impl Poller {
         prev: Option<ThreadState>,
         baseline: bool,
     ) -> Option<ThreadState> {
-        let ss = schedstat::parse(self.reader.read_proc(pid, Some(tid), "schedstat").ok()?)?;
+        let ss = self
+            .reader
+            .read_proc(pid, Some(tid), "schedstat")
+            .ok()
+            .and_then(schedstat::parse);
         let st = stat::parse(
             self.reader.read_proc(pid, Some(tid), "stat").ok()?,
             self.ticks,
         )?;
+        // Kernels without CONFIG_SCHED_INFO have no schedstat: tick CPU, no run-queue wait.
+        let ss = ss.unwrap_or(schedstat::SchedStat {
+            cpu_ns: st.utime_ns + st.stime_ns,
+            runq_ns: 0,
+            timeslices: 0,
+        });
         // `status` is the costliest file (it also reports memory): context switches are read
         // every few polls only, and on a thread's first poll.
         let sw = match prev {
