@@ -363,12 +363,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
     /// address for a call of the function at `address`: right after a call instruction, and
     /// for a direct call, one whose target is that function or a PLT stub (stale return
     /// addresses left on the stack by earlier calls elsewhere fail this).
-    fn scan(
-        &mut self,
-        regs: UnwindRegsX86_64,
-        address: FrameAddress,
-        out: &mut Walk,
-    ) -> bool {
+    fn scan(&mut self, regs: UnwindRegsX86_64, address: FrameAddress, out: &mut Walk) -> bool {
         self.scans += 1;
         let callee = self.function_start(address.address_for_lookup());
         let code = self.space.code_range();
