@@ -14,6 +14,7 @@ use cpuprof_model::{Frame, Profile};
 /// can unwind it. Each function does work after its call, so none is a tail call.
 const CHAIN_C: &str = r#"
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 volatile double sink;
 __attribute__((noinline)) double leaf(long n) {
@@ -24,9 +25,10 @@ __attribute__((noinline)) double leaf(long n) {
 }
 __attribute__((noinline)) double middle(long n) { double r = leaf(n); sink += r; return r * 2; }
 __attribute__((noinline)) double outer(long n) { double r = middle(n); sink += r; return r + 1; }
-int main(void) {
+int main(int argc, char **argv) {
     double t = 0;
-    while (clock() < CLOCKS_PER_SEC) t += outer(2000000);
+    double secs = argc > 1 ? atof(argv[1]) : 1.0;
+    while (clock() < CLOCKS_PER_SEC * secs) t += outer(2000000);
     printf("%f\n", t);
     return 0;
 }
@@ -281,5 +283,52 @@ fn perf_refused_still_records_procfs_data_with_one_notice() {
     assert!(
         notices.contains("perf_event_paranoid"),
         "summary notices: {notices}"
+    );
+}
+
+#[test]
+fn attach_mode_samples_a_running_process() {
+    let dir = util::tempdir();
+    let exe = build_chain(dir.path());
+    let mut child = std::process::Command::new(&exe)
+        .arg("20")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the chain program");
+    let pid = child.id().to_string();
+    let save = dir.path().join("p.cpuprof");
+    let out = std::process::Command::new(util::cpuprof())
+        .args(["--quiet", "--duration", "1.5", "--pid", &pid, "--save"])
+        .arg(&save)
+        .output()
+        .expect("run cpuprof");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = cpuprof_model::file::load(&save).expect("profile saved");
+    let all = stacks(&p, child.id());
+    assert!(
+        all.len() >= 50,
+        "only {} samples in 1.5 s of attach",
+        all.len()
+    );
+    let ordered = all
+        .iter()
+        .filter(|s| {
+            matches!(
+                (pos(s, "main"), pos(s, "outer"), pos(s, "middle"), pos(s, "leaf")),
+                (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d
+            )
+        })
+        .count();
+    assert!(
+        ordered * 10 >= all.len() * 8,
+        "{ordered} of {} attached samples show main → outer → middle → leaf",
+        all.len()
     );
 }
