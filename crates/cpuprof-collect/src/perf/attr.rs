@@ -31,6 +31,8 @@ pub const REGS_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
 
 // perf_event_attr flag bits.
 const DISABLED: u64 = 1 << 0;
+const EXCLUDE_KERNEL: u64 = 1 << 5;
+const EXCLUDE_HV: u64 = 1 << 6;
 const INHERIT: u64 = 1 << 1;
 const MMAP: u64 = 1 << 8;
 const COMM: u64 = 1 << 9;
@@ -120,6 +122,13 @@ impl PerfEventAttr {
             attr.flags |= DISABLED | ENABLE_ON_EXEC;
         }
         attr
+    }
+
+    /// The same event restricted to user space (what `perf_event_paranoid = 2` allows an
+    /// unprivileged user).
+    pub fn user_only(mut self) -> Self {
+        self.flags |= EXCLUDE_KERNEL | EXCLUDE_HV;
+        self
     }
 
     /// A dummy event that records nothing: it only owns a CPU's ring buffer, which the

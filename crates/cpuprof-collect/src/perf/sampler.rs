@@ -101,6 +101,8 @@ pub struct PerfSampler {
     tree: Option<LiveTree>,
     symbolizer: Symbolizer,
     stats: PerfStats,
+    /// A restriction to tell the user once (user-space-only sampling).
+    notice: Option<String>,
 }
 
 impl PerfSampler {
@@ -114,26 +116,43 @@ impl PerfSampler {
             PerfTarget::Launch(pid) => *pid,
             PerfTarget::Attach(tree) => tree.processes().first().copied().unwrap_or(0),
         };
+        // Unprivileged users under perf_event_paranoid = 2 may only sample user space: retry
+        // that way and say so, rather than giving up on stacks.
+        let cpus = cpus::online();
+        let first = cpus.first().copied().unwrap_or(0) as i32;
+        let user_only = match attr::open(&PerfEventAttr::ring_owner(), 0, first) {
+            Ok(_) => false,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+                attr::open(&PerfEventAttr::ring_owner().user_only(), 0, first).is_ok()
+            }
+            Err(_) => false,
+        };
+        let restrict = |a: PerfEventAttr| if user_only { a.user_only() } else { a };
         let mut rings = Vec::new();
-        for cpu in cpus::online() {
-            let owner =
-                attr::open(&PerfEventAttr::ring_owner(), 0, cpu as i32).map_err(|source| {
-                    PerfError::Refused {
-                        pid: target_pid,
-                        source,
-                    }
-                })?;
+        for cpu in cpus {
+            let owner = attr::open(&restrict(PerfEventAttr::ring_owner()), 0, cpu as i32).map_err(
+                |source| PerfError::Refused {
+                    pid: target_pid,
+                    source,
+                },
+            )?;
             rings.push((cpu, map_ring(owner, cpu)?));
         }
         let launch = matches!(target, PerfTarget::Launch(_));
         let mut sampler = PerfSampler {
             rings,
-            attr: PerfEventAttr::sampling(SamplingAttr {
+            attr: restrict(PerfEventAttr::sampling(SamplingAttr {
                 period_ns: 1_000_000_000 / u64::from(opts.rate_hz.max(1)),
                 stack_bytes: opts.stack_bytes,
                 inherit: launch,
                 enable_on_exec: launch,
                 context_switches: opts.context_switches,
+            })),
+            notice: user_only.then(|| {
+                "native stacks cover user-space CPU only (perf_event_paranoid = 2 without \
+                 CAP_PERFMON): time in the kernel is not sampled; `sudo sysctl \
+                 kernel.perf_event_paranoid=1` samples it too"
+                    .to_string()
             }),
             events: HashMap::new(),
             tree: None,
@@ -180,6 +199,9 @@ impl PerfSampler {
 
     /// Drains the ring buffers until `stop` is set, then once more; returns the counters.
     pub fn run(mut self, tx: &Sender<Event>, stop: &AtomicBool) -> PerfStats {
+        if let Some(n) = self.notice.take() {
+            let _ = tx.send(Event::Notice(n));
+        }
         let mut last_scan = Instant::now();
         loop {
             let stopping = stop.load(Ordering::Acquire);
