@@ -27,8 +27,9 @@ fmt:
 clippy:
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-test: setup build fmt
+test: setup build
 	$(CARGO) test --release --workspace -- --test-threads=1
+	$(MAKE) --no-print-directory fmt
 	$(MAKE) --no-print-directory clippy
 
 demo: setup build
