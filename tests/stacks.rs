@@ -130,7 +130,13 @@ fn chain_built_without_frame_pointers_unwinds_in_order() {
         exe.to_str(),
         "leaf's module is the executable"
     );
-    assert!(!p.switches.is_empty(), "context switches recorded");
+    assert!(
+        p.processes
+            .iter()
+            .flat_map(|p| &p.threads)
+            .any(|t| !t.sched.is_empty()),
+        "context switches recorded"
+    );
 }
 
 #[test]
@@ -267,7 +273,11 @@ fn perf_refused_still_records_procfs_data_with_one_notice() {
     );
     let p = cpuprof_model::file::load(&save).expect("profile saved");
     assert!(p.samples.is_empty(), "no perf samples without perf");
-    assert!(p.switches.is_empty());
+    assert!(p
+        .processes
+        .iter()
+        .flat_map(|p| &p.threads)
+        .all(|t| t.sched.is_empty()));
     let perf_notices: Vec<_> = p
         .notices
         .iter()

@@ -136,12 +136,14 @@ pub fn check(cx: &Context) -> Option<Over> {
         .flat_map(|p| p.threads.iter())
         .map(|t| t.ivcsw)
         .sum();
-    let preempted = cx
+    let preempted: u64 = cx
         .profile
-        .switches
+        .processes
         .iter()
-        .filter(|s| s.out && s.preempted && pids.contains(&s.pid))
-        .count();
+        .filter(|p| pids.contains(&p.pid))
+        .flat_map(|p| p.threads.iter())
+        .map(|t| t.preemptions)
+        .sum();
 
     // Waste: measured spinning when there are stacks, else the model. The fix shrinks the
     // pools, so all the spinning of these processes goes (CPU); only the spinning done while

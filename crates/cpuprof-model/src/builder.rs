@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::event::Event;
 use crate::profile::{CpuTimes, Machine, Meta, Process, Profile, PythonSample, Sample, Thread};
+use crate::sched::SwitchBinner;
 use crate::{Ns, Pid, Tid};
 
 /// Builds a profile from events.
@@ -22,6 +23,10 @@ pub struct ProfileBuilder {
     /// Threads named by the Python sampler (`threading.Thread(name=...)`): that name wins over
     /// `comm`, which Python does not set.
     python_named: HashSet<(Pid, Tid)>,
+    /// Context switches, aggregated into per-thread bins as they come.
+    switches: SwitchBinner,
+    /// Processes the procfs poller reported (others were seen only in perf records).
+    polled: HashSet<Pid>,
 }
 
 impl ProfileBuilder {
@@ -38,6 +43,8 @@ impl ProfileBuilder {
             process_index: HashMap::new(),
             own_cpu: HashMap::new(),
             python_named: HashSet::new(),
+            switches: SwitchBinner::default(),
+            polled: HashSet::new(),
         }
     }
 
@@ -62,6 +69,7 @@ impl ProfileBuilder {
                 exe,
             } => {
                 let t = self.rel(t);
+                self.polled.insert(pid);
                 let p = self.process_mut(pid, t);
                 p.ppid = ppid;
                 if !command.is_empty() {
@@ -116,6 +124,7 @@ impl ProfileBuilder {
                 mut point,
             } => {
                 point.t = self.rel(point.t);
+                self.polled.insert(pid);
                 let python_named = self.python_named.contains(&(pid, tid));
                 let th = self.thread_mut(pid, tid, point.t);
                 if !name.is_empty() && !python_named {
@@ -190,7 +199,7 @@ impl ProfileBuilder {
             }
             Event::Switch(mut s) => {
                 s.t = self.rel(s.t);
-                self.profile.switches.push(s);
+                self.switches.push(s);
             }
             Event::Lost(n) => self.profile.meta.lost_samples += n,
             Event::Notice(n) => {
@@ -214,13 +223,58 @@ impl ProfileBuilder {
         p.meta.wall_ns = wall;
         p.samples.sort_by_key(|s| s.t);
         p.python_samples.sort_by_key(|s| s.t);
-        p.switches.sort_by_key(|s| s.t);
+        self.close_unpolled();
+        self.close_switches(wall);
+        let p = &mut self.profile;
         for proc in &mut p.processes {
             let own = self.own_cpu.get(&proc.pid).copied().unwrap_or_default();
             proc.cpu = process_cpu(&proc.threads, own);
             proc.runq_ns = proc.threads.iter().map(|t| t.runq_ns).sum();
         }
         self.profile
+    }
+
+    /// A process seen only in perf records (it lived shorter than one poll; its CPU is in its
+    /// parent's child counters) ends with its last sample, not with the recording.
+    fn close_unpolled(&mut self) {
+        let mut last: HashMap<Pid, Ns> = HashMap::new();
+        for s in &self.profile.samples {
+            let t = last.entry(s.pid).or_default();
+            *t = (*t).max(s.t);
+        }
+        for p in &mut self.profile.processes {
+            if self.polled.contains(&p.pid) || p.end_ns.is_some() {
+                continue;
+            }
+            let end = last
+                .get(&p.pid)
+                .copied()
+                .unwrap_or(p.start_ns)
+                .max(p.start_ns);
+            p.end_ns = Some(end);
+            for th in &mut p.threads {
+                th.end_ns.get_or_insert(end.max(th.start_ns));
+            }
+        }
+    }
+
+    /// Stores the context-switch bins in the threads.
+    fn close_switches(&mut self, wall: Ns) {
+        let binner = std::mem::take(&mut self.switches);
+        let profile = &self.profile;
+        let index = &self.process_index;
+        let (bin_ns, closed) = binner.finish(wall, |pid, tid| {
+            let th = profile.processes.get(*index.get(&pid)?)?.thread(tid)?;
+            let cpu = (!th.points.is_empty()).then_some(th.cpu_ns);
+            Some((th.start_ns, th.end_ns, cpu))
+        });
+        self.profile.meta.sched_bin_ns = bin_ns;
+        for c in closed {
+            let th = self.thread_mut(c.pid, c.tid, c.first_t);
+            th.preemptions = c.bins.iter().map(|b| u64::from(b.preemptions)).sum();
+            th.blocks = c.bins.iter().map(|b| u64::from(b.blocks)).sum();
+            th.sched = c.bins;
+        }
     }
 
     fn raise_own_cpu(&mut self, pid: Pid, c: CpuTimes) {

@@ -26,6 +26,7 @@ mod builder;
 mod event;
 pub mod file;
 mod profile;
+mod sched;
 mod stacks;
 
 pub use analysis::{Analysis, Finding, ProcessRuntime, Severity, ThreadClass, ThreadRole};
@@ -35,6 +36,7 @@ pub use profile::{
     CgroupInfo, CpuTimes, Machine, Meta, Process, Profile, PythonSample, RunState, Sample, Switch,
     Thread, ThreadPoint, Throttling,
 };
+pub use sched::{SchedBin, INITIAL_BIN_NS, MAX_BINS};
 pub use stacks::{Frame, FrameId, FrameKind, StackId, StackTable};
 
 /// Nanoseconds since the start of the recording (monotonic clock).

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sched::SchedBin;
 use crate::stacks::{StackId, StackTable};
 use crate::{Ns, Pid, Tid};
 
@@ -23,8 +24,6 @@ pub struct Profile {
     pub samples: Vec<Sample>,
     /// Python stacks as read by the Python sampler, sorted by time.
     pub python_samples: Vec<PythonSample>,
-    /// Context switches (perf switch records), sorted by time.
-    pub switches: Vec<Switch>,
     /// One-line notices for the user (perf refused, a Python process unreadable, ...).
     pub notices: Vec<String>,
 }
@@ -50,6 +49,9 @@ pub struct Meta {
     pub signal: Option<i32>,
     /// procfs polling interval.
     pub interval_ns: Ns,
+    /// Width of the threads' [`SchedBin`]s (context switches aggregated), ns.
+    #[serde(default)]
+    pub sched_bin_ns: u64,
     /// perf sampling rate, when stacks were sampled.
     pub sample_rate_hz: Option<u32>,
     /// Samples the kernel dropped (ring buffer full).
@@ -265,6 +267,15 @@ pub struct Thread {
     pub ivcsw: u64,
     /// Polls, oldest first, times relative to the recording start.
     pub points: Vec<ThreadPoint>,
+    /// On/off-CPU time per bin from perf context switches (empty without perf), in bin order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sched: Vec<SchedBin>,
+    /// Switch-outs that were preemptions (perf), over the recording.
+    #[serde(default)]
+    pub preemptions: u64,
+    /// Switch-outs that blocked (perf), over the recording.
+    #[serde(default)]
+    pub blocks: u64,
 }
 
 /// A stack sample from perf.
@@ -297,7 +308,8 @@ pub struct PythonSample {
     pub active: bool,
 }
 
-/// A context switch of one thread (perf `PERF_RECORD_SWITCH`).
+/// A context switch of one thread (perf `PERF_RECORD_SWITCH`), as the perf sampler reports it;
+/// the builder aggregates them into [`SchedBin`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Switch {
     /// Time.

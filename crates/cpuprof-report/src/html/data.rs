@@ -16,7 +16,6 @@ use crate::stacks;
 /// The page's data.
 pub fn build(profile: &Profile, analysis: &Analysis) -> Value {
     let grid = Grid::for_profile(profile);
-    let switches = timeline::switches_by_thread(profile);
     let wall = profile.meta.wall_ns;
     let mut lanes = Vec::new();
     let mut lane_index = HashMap::new();
@@ -27,7 +26,7 @@ pub fn build(profile: &Profile, analysis: &Analysis) -> Value {
         threads.sort_by_key(|t| (t.tid != p.pid, t.tid));
         let mut idx = Vec::new();
         for t in threads {
-            let lane = timeline::lane(&grid, profile, t, switches.get(&t.tid));
+            let lane = timeline::lane(&grid, profile, t);
             let class = analysis.threads.get(&t.tid);
             let (run, wait) = (quantize(&lane.run), quantize(&lane.wait));
             let (b0, b1) = nonzero_range(&run, &wait);

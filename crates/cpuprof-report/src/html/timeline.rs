@@ -1,15 +1,12 @@
 //! Per-thread timeline lanes: for each time bucket, the share of it the thread was running and
 //! the share it was runnable but waiting for a core (the rest of its life it slept).
 //!
-//! Exact where perf context-switch records exist for the thread (a switch-out that was a
-//! preemption starts a wait, a blocking one starts a sleep, a switch-in starts running);
-//! otherwise from the `schedstat` series: between two polls, Δcpu/Δt running and Δrunq/Δt
+//! From the thread's context-switch bins where perf recorded them (running and
+//! preempted-waiting time per few milliseconds, see `cpuprof_model::SchedBin`); otherwise from the `schedstat` series: between two polls, Δcpu/Δt running and Δrunq/Δt
 //! waiting, spread evenly. The page gets a bounded number of buckets per lane, whatever the
 //! length of the recording, so an hour-long profile stays small and fast.
 
-use std::collections::HashMap;
-
-use cpuprof_model::{Ns, Profile, Switch, Thread, Tid};
+use cpuprof_model::{Profile, Thread};
 
 /// At most this many buckets per lane.
 pub const MAX_BUCKETS: usize = 2000;
@@ -18,9 +15,7 @@ pub const MIN_BUCKETS: usize = 200;
 /// Budget of lane bytes (two bytes per bucket and thread) for profiles with many threads:
 /// 1.5 M buckets in all, about 4 MB of base64.
 const TOTAL_BUCKETS: usize = 1_500_000;
-/// Finest bucket when switch records give exact intervals.
-const SWITCH_RESOLUTION_NS: u64 = 1_000_000;
-/// How far the running time seen in switch records may differ from the thread's `schedstat`
+/// How far the running time seen in switch bins may differ from the thread's `schedstat`
 /// CPU (as a share of it, plus 20 ms) before the lane falls back to `schedstat`.
 const SWITCH_TOLERANCE: f64 = 0.25;
 /// Polling interval assumed when the profile does not say.
@@ -36,19 +31,22 @@ pub struct Grid {
 }
 
 impl Grid {
-    /// A grid over the recording: buckets as fine as the data (one poll interval, or 1 ms with
-    /// switch records), at most [`MAX_BUCKETS`], fewer (down to [`MIN_BUCKETS`]) when there are
+    /// A grid over the recording: buckets as fine as the data (one poll interval, or one
+    /// switch bin), at most [`MAX_BUCKETS`], fewer (down to [`MIN_BUCKETS`]) when there are
     /// so many threads that the lanes would pass a few MB.
     pub fn for_profile(profile: &Profile) -> Grid {
         let wall = profile.meta.wall_ns.max(1);
-        let res = if profile.switches.is_empty() {
-            if profile.meta.interval_ns > 0 {
-                profile.meta.interval_ns
-            } else {
-                DEFAULT_INTERVAL_NS
-            }
+        let has_bins = profile
+            .processes
+            .iter()
+            .flat_map(|p| &p.threads)
+            .any(|t| !t.sched.is_empty());
+        let res = if has_bins && profile.meta.sched_bin_ns > 0 {
+            profile.meta.sched_bin_ns
+        } else if profile.meta.interval_ns > 0 {
+            profile.meta.interval_ns
         } else {
-            SWITCH_RESOLUTION_NS
+            DEFAULT_INTERVAL_NS
         };
         let threads = profile.thread_count().max(1);
         let cap = (TOTAL_BUCKETS / threads).clamp(MIN_BUCKETS, MAX_BUCKETS);
@@ -103,39 +101,31 @@ pub struct Lane {
     pub source: LaneSource,
 }
 
-/// The switch records of each thread, in time order.
-pub fn switches_by_thread(profile: &Profile) -> HashMap<Tid, Vec<Switch>> {
-    let mut m: HashMap<Tid, Vec<Switch>> = HashMap::new();
-    for s in &profile.switches {
-        m.entry(s.tid).or_default().push(*s);
-    }
-    m
-}
-
 /// The lane of one thread.
-pub fn lane(
-    grid: &Grid,
-    profile: &Profile,
-    thread: &Thread,
-    switches: Option<&Vec<Switch>>,
-) -> Lane {
+pub fn lane(grid: &Grid, profile: &Profile, thread: &Thread) -> Lane {
     let mut run = vec![0f32; grid.buckets];
     let mut wait = vec![0f32; grid.buckets];
-    let end = thread.end_ns.unwrap_or(profile.meta.wall_ns) as f64;
     let mut source = LaneSource::Schedstat;
-    if let Some(sw) = switches.filter(|sw| !sw.is_empty()) {
-        let cpu = (!thread.points.is_empty()).then_some(thread.cpu_ns as f64);
-        from_switches(grid, sw, thread.start_ns, end, cpu, &mut run, &mut wait);
+    let width = profile.meta.sched_bin_ns as f64;
+    if !thread.sched.is_empty() && width > 0.0 {
+        for b in &thread.sched {
+            let t0 = f64::from(b.bin) * width;
+            grid.spread(&mut run, t0, t0 + width, f64::from(b.running_us) * 1e3);
+            grid.spread(&mut wait, t0, t0 + width, f64::from(b.waiting_us) * 1e3);
+        }
         source = LaneSource::Switches;
         // Lost switch records leave a thread "running" or "asleep" for too long; when the
         // switches disagree with the thread's own CPU counter, trust the counter.
-        let switch_cpu = run.iter().map(|&r| f64::from(r)).sum::<f64>() * grid.bucket_ns;
-        if let Some(cpu) = cpu {
-            if (switch_cpu - cpu).abs() > SWITCH_TOLERANCE * cpu + 0.02e9 {
-                run.iter_mut().for_each(|x| *x = 0.0);
-                wait.iter_mut().for_each(|x| *x = 0.0);
-                source = LaneSource::Schedstat;
-            }
+        let switch_cpu: f64 = thread
+            .sched
+            .iter()
+            .map(|b| f64::from(b.running_us) * 1e3)
+            .sum();
+        let cpu = thread.cpu_ns as f64;
+        if !thread.points.is_empty() && (switch_cpu - cpu).abs() > SWITCH_TOLERANCE * cpu + 0.02e9 {
+            run.iter_mut().for_each(|x| *x = 0.0);
+            wait.iter_mut().for_each(|x| *x = 0.0);
+            source = LaneSource::Schedstat;
         }
     }
     if source == LaneSource::Schedstat {
@@ -149,61 +139,6 @@ pub fn lane(
         }
     }
     Lane { run, wait, source }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum State {
-    Running,
-    Waiting,
-    Sleeping,
-}
-
-fn from_switches(
-    grid: &Grid,
-    sw: &[Switch],
-    start: Ns,
-    end: f64,
-    cpu_ns: Option<f64>,
-    run: &mut [f32],
-    wait: &mut [f32],
-) {
-    let state_after = |s: &Switch| match (s.out, s.preempted) {
-        (false, _) => State::Running,
-        (true, true) => State::Waiting,
-        (true, false) => State::Sleeping,
-    };
-    let mut add = |state: State, t0: f64, t1: f64| match state {
-        State::Running => grid.spread(run, t0, t1, t1 - t0),
-        State::Waiting => grid.spread(wait, t0, t1, t1 - t0),
-        State::Sleeping => {}
-    };
-    // Between the first and the last record the records say everything.
-    let mut middle_running = 0.0;
-    for w in sw.windows(2) {
-        let (t0, t1) = (w[0].t as f64, w[1].t as f64);
-        let st = state_after(&w[0]);
-        if st == State::Running {
-            middle_running += t1 - t0;
-        }
-        add(st, t0, t1);
-    }
-    // Before the first record (a switch-out: it was running) and after the last one (a
-    // switch-in: running until it ended, unless the exit went unrecorded) the thread's own
-    // CPU counter bounds how long it can have run: whatever it has left over the middle.
-    let mut left = cpu_ns.map_or(f64::INFINITY, |c| (c - middle_running).max(0.0));
-    let first = &sw[0];
-    if first.out {
-        let t1 = first.t as f64;
-        let t0 = (start as f64).min(t1).max(t1 - left);
-        left -= t1 - t0;
-        add(State::Running, t0, t1);
-    }
-    let last = &sw[sw.len() - 1];
-    let t0 = last.t as f64;
-    match state_after(last) {
-        State::Running => add(State::Running, t0, end.max(t0).min(t0 + left.max(0.0))),
-        st => add(st, t0, end.max(t0)),
-    }
 }
 
 fn from_points(grid: &Grid, profile: &Profile, t: &Thread, run: &mut [f32], wait: &mut [f32]) {
@@ -244,7 +179,7 @@ fn from_points(grid: &Grid, profile: &Profile, t: &Thread, run: &mut [f32], wait
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cpuprof_model::{Meta, Thread, ThreadPoint};
+    use cpuprof_model::{Meta, SchedBin, Thread, ThreadPoint};
 
     const MS: u64 = 1_000_000;
 
@@ -292,7 +227,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let l = lane(&g, &p, &th, None);
+        let l = lane(&g, &p, &th);
         assert_eq!(l.source, LaneSource::Schedstat);
         let r: Vec<_> = l.run.iter().map(|x| (x * 100.0).round()).collect();
         let w: Vec<_> = l.wait.iter().map(|x| (x * 100.0).round()).collect();
@@ -300,79 +235,70 @@ mod tests {
         assert_eq!(w, vec![0.0, 50.0, 0.0, 0.0]);
     }
 
-    #[test]
-    fn switches_give_running_waiting_and_sleeping() {
-        // 10 ms buckets (1 ms resolution, but wall 40 ms -> 40 buckets; use 4 for clarity).
-        let g = Grid {
-            buckets: 4,
-            bucket_ns: 10.0 * MS as f64,
-        };
-        let p = profile(40 * MS, 0);
-        let sw = |t, out, preempted| Switch {
-            t: t * MS,
-            pid: 1,
-            tid: 1,
-            out,
-            preempted,
-        };
-        // Runs 0-10, preempted (waits) 10-15, runs 15-20, blocks 20-30, runs 30-40.
-        let records = vec![
-            sw(10, true, true),
-            sw(15, false, false),
-            sw(20, true, false),
-            sw(30, false, false),
-        ];
-        let th = Thread::default();
-        let l = lane(&g, &p, &th, Some(&records));
-        assert_eq!(l.source, LaneSource::Switches);
-        assert_eq!(l.run, vec![1.0, 0.5, 0.0, 1.0]);
-        assert_eq!(l.wait, vec![0.0, 0.5, 0.0, 0.0]);
+    fn bins(list: &[(u32, u32, u32)]) -> Vec<SchedBin> {
+        list.iter()
+            .map(|&(bin, running_us, waiting_us)| SchedBin {
+                bin,
+                running_us,
+                waiting_us,
+                ..Default::default()
+            })
+            .collect()
     }
 
     #[test]
-    fn cpu_counter_bounds_the_unrecorded_tail() {
+    fn switch_bins_give_running_and_waiting() {
         let g = Grid {
             buckets: 4,
             bucket_ns: 10.0 * MS as f64,
         };
-        let p = profile(40 * MS, 0);
-        let sw = |t, out| Switch {
-            t: t * MS,
-            pid: 1,
-            tid: 1,
-            out,
-            preempted: false,
-        };
-        // Runs until 10, sleeps 10-20, switched in at 20 and then exits unrecorded; schedstat
-        // says 15 ms of CPU in all: the tail ran 5 ms, not until the end.
-        let records = vec![sw(10, true), sw(20, false)];
+        let mut p = profile(40 * MS, 0);
+        p.meta.sched_bin_ns = 5 * MS;
+        // Runs 0-10, waits 10-12.5 and runs 12.5-15, sleeps 15-30, runs 30-40.
         let th = Thread {
-            cpu_ns: 15 * MS,
-            points: vec![ThreadPoint {
-                t: 30 * MS,
-                cpu_ns: 15 * MS,
-                ..Default::default()
-            }],
+            sched: bins(&[
+                (0, 5000, 0),
+                (1, 5000, 0),
+                (2, 2500, 2500),
+                (6, 5000, 0),
+                (7, 5000, 0),
+            ]),
             ..Default::default()
         };
-        let l = lane(&g, &p, &th, Some(&records));
+        let l = lane(&g, &p, &th);
         assert_eq!(l.source, LaneSource::Switches);
-        assert_eq!(l.run, vec![1.0, 0.0, 0.5, 0.0]);
-        // Records that contradict the counter (30 ms running vs 5 ms): schedstat wins.
+        assert_eq!(l.run, vec![1.0, 0.25, 0.0, 1.0]);
+        assert_eq!(l.wait, vec![0.0, 0.25, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn bins_that_contradict_the_cpu_counter_give_way_to_schedstat() {
+        let g = Grid {
+            buckets: 4,
+            bucket_ns: 10.0 * MS as f64,
+        };
+        let mut p = profile(40 * MS, 10 * MS);
+        p.meta.sched_bin_ns = 10 * MS;
+        let point = ThreadPoint {
+            t: 40 * MS,
+            cpu_ns: 5 * MS,
+            ..Default::default()
+        };
+        // 30 ms running in the bins against 5 ms of CPU: schedstat wins.
         let th = Thread {
             cpu_ns: 5 * MS,
-            points: vec![ThreadPoint {
-                t: 40 * MS,
-                cpu_ns: 5 * MS,
-                ..Default::default()
-            }],
+            points: vec![point],
+            sched: bins(&[(0, 10_000, 0), (1, 10_000, 0), (2, 10_000, 0)]),
             ..Default::default()
         };
-        let records = vec![sw(30, true)];
-        let l = lane(&g, &p, &th, Some(&records));
+        assert_eq!(lane(&g, &p, &th).source, LaneSource::Schedstat);
+        // 5 ms running: the bins stand.
+        let th = Thread {
+            sched: bins(&[(3, 5_000, 0)]),
+            ..th
+        };
+        let l = lane(&g, &p, &th);
         assert_eq!(l.source, LaneSource::Switches);
-        let records = vec![sw(10, false), sw(39, true)];
-        let l = lane(&g, &p, &th, Some(&records));
-        assert_eq!(l.source, LaneSource::Schedstat);
+        assert_eq!(l.run, vec![0.0, 0.0, 0.0, 0.5]);
     }
 }
