@@ -161,5 +161,6 @@ pub fn analyze(profile: &Profile) -> Analysis {
         findings,
         threads: cx.classes.clone(),
         runtimes,
+        wait_frames: waitloops::wait_frames(profile),
     }
 }

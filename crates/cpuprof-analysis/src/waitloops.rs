@@ -4,7 +4,9 @@
 //! or spins in one of these functions (CPU burned, no work done). Kernels (`dgemm_kernel_*`,
 //! `*copy*`) and OpenMP outlined regions (`._omp_fn.*`) are work and never match.
 
-use cpuprof_model::{Frame, FrameKind};
+use std::collections::BTreeSet;
+
+use cpuprof_model::{Frame, FrameId, FrameKind, Profile};
 
 use crate::runtimes::{self, Family, Runtime, GNU_OPENMP, INTEL_OPENMP, OPENBLAS};
 
@@ -85,6 +87,25 @@ pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
     None
 }
 
+/// The frames that are wait loops in the profile's samples: for every sampled stack that
+/// [`wait_loop`] classifies, its innermost user frame.
+pub fn wait_frames(profile: &Profile) -> BTreeSet<FrameId> {
+    let stacks: BTreeSet<_> = profile.samples.iter().filter_map(|s| s.stack).collect();
+    let mut out = BTreeSet::new();
+    for stack in stacks {
+        let ids = profile.stacks.frames_of(stack);
+        let frames: Vec<&Frame> = ids.iter().map(|&i| profile.stacks.frame(i)).collect();
+        if wait_loop(&frames).is_some() {
+            let leaf = ids
+                .iter()
+                .rev()
+                .find(|&&i| profile.stacks.frame(i).kind != FrameKind::Kernel);
+            out.extend(leaf);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +116,27 @@ mod tests {
     fn w(frames: &[Frame]) -> Option<&'static str> {
         let refs: Vec<&Frame> = frames.iter().collect();
         wait_loop(&refs).map(|r| r.name)
+    }
+
+    #[test]
+    fn wait_frames_are_the_spinning_leaves_only() {
+        use crate::testutil::{add_samples, busy_thread, profile_with};
+        let mut p = profile_with(2, vec![(1, vec![busy_thread(2, 1.0, 1.0, 0.0)])]);
+        let start = native("start_thread", "/lib/libc.so.6");
+        let server = native("blas_thread_server", OB);
+        add_samples(&mut p, 1, 2, &[start.clone(), server.clone()], 3);
+        add_samples(
+            &mut p,
+            1,
+            2,
+            &[start, server, native("dgemm_kernel_HASWELL", OB)],
+            3,
+        );
+        let names: Vec<_> = wait_frames(&p)
+            .iter()
+            .map(|&i| p.stacks.frame(i).name.as_str())
+            .collect();
+        assert_eq!(names, vec!["blas_thread_server"]);
     }
 
     #[test]

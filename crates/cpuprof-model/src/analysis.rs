@@ -3,11 +3,11 @@
 //! The types live here, not in the analysis crate, so the report can render them without
 //! depending on how they were found.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Pid, Tid};
+use crate::{FrameId, Pid, Tid};
 
 /// How bad a finding is. Ordered: `Info < Warning < Error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -117,6 +117,10 @@ pub struct Analysis {
     pub threads: BTreeMap<Tid, ThreadClass>,
     /// Runtimes loaded, per process.
     pub runtimes: Vec<ProcessRuntime>,
+    /// Frames the analysis counted as a runtime's busy-wait loop (the innermost user frame of a
+    /// spinning sample), so the flamegraph can paint exactly what the spin finding measured.
+    #[serde(default)]
+    pub wait_frames: BTreeSet<FrameId>,
 }
 
 impl Analysis {

@@ -24,7 +24,6 @@
 pub mod collapsed;
 pub mod escape;
 pub mod html;
-pub mod spin;
 pub mod stacks;
 pub mod summary;
 pub mod synthetic;

@@ -82,7 +82,7 @@ pub fn build(profile: &Profile, analysis: &Analysis) -> Value {
         }));
     }
     let samples = stacks::samples(profile);
-    let flame = flame::build(profile, &samples, &lane_index);
+    let flame = flame::build(profile, &analysis.wait_frames, &samples, &lane_index);
     let sample_s = match (stacks::source(profile), profile.meta.sample_rate_hz) {
         (stacks::SampleSource::Perf, Some(hz)) if hz > 0 => Some(1.0 / f64::from(hz)),
         _ => None,

@@ -7,12 +7,11 @@
 //! aggregated entries fit [`MAX_ENTRIES`], so the page's size is bounded by the number of
 //! distinct stacks, not the length of the recording.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use cpuprof_model::{FrameKind, Pid, Profile, StackId, Tid};
+use cpuprof_model::{FrameId, FrameKind, Pid, Profile, StackId, Tid};
 use serde_json::{json, Value};
 
-use crate::spin::is_wait_loop;
 use crate::stacks::StackSample;
 
 /// Upper bound on shipped (bucket, thread, stack) entries.
@@ -38,6 +37,7 @@ pub struct FlameData {
 /// Aggregates `samples`; `lanes` maps (pid, tid) to the lane index of the timeline.
 pub fn build(
     profile: &Profile,
+    wait_frames: &BTreeSet<FrameId>,
     samples: &[StackSample],
     lanes: &HashMap<(Pid, Tid), usize>,
 ) -> FlameData {
@@ -86,7 +86,7 @@ pub fn build(
         let (parent, frame) = profile.stacks.nodes[id];
         let f = *frame_map.entry(frame).or_insert_with(|| {
             let fr = profile.stacks.frame(frame);
-            frames.push((fr.label(), fr.kind, is_wait_loop(&fr.name)));
+            frames.push((fr.label(), fr.kind, wait_frames.contains(&frame)));
             (frames.len() - 1) as u32
         });
         let p = parent.map_or(-1, |p| node_map[p as usize]);
@@ -164,7 +164,14 @@ mod tests {
         let p = profile();
         let samples = stacks::samples(&p);
         let lanes: HashMap<_, _> = [((100, 100), 0), ((100, 101), 1)].into_iter().collect();
-        let f = build(&p, &samples, &lanes);
+        // The analysis says which frames are wait loops; the flamegraph marks those.
+        let server = p
+            .stacks
+            .frames
+            .iter()
+            .position(|f| f.name == "blas_thread_server")
+            .unwrap() as FrameId;
+        let f = build(&p, &BTreeSet::from([server]), &samples, &lanes);
         assert_eq!(f.entries.values().sum::<u64>(), 6);
         assert_eq!(f.nodes.len(), p.stacks.nodes.len());
         let labels: Vec<_> = f.frames.iter().map(|f| f.0.as_str()).collect();
@@ -197,7 +204,7 @@ mod tests {
             module: None,
             line: None,
         }];
-        let f = build(&p, &samples, &lanes);
+        let f = build(&p, &BTreeSet::new(), &samples, &lanes);
         assert!(f.entries.len() <= MAX_ENTRIES);
         assert!(f.buckets >= 100, "{}", f.buckets);
         assert_eq!(f.entries.values().sum::<u64>(), MAX_ENTRIES as u64 * 2);
