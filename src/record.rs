@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use cpuprof_collect::cgroup::CgroupWatch;
 use cpuprof_collect::clock::monotonic_ns;
 use cpuprof_collect::launcher::{self, PausedChild};
 use cpuprof_collect::poller::{Poller, Target};
@@ -21,6 +22,9 @@ use crate::cli::RecordArgs;
 use crate::outputs::{self, Outputs};
 use crate::signals;
 use crate::status_line::StatusLine;
+
+/// How often the target's cgroup is re-read (it may move itself into a container's group).
+const CGROUP_CHECK_NS: u64 = 50_000_000;
 
 /// Runs `record`; returns cpuprof's exit code (the target's, in launch mode).
 pub fn run(args: RecordArgs) -> Result<i32> {
@@ -66,6 +70,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     meta.sample_rate_hz = (!args.no_stacks).then_some(args.rate);
     meta.cpuprof_version = env!("CARGO_PKG_VERSION").to_string();
     let mut builder = ProfileBuilder::new(meta, machine.clone(), origin);
+    let mut cgroup = CgroupWatch::new(target.pid(), machine.cgroup.clone());
 
     let mut poller = Poller::new(
         target,
@@ -117,6 +122,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     let mut status = StatusLine::new(args.quiet);
     let deadline = args.duration.map(|d| origin + d.as_nanos() as u64);
     let mut stopped_early = false;
+    let mut next_cgroup_check = 0;
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(ev) => {
@@ -131,6 +137,10 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         }
         let now = monotonic_ns();
         status.update(now, origin, &tree, builder.profile());
+        if now >= next_cgroup_check {
+            cgroup.refresh();
+            next_cgroup_check = now + CGROUP_CHECK_NS;
+        }
         let interrupted = signals::interrupts() >= if attached { 1 } else { 2 };
         if deadline.is_some_and(|d| now >= d) || interrupted {
             stopped_early |= !stop.swap(true, Ordering::Relaxed);
@@ -157,9 +167,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         builder.handle(ev);
     }
     let mut end_machine = machine;
-    if let Some(cg) = end_machine.cgroup.as_mut() {
-        cg.throttling_end = cpuprof_collect::cgroup::throttling_of(std::process::id());
-    }
+    end_machine.cgroup = cgroup.finish();
     builder.handle(Event::Machine(end_machine));
     let mut profile = builder.finish(outcome.end_ns);
 

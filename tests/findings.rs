@@ -371,12 +371,12 @@ fn openmp_program_as_two_processes_is_flagged_as_gnu_openmp() {
 struct CpuGroup(PathBuf);
 
 impl CpuGroup {
-    fn new(quota_us: u64, period_us: u64) -> Option<CpuGroup> {
+    fn new(name: &str, quota_us: u64, period_us: u64) -> Option<CpuGroup> {
         let root = Path::new("/sys/fs/cgroup/cpu");
         if !root.join("cpu.cfs_quota_us").exists() {
             return None;
         }
-        let dir = root.join(format!("cpuprof-test-{}", std::process::id()));
+        let dir = root.join(format!("cpuprof-test-{name}-{}", std::process::id()));
         std::fs::create_dir(&dir).ok()?;
         let g = CpuGroup(dir);
         std::fs::write(g.0.join("cpu.cfs_period_us"), period_us.to_string()).ok()?;
@@ -394,7 +394,7 @@ impl Drop for CpuGroup {
 
 #[test]
 fn pool_wider_than_cgroup_quota_is_flagged() {
-    let Some(group) = CpuGroup::new(50_000, 100_000) else {
+    let Some(group) = CpuGroup::new("whole", 50_000, 100_000) else {
         eprintln!("skipped: no writable cgroup v1 cpu controller");
         return;
     };
@@ -426,6 +426,43 @@ fn pool_wider_than_cgroup_quota_is_flagged() {
         .as_str()
         .unwrap()
         .starts_with("OPENBLAS_NUM_THREADS=1"));
+    drop(group);
+}
+
+#[test]
+fn target_that_moves_itself_into_a_quota_group_is_measured_there() {
+    let Some(group) = CpuGroup::new("moved", 50_000, 100_000) else {
+        eprintln!("skipped: no writable cgroup v1 cpu controller");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mm = matmul();
+    // cpuprof stays outside; the target's launcher script moves itself in, then execs.
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec {} --size 1024 --iters 6",
+        s(&group.0),
+        s(&mm)
+    );
+    let (out, v) = record(dir.path(), &[], &["sh", "-c", &script]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        v["machine"]["cgroup_quota_cpus"].as_f64(),
+        Some(0.5),
+        "{}",
+        v["machine"]
+    );
+    assert!(
+        (budget(&v) - 0.5).abs() < 1e-6,
+        "budget {}",
+        v["cpu_budget"]
+    );
+    let f = find(&v, "cpu-quota").unwrap_or_else(|| panic!("no cpu-quota: {:?}", ids(&v)));
+    // Throttling is read from the target's group: a 2-thread pool on half a CPU is throttled.
+    assert!(
+        f["detail"].as_str().unwrap().contains("throttled"),
+        "{}",
+        f["detail"]
+    );
     drop(group);
 }
 

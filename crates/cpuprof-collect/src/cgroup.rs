@@ -160,11 +160,53 @@ pub fn throttling(dir: &Path) -> Option<Throttling> {
     parse_cpu_stat(&read(&dir.join("cpu.stat"))?)
 }
 
-/// Throttling counters now of the cgroup of `pid` (for the end of a recording).
-pub fn throttling_of(pid: u32) -> Option<Throttling> {
-    let m = cpu_membership(&read(Path::new(&format!("/proc/{pid}/cgroup")))?)?;
-    let (root, mnt) = find_mount(&read(Path::new("/proc/self/mountinfo"))?, m.version)?;
-    throttling(&cgroup_dir(&root, &mnt, &m.path))
+/// Throttling counters now of the cgroup `info` describes (the target's, not cpuprof's).
+pub fn throttling_now(info: &CgroupInfo) -> Option<Throttling> {
+    let (root, mnt) = find_mount(&read(Path::new("/proc/self/mountinfo"))?, info.version)?;
+    throttling(&cgroup_dir(&root, &mnt, &info.path))
+}
+
+/// Follows the CPU cgroup of a running target.
+///
+/// A target can change cgroups after it starts: a launcher script that writes itself into a
+/// container's `cgroup.procs` and then execs the real program, or a service manager moving a
+/// process. The budget and the throttling counters must be those of the group the target ran
+/// in, so the watch re-reads the target's membership while it lives and keeps the last group
+/// seen; at the end it reads that group's throttling counters.
+#[derive(Debug)]
+pub struct CgroupWatch {
+    pid: u32,
+    current: Option<CgroupInfo>,
+}
+
+impl CgroupWatch {
+    /// Watches `pid`, whose cgroup at the start was `initial`.
+    pub fn new(pid: u32, initial: Option<CgroupInfo>) -> Self {
+        CgroupWatch {
+            pid,
+            current: initial,
+        }
+    }
+
+    /// Re-reads the target's cgroup (a no-op once the target is gone). True when it moved.
+    pub fn refresh(&mut self) -> bool {
+        let Some(now) = read_cgroup(self.pid) else {
+            return false;
+        };
+        if self.current.as_ref().is_some_and(|c| c.path == now.path) {
+            return false;
+        }
+        self.current = Some(now);
+        true
+    }
+
+    /// The last group the target was in, with its throttling counters now.
+    pub fn finish(self) -> Option<CgroupInfo> {
+        self.current.map(|mut c| {
+            c.throttling_end = throttling_now(&c);
+            c
+        })
+    }
 }
 
 #[cfg(test)]
