@@ -28,7 +28,7 @@ clippy:
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 test: setup build
-	$(CARGO) test --release --workspace -- --test-threads=1
+	$(CARGO) test --release --workspace --no-fail-fast -- --test-threads=1
 	$(MAKE) --no-print-directory fmt
 	$(MAKE) --no-print-directory clippy
 

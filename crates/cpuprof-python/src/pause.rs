@@ -97,24 +97,46 @@ fn thread_states(pid: Pid) -> Vec<(Tid, char)> {
 mod tests {
     use super::*;
 
+    /// Kills the child when the test ends, passed or failed: a leaked busy loop would hold a
+    /// core (and the test runner's output pipe) forever.
+    struct Busy(std::process::Child);
+
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn wait_until(what: impl Fn() -> bool) -> bool {
+        let start = Instant::now();
+        while !what() {
+            if start.elapsed() > Duration::from_secs(5) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     #[test]
     fn stops_and_continues_a_process() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "while :; do :; done"])
-            .spawn()
-            .expect("spawn sh");
-        let pid = child.id();
+        let child = Busy(
+            std::process::Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .expect("spawn sh"),
+        );
+        let pid = child.0.id();
+        // Wait until the shell is in its loop (right after the spawn it may still be exec'ing).
+        assert!(wait_until(|| thread_states(pid)
+            .iter()
+            .any(|&(_, s)| s == 'R')));
         {
             let p = pause(pid).expect("paused");
             assert!(all_stopped(pid));
             assert!(p.was_running(pid), "the busy shell was running");
         }
-        let start = Instant::now();
-        while all_stopped(pid) && start.elapsed() < Duration::from_secs(5) {
-            std::thread::yield_now();
-        }
-        assert!(!all_stopped(pid), "continued after drop");
-        let _ = child.kill();
-        let _ = child.wait();
+        assert!(wait_until(|| !all_stopped(pid)), "continued after drop");
     }
 }

@@ -28,6 +28,9 @@ use crate::detect::{self, Kind};
 use crate::pause::pause;
 use crate::{clock_ns, Error, PidSource};
 
+/// Ticks between two checks of a known process's executable and command line (for an exec):
+/// 5 ticks at the default 100 Hz is the procfs poller's 50 ms.
+const IMAGE_CHECK_TICKS: u64 = 5;
 /// How long a Python process may stay unreadable after it was first seen before it is reported.
 pub const OPEN_GRACE: Duration = Duration::from_secs(3);
 /// How long a Python process that cannot be opened yet is retried every tick.
@@ -155,7 +158,19 @@ impl<S: PidSource> PythonSampler<S> {
         self.stats.ticks += 1;
         let pids = self.source.pids();
         self.targets.retain(|pid, _| pids.contains(pid));
+        let recheck = self.stats.ticks.is_multiple_of(IMAGE_CHECK_TICKS);
         for pid in pids {
+            // A known process that is not being opened is checked for an exec only every few
+            // ticks: reading its exe and command line 100 times a second costs more than the
+            // sampling itself when the tree has no Python at all.
+            let settled = self
+                .targets
+                .get(&pid)
+                .is_some_and(|t| !matches!(t.state, State::Opening { .. }));
+            if settled && !recheck {
+                self.sample(pid);
+                continue;
+            }
             // Gone or a zombie: nothing to read (its samples so far are kept).
             let Some(image) = detect::image(pid) else {
                 self.targets.remove(&pid);
