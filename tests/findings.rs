@@ -313,13 +313,21 @@ fn python_pool_limited_before_numpy_import_is_not_flagged() {
     );
 }
 
+/// Many short parallel regions for a fixed time (seconds in argv[1]), so the run is long enough
+/// for the analysis whatever the machine's speed or load.
 const OMP_C: &str = r#"
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
 int main(int argc, char **argv) {
-    long iters = argc > 1 ? atol(argv[1]) : 2000;
-    double s = 0;
-    for (long i = 0; i < iters; i++) {
+    double secs = argc > 1 ? atof(argv[1]) : 1.0;
+    double s = 0, end = now() + secs;
+    while (now() < end) {
 #pragma omp parallel for reduction(+ : s)
         for (int j = 0; j < 20000; j++) s += j * 0.5;
     }
@@ -343,7 +351,7 @@ fn openmp_program_as_two_processes_is_flagged_as_gnu_openmp() {
         "gcc: {}",
         String::from_utf8_lossy(&cc.stderr)
     );
-    let script = format!("{0} 3000 & {0} 3000; wait", s(&exe));
+    let script = format!("{0} 1.5 & {0} 1.5; wait", s(&exe));
     let (out, v) = record(dir.path(), &[], &["sh", "-c", &script]);
     assert!(out.status.success(), "{out:?}");
     if budget(&v) < 2.0 {
