@@ -177,6 +177,8 @@ pub fn throttling_now(info: &CgroupInfo) -> Option<Throttling> {
 pub struct CgroupWatch {
     pid: u32,
     current: Option<CgroupInfo>,
+    /// `/proc/PID/cgroup` as last read: the full read happens only when it changes.
+    membership: Vec<u8>,
 }
 
 impl CgroupWatch {
@@ -185,11 +187,16 @@ impl CgroupWatch {
         CgroupWatch {
             pid,
             current: initial,
+            membership: std::fs::read(format!("/proc/{pid}/cgroup")).unwrap_or_default(),
         }
     }
 
     /// Re-reads the target's cgroup (a no-op once the target is gone). True when it moved.
     pub fn refresh(&mut self) -> bool {
+        match std::fs::read(format!("/proc/{}/cgroup", self.pid)) {
+            Ok(m) if m != self.membership => self.membership = m,
+            _ => return false,
+        }
         let Some(now) = read_cgroup(self.pid) else {
             return false;
         };

@@ -197,9 +197,11 @@ impl ProfileBuilder {
                     active,
                 });
             }
-            Event::Switch(mut s) => {
-                s.t = self.rel(s.t);
-                self.switches.push(s);
+            Event::Switches(batch) => {
+                for mut s in batch {
+                    s.t = self.rel(s.t);
+                    self.switches.push(s);
+                }
             }
             Event::Lost(n) => self.profile.meta.lost_samples += n,
             Event::Notice(n) => {

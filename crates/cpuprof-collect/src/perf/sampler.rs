@@ -103,6 +103,8 @@ pub struct PerfSampler {
     stats: PerfStats,
     /// A restriction to tell the user once (user-space-only sampling).
     notice: Option<String>,
+    /// Switch records of the current drain, sent as one event.
+    switches: Vec<Switch>,
 }
 
 impl PerfSampler {
@@ -158,6 +160,7 @@ impl PerfSampler {
             tree: None,
             symbolizer: Symbolizer::new(),
             stats: PerfStats::default(),
+            switches: Vec::new(),
         };
         match target {
             PerfTarget::Launch(pid) => sampler.open_task(pid).map_err(|e| match e {
@@ -265,6 +268,9 @@ impl PerfSampler {
             });
         }
         self.rings = rings;
+        if !self.switches.is_empty() {
+            let _ = tx.send(Event::Switches(std::mem::take(&mut self.switches)));
+        }
         busy
     }
 
@@ -351,13 +357,13 @@ impl PerfSampler {
                     return;
                 }
                 self.stats.switches += 1;
-                let _ = tx.send(Event::Switch(Switch {
+                self.switches.push(Switch {
                     t: time,
                     pid,
                     tid,
                     out,
                     preempted,
-                }));
+                });
             }
             Record::Lost(n) => {
                 self.stats.lost += n;
