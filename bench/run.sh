@@ -4,6 +4,7 @@
 #   bench/run.sh                      # every benchmark
 #   bench/run.sh record_overhead      # only the named ones
 #   RUNS=9 bench/run.sh               # more alternating runs per setting (default 7)
+#   RECORD_FLAGS=--no-stacks bench/run.sh record_overhead   # extra cpuprof flags for record_overhead
 #
 # Prints a Markdown section per benchmark, headed by the machine it ran on, ready to paste
 # into docs/benchmarks.md. Expects release binaries (`make build`); CPUPROF_BIN_DIR overrides
@@ -97,7 +98,8 @@ bench_record_overhead() {
         plain+=("$(field wall_s "$line")")
         plain_cpu+=("$(field cpu_s "$line")")
         json="$WORK/summary-$i.json"
-        line="$(timed "$CPUPROF" -q --json "$json" -- "${workload[@]}")"
+        # shellcheck disable=SC2086
+        line="$(timed "$CPUPROF" -q ${RECORD_FLAGS:-} --json "$json" -- "${workload[@]}")"
         [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
         profiled+=("$(field wall_s "$line")")
         local tree target
@@ -114,7 +116,7 @@ bench_record_overhead() {
     echo "### Recorder overhead: oversubscribed matmul"
     echo
     echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs each, alternating)."
-    echo "Profiled: \`cpuprof -q --json FILE -- <workload>\` (default interval and sampling)."
+    echo "Profiled: \`cpuprof -q ${RECORD_FLAGS:+$RECORD_FLAGS }--json FILE -- <workload>\` (default interval, ${RECORD_FLAGS:-with perf stack sampling})."
     echo
     local cp cq
     cp="$(median "${plain_cpu[@]}")"

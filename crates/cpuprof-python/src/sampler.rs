@@ -31,6 +31,8 @@ use crate::{clock_ns, Error, PidSource};
 /// Ticks between two checks of a known process's executable and command line (for an exec):
 /// 5 ticks at the default 100 Hz is the procfs poller's 50 ms.
 const IMAGE_CHECK_TICKS: u64 = 5;
+/// Tick period while no process of the tree is Python: the procfs poller's interval.
+const IDLE_PERIOD: Duration = Duration::from_millis(50);
 /// How long a Python process may stay unreadable after it was first seen before it is reported.
 pub const OPEN_GRACE: Duration = Duration::from_secs(3);
 /// How long a Python process that cannot be opened yet is retried every tick.
@@ -86,6 +88,8 @@ pub struct PythonSampler<S: PidSource> {
     stop: Arc<AtomicBool>,
     targets: HashMap<Pid, Target>,
     stats: SamplerStats,
+    /// No process of the tree is Python (yet): tick at [`IDLE_PERIOD`].
+    idle: bool,
 }
 
 /// What the sampler knows of one pid, for one program image (executable + command line).
@@ -125,6 +129,7 @@ impl<S: PidSource> PythonSampler<S> {
             stop,
             targets: HashMap::new(),
             stats: SamplerStats::default(),
+            idle: true,
         }
     }
 
@@ -143,7 +148,19 @@ impl<S: PidSource> PythonSampler<S> {
         let mut next = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             self.tick();
-            next += period.mul_f64(jitter.next_factor());
+            // With no Python process to read, only new processes matter, and the tree they
+            // come from changes once per procfs poll: tick at that pace, not at the sampling
+            // rate (every wakeup preempts the target's threads on a busy machine).
+            self.idle = self
+                .targets
+                .values()
+                .all(|t| matches!(t.state, State::Ignored | State::GaveUp));
+            let step = if self.idle {
+                IDLE_PERIOD.max(period)
+            } else {
+                period
+            };
+            next += step.mul_f64(jitter.next_factor());
             let now = Instant::now();
             if next > now {
                 std::thread::sleep(next - now);
@@ -158,7 +175,8 @@ impl<S: PidSource> PythonSampler<S> {
         self.stats.ticks += 1;
         let pids = self.source.pids();
         self.targets.retain(|pid, _| pids.contains(pid));
-        let recheck = self.stats.ticks.is_multiple_of(IMAGE_CHECK_TICKS);
+        // Idle ticks are already 50 ms apart: check every one of them for an exec.
+        let recheck = self.idle || self.stats.ticks.is_multiple_of(IMAGE_CHECK_TICKS);
         for pid in pids {
             // A known process that is not being opened is checked for an exec only every few
             // ticks: reading its exe and command line 100 times a second costs more than the

@@ -277,7 +277,8 @@ fn non_python_processes_are_ignored_quietly() {
     );
     assert!(run.events.is_empty(), "{:?}", run.events);
     assert_eq!(run.stats.processes, 0);
-    assert!(run.stats.ticks >= 30, "{:?}", run.stats);
+    // No Python in the tree: the sampler ticks at the procfs pace (50 ms), and kept ticking.
+    assert!(run.stats.ticks >= 15, "{:?}", run.stats);
 }
 
 #[test]
