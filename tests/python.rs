@@ -8,13 +8,6 @@ use std::path::{Path, PathBuf};
 
 use cpuprof_model::{FrameKind, Pid, Profile, Sample, Tid};
 
-fn venv_python() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv/bin/python")
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// Writes `script` into `dir`, records it with `flags`, returns the saved profile.
 fn record_script(dir: &Path, name: &str, script: &str, flags: &[&str]) -> Profile {
     let path: PathBuf = dir.join(name);
@@ -23,7 +16,12 @@ fn record_script(dir: &Path, name: &str, script: &str, flags: &[&str]) -> Profil
     let save_s = save.to_string_lossy().into_owned();
     let mut all = vec!["--save", save_s.as_str()];
     all.extend_from_slice(flags);
-    let run = util::record(dir, &all, &[&venv_python(), path.to_str().unwrap()]);
+    let python = util::venv_python();
+    let run = util::record(
+        dir,
+        &all,
+        &[python.to_str().unwrap(), path.to_str().unwrap()],
+    );
     assert_eq!(run.code, Some(0), "cpuprof failed: {}", run.stderr);
     cpuprof_model::file::load(&save).expect("load the saved profile")
 }

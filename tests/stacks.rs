@@ -34,10 +34,6 @@ int main(int argc, char **argv) {
 }
 "#;
 
-fn matmul() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_cpuprof")).with_file_name("cpuprof-matmul")
-}
-
 fn build_chain(dir: &Path) -> PathBuf {
     let src = dir.join("chain.c");
     let exe = dir.join("chain");
@@ -146,7 +142,7 @@ fn matmul_workers_reach_openblas_and_main_shows_its_own_frames() {
         dir.path(),
         &[],
         &[
-            matmul().to_str().unwrap(),
+            util::matmul().to_str().unwrap(),
             "--iters",
             "12",
             "--size",
@@ -219,7 +215,13 @@ fn samples_per_thread_agree_with_procfs_cpu() {
     let (_, p) = record(
         dir.path(),
         &["--rate", "500"],
-        &[matmul().to_str().unwrap(), "--iters", "30", "--procs", "2"],
+        &[
+            util::matmul().to_str().unwrap(),
+            "--iters",
+            "30",
+            "--procs",
+            "2",
+        ],
     );
     let rate = f64::from(p.meta.sample_rate_hz.expect("rate recorded"));
     let mut checked = 0;

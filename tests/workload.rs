@@ -18,29 +18,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod util;
+use util::{cpuprof, matmul, venv_python};
+
 /// Longest any single run here may take before the test kills it and fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
-fn cpuprof() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cpuprof"))
-}
-
-fn matmul() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_cpuprof")).with_file_name("cpuprof-matmul")
-}
-
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn venv_python() -> PathBuf {
-    let py = repo().join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run `make setup` first",
-        py.display()
-    );
-    py
 }
 
 fn online_cpus() -> usize {

@@ -15,6 +15,29 @@ pub fn cpuprof() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cpuprof"))
 }
 
+/// The reference workload, built next to `cpuprof` by `make build` (another package of the
+/// workspace, so cargo does not build it for these tests).
+pub fn matmul() -> PathBuf {
+    let p = cpuprof().with_file_name("cpuprof-matmul");
+    assert!(
+        p.exists(),
+        "{} missing: build the workspace first (make build)",
+        p.display()
+    );
+    p
+}
+
+/// The project's virtual environment's Python (with NumPy), made by `make setup`.
+pub fn venv_python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: run `make setup` (NumPy venv)",
+        p.display()
+    );
+    p
+}
+
 /// A fresh temporary directory (removed when dropped).
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
