@@ -417,6 +417,14 @@ impl Poller {
         let rss_kb = pst.rss_pages * self.page_kb;
         let event = if refresh && pst.state != 'Z' {
             let command = self.read_cmdline(pid);
+            if command.is_empty() {
+                // Caught mid-exec: the kernel sets the new `comm` before the new arguments
+                // exist, so the exec is seen but the command line reads empty. Read again at
+                // the next poll rather than keep the old program's command for seconds.
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.info_read_ns = 0;
+                }
+            }
             Event::ProcessInfo {
                 pid,
                 command: (!command.is_empty()).then_some(command),
