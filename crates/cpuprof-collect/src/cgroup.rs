@@ -193,13 +193,15 @@ impl CgroupWatch {
 
     /// Re-reads the target's cgroup (a no-op once the target is gone). True when it moved.
     pub fn refresh(&mut self) -> bool {
-        match std::fs::read(format!("/proc/{}/cgroup", self.pid)) {
-            Ok(m) if m != self.membership => self.membership = m,
+        let membership = match std::fs::read(format!("/proc/{}/cgroup", self.pid)) {
+            Ok(m) if m != self.membership => m,
             _ => return false,
-        }
+        };
+        // Remember the new membership only once the group was read: a failed read is retried.
         let Some(now) = read_cgroup(self.pid) else {
             return false;
         };
+        self.membership = membership;
         if self.current.as_ref().is_some_and(|c| c.path == now.path) {
             return false;
         }
