@@ -98,17 +98,23 @@ pub fn run(args: &[&str]) -> Run {
     (out, None).into()
 }
 
+/// The command `cpuprof [flags] --quiet --json JSON -- CMD`, not started yet.
+pub fn record_command(flags: &[&str], json: &Path, cmd: &[&str]) -> Command {
+    let mut c = Command::new(cpuprof());
+    c.args(flags)
+        .arg("--quiet")
+        .arg("--json")
+        .arg(json)
+        .arg("--")
+        .args(cmd);
+    c
+}
+
 /// Runs `cpuprof [flags] --quiet --json DIR/summary.json -- CMD` and parses the JSON.
 pub fn record(dir: &Path, flags: &[&str], cmd: &[&str]) -> Run {
     let json = dir.join("summary.json");
     let _ = std::fs::remove_file(&json);
-    let out = Command::new(cpuprof())
-        .args(flags)
-        .arg("--quiet")
-        .arg("--json")
-        .arg(&json)
-        .arg("--")
-        .args(cmd)
+    let out = record_command(flags, &json, cmd)
         .output()
         .expect("run cpuprof");
     let value = read_json(&json);
