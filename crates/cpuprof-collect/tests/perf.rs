@@ -224,17 +224,17 @@ fn numpy_workers_reach_blas_thread_server_and_main_reaches_main() {
         workers.len()
     );
     // Main thread: interpreter frames down to `_start` (python's `main` tail-calls
-    // `Py_BytesMain`, so `main` itself is not on the stack). Samples deep inside dgemm can
-    // exceed the 64 KB stack copy (OpenBLAS keeps big buffers on the stack); they are
-    // completed from the thread's recent full stacks where frames match, which needs a full
-    // stack through the same call path: usually all samples get rooted, on a badly
-    // overloaded machine ~20% (measured). Every rooted one must go through the interpreter.
+    // `Py_BytesMain`, so `main` itself is not on the stack). Samples inside dgemm exceed the
+    // 64 KB stack copy (OpenBLAS keeps big buffers on the stack); the walk goes on in the
+    // live thread's stack when the thread is still inside the frames the copy ends in, which
+    // is nearly always (measured: all samples rooted, quiet or on an overloaded machine;
+    // without it 7-20% under load). Every rooted one must go through the interpreter.
     let rooted: Vec<_> = main
         .iter()
         .filter(|s| pos(s, "_start") == Some(0))
         .collect();
     assert!(
-        rooted.len() >= 10 && rooted.len() * 10 >= main.len(),
+        rooted.len() * 10 >= main.len() * 8,
         "{} of {} main-thread samples reach _start",
         rooted.len(),
         main.len()

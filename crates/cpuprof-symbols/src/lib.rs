@@ -24,6 +24,7 @@ mod address_space;
 mod demangle;
 mod error;
 mod library;
+mod live_stack;
 pub mod maps;
 mod scan;
 mod symbol_table;

@@ -1,6 +1,7 @@
 //! The entry point: per-process address spaces, a shared library cache, and
 //! `unwind(pid, regs, stack) -> frames`.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use framehop::{FrameAddress, Unwinder};
 use crate::address_space::AddressSpace;
 use crate::demangle::demangle;
 use crate::library::Library;
+use crate::live_stack::{LiveStack, ProcessMemory};
 use crate::maps::{self, Mapping};
 use crate::scan::{direct_call_target, follows_call};
 
@@ -42,6 +44,8 @@ pub struct SymbolizerStats {
     pub scans: u64,
     /// Cut stacks completed from the same thread's last complete stack.
     pub stitched: u64,
+    /// Cut stacks completed from the running thread's own stack (see `live_stack`).
+    pub live: u64,
 }
 
 /// Library cache key: device + inode when known, else the path.
@@ -62,6 +66,8 @@ pub struct Symbolizer {
     /// Per thread: the last stack that unwound to its root (addresses with frame stack
     /// pointers), to complete stacks cut short by the size of the stack copy.
     complete: HashMap<u32, VecDeque<Walk>>,
+    /// `/proc/PID/mem` per process (`None`: not readable), to finish cut stacks.
+    memories: HashMap<u32, Option<ProcessMemory>>,
     stats: SymbolizerStats,
 }
 
@@ -96,6 +102,7 @@ impl Symbolizer {
             names: HashMap::new(),
             exited: VecDeque::new(),
             complete: HashMap::new(),
+            memories: HashMap::new(),
             stats: SymbolizerStats::default(),
         }
     }
@@ -124,6 +131,7 @@ impl Symbolizer {
     /// `pid` called `exec`: its old mappings are gone.
     pub fn exec(&mut self, pid: u32) {
         self.processes.remove(&pid);
+        self.memories.remove(&pid);
     }
 
     /// Thread `tid` ended: its last complete stack is no longer needed.
@@ -134,6 +142,7 @@ impl Symbolizer {
     /// `pid` exited. Its mappings are forgotten a little later (samples from other CPUs may
     /// still be in flight).
     pub fn exit(&mut self, pid: u32) {
+        self.memories.remove(&pid);
         let now = Instant::now();
         self.exited.push_back((now, pid));
         while let Some(&(t, p)) = self.exited.front() {
@@ -215,14 +224,23 @@ impl Symbolizer {
             return (out, false);
         };
         let sp0 = regs.sp;
-        let past_end = std::cell::Cell::new(false);
+        let copy_end = sp0.saturating_add(stack.len() as u64);
+        // The live stack past the copy, once the walk is allowed there.
+        let live: RefCell<Option<LiveStack>> = RefCell::new(None);
+        let past_end = Cell::new(false);
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
-            let off = addr.checked_sub(sp0).ok_or(())? as usize;
-            if off.saturating_add(8) > stack.len() && off < (1 << 24) {
-                past_end.set(true);
+            let off = usize::try_from(addr.wrapping_sub(sp0)).map_err(|_| ())?;
+            if let Some(bytes) = stack.get(off..off.saturating_add(8)) {
+                return Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?));
             }
-            let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
-            Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
+            if addr < sp0 {
+                return Err(());
+            }
+            if let Some(word) = live.borrow_mut().as_mut().and_then(|l| l.word(addr)) {
+                return Ok(word);
+            }
+            past_end.set(true);
+            Err(())
         };
         let mut walker = Walker {
             past_end: &past_end,
@@ -230,14 +248,43 @@ impl Symbolizer {
             cache: &mut self.cache,
             read_stack: &mut read_stack,
             scans: 0,
+            resume: None,
         };
-        let complete = walker.walk(
+        let mut end = walker.walk(
             UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
             FrameAddress::from_instruction_pointer(regs.ip),
             &mut out,
         );
+        if end == WalkEnd::PastCopy {
+            // Cut by the size of the copy: go on in the live stack if the thread is still
+            // inside the frames the copy ends in (their return addresses are still in place).
+            let slots: Vec<(u64, u64)> = out
+                .iter()
+                .filter(|&&(_, is_return, sp)| is_return && sp <= copy_end)
+                .rev()
+                .take(2)
+                .map(|&(ra, _, sp)| (sp - 8, ra))
+                .collect();
+            let memory = self
+                .memories
+                .entry(pid)
+                .or_insert_with(|| ProcessMemory::open(pid));
+            if let (Some(memory), Some((r, a))) = (memory.as_ref(), walker.resume.take()) {
+                if LiveStack::still_matches(memory, &slots) {
+                    *live.borrow_mut() = Some(LiveStack::new(memory, copy_end));
+                    past_end.set(false);
+                    let cut = out.len();
+                    end = walker.walk(r, a, &mut out);
+                    if end == WalkEnd::Root {
+                        self.stats.live += 1;
+                    } else {
+                        out.truncate(cut);
+                    }
+                }
+            }
+        }
         self.stats.scans += walker.scans;
-        (out, complete)
+        (out, end == WalkEnd::Root)
     }
 
     /// Names one address of `pid`.
@@ -309,26 +356,39 @@ impl Symbolizer {
     }
 }
 
+/// How a walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WalkEnd {
+    /// At the stack's root (`_start`, `clone3`: the unwind information says "no caller").
+    Root,
+    /// It needed stack beyond the copy: the stack is cut, not garbage.
+    PastCopy,
+    /// Unwinding failed, or the stack was too deep.
+    Lost,
+}
+
 /// One stack walk: framehop's rules, plus a stack scan where they give up.
 struct Walker<'a, F> {
     /// Set when the walk wanted stack beyond the copy: the stack is cut, not garbage.
-    past_end: &'a std::cell::Cell<bool>,
+    past_end: &'a Cell<bool>,
     space: &'a AddressSpace,
     cache: &'a mut CacheX86_64,
     read_stack: &'a mut F,
     scans: u64,
+    /// Where a walk that ran past the copy can go on from: registers and frame address.
+    resume: Option<(UnwindRegsX86_64, FrameAddress)>,
 }
 
 impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
-    /// Appends return addresses to `out` from `regs`; true when the walk reached the stack's
-    /// root (`_start`, `clone3`: the unwind information says "no caller").
+    /// Appends return addresses to `out` from `regs`, and says how the walk ended.
     fn walk(
         &mut self,
         mut regs: UnwindRegsX86_64,
         mut address: FrameAddress,
         out: &mut Walk,
-    ) -> bool {
+    ) -> WalkEnd {
         while out.len() < MAX_FRAMES {
+            let before = regs;
             let step = self.space.unwinder.unwind_frame(
                 address,
                 &mut regs,
@@ -339,31 +399,36 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
                 Ok(Some(ra)) => ra,
                 // "End of stack" right after the leaf usually means a frame-pointer guess on
                 // code without unwind information (bp = 0): scan instead.
-                Ok(None) if out.len() > 1 || self.scans >= MAX_SCANS => return true,
-                Err(_) if self.past_end.get() => return false,
+                Ok(None) if out.len() > 1 || self.scans >= MAX_SCANS => return WalkEnd::Root,
+                Err(_) if self.past_end.get() => {
+                    self.resume = Some((regs, address));
+                    return WalkEnd::PastCopy;
+                }
                 _ if self.scans < MAX_SCANS => return self.scan(regs, address, out),
-                _ => return false,
+                _ => return WalkEnd::Lost,
             };
-            // Callchain context markers (PERF_CONTEXT_*) and garbage near the top or bottom
-            // of the address space are not code.
-            if !(0x1000..u64::MAX - 4095).contains(&ra) {
-                return false;
-            }
-            let Some(a) = FrameAddress::from_return_address(ra) else {
-                return false;
+            // A return address outside the process's code is a wrong guess (a frame-pointer
+            // rule applied to code that keeps no frame pointer): look for the real one.
+            let Some(a) = FrameAddress::from_return_address(ra)
+                .filter(|_| self.space.find(ra.wrapping_sub(1)).is_some())
+            else {
+                if self.scans < MAX_SCANS {
+                    return self.scan(before, address, out);
+                }
+                return WalkEnd::Lost;
             };
             out.push((ra, true, regs.sp()));
             regs.set_ip(ra);
             address = a;
         }
-        false
+        WalkEnd::Lost
     }
 
     /// Continues the walk from the first word above `regs.sp` that is a plausible return
     /// address for a call of the function at `address`: right after a call instruction, and
     /// for a direct call, one whose target is that function or a PLT stub (stale return
     /// addresses left on the stack by earlier calls elsewhere fail this).
-    fn scan(&mut self, regs: UnwindRegsX86_64, address: FrameAddress, out: &mut Walk) -> bool {
+    fn scan(&mut self, regs: UnwindRegsX86_64, address: FrameAddress, out: &mut Walk) -> WalkEnd {
         self.scans += 1;
         let callee = self.function_start(address.address_for_lookup());
         let code = self.space.code_range();
@@ -384,7 +449,14 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             r.set_ip(value);
             return self.walk(r, next, out);
         }
-        false
+        if self.past_end.get() {
+            // Scan again from here with more stack.
+            self.scans -= 1;
+            self.resume = Some((regs, address));
+            WalkEnd::PastCopy
+        } else {
+            WalkEnd::Lost
+        }
     }
 
     /// The process address where the function containing `addr` starts.

@@ -88,6 +88,8 @@ pub struct PerfStats {
     pub scanned: u64,
     /// Stacks cut by the stack-copy size and completed from the thread's last full stack.
     pub stitched: u64,
+    /// Stacks cut by the stack-copy size and completed from the running thread's own stack.
+    pub live: u64,
     /// CPU time of the sampler thread, ns.
     pub cpu_ns: u64,
 }
@@ -225,6 +227,7 @@ impl PerfSampler {
         self.stats.libraries = s.libraries;
         self.stats.scanned = s.scans;
         self.stats.stitched = s.stitched;
+        self.stats.live = s.live;
         self.stats.cpu_ns = thread_cpu_ns();
         self.stats
     }
