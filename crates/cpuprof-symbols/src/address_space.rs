@@ -43,9 +43,13 @@ impl AddressSpace {
         m.mapping.contains(addr).then_some(m)
     }
 
-    /// From the lowest to the highest executable address (a quick filter for stack scans).
+    /// From the lowest to the highest executable user-space address (a quick filter for stack
+    /// scans). `[vsyscall]` lives in the kernel's half at `0xffffffffff600000`: counting it
+    /// would let almost any 64-bit value through (a double's bits, say), so the upper half of
+    /// the address space is left out.
     pub fn code_range(&self) -> std::ops::Range<u64> {
-        match (self.mapped.first(), self.mapped.last()) {
+        let mut user = self.mapped.iter().filter(|m| m.mapping.end <= 1 << 63);
+        match (user.clone().next(), user.next_back()) {
             (Some(a), Some(b)) => a.mapping.start..b.mapping.end,
             _ => 0..0,
         }

@@ -244,6 +244,7 @@ impl Symbolizer {
         };
         let mut walker = Walker {
             past_end: &past_end,
+            copy: (sp0, stack),
             space,
             cache: &mut self.cache,
             read_stack: &mut read_stack,
@@ -371,6 +372,8 @@ enum WalkEnd {
 struct Walker<'a, F> {
     /// Set when the walk wanted stack beyond the copy: the stack is cut, not garbage.
     past_end: &'a Cell<bool>,
+    /// The copied stack and the address it starts at, for fast scans.
+    copy: (u64, &'a [u8]),
     space: &'a AddressSpace,
     cache: &'a mut CacheX86_64,
     read_stack: &'a mut F,
@@ -434,8 +437,14 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         let code = self.space.code_range();
         for i in 0..SCAN_WORDS {
             let slot = regs.sp() + i * 8;
-            let Ok(value) = (self.read_stack)(slot) else {
-                break;
+            // Most words are data: test them straight from the copy (a scan often crosses a
+            // 16 KiB buffer), through `read_stack` only past it.
+            let value = match self.copied_word(slot) {
+                Some(v) => v,
+                None => match (self.read_stack)(slot) {
+                    Ok(v) => v,
+                    Err(()) => break,
+                },
             };
             if !code.contains(&value) || !self.is_return_address(value, callee) {
                 continue;
@@ -457,6 +466,14 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         } else {
             WalkEnd::Lost
         }
+    }
+
+    /// The word at `addr` if it lies in the copied stack.
+    fn copied_word(&self, addr: u64) -> Option<u64> {
+        let (start, bytes) = self.copy;
+        let off = usize::try_from(addr.checked_sub(start)?).ok()?;
+        let word = bytes.get(off..off.checked_add(8)?)?;
+        Some(u64::from_le_bytes(word.try_into().ok()?))
     }
 
     /// The process address where the function containing `addr` starts.
