@@ -24,7 +24,7 @@ use crate::signals;
 use crate::status_line::StatusLine;
 
 /// How often the target's cgroup is re-read (it may move itself into a container's group).
-const CGROUP_CHECK_NS: u64 = 50_000_000;
+const CGROUP_CHECK_NS: u64 = 250_000_000;
 
 /// Runs `record`; returns cpuprof's exit code (the target's, in launch mode).
 pub fn run(args: RecordArgs) -> Result<i32> {
@@ -50,6 +50,8 @@ pub fn run(args: RecordArgs) -> Result<i32> {
             (Target::Launched(child.pid()), Some(child))
         }
     };
+    // After the fork: the target keeps the limit it was started with.
+    launcher::raise_open_files_limit();
     let attached = matches!(target, Target::Attached(_));
     signals::install((!attached).then_some(target.pid()));
 
@@ -170,6 +172,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     end_machine.cgroup = cgroup.finish();
     builder.handle(Event::Machine(end_machine));
     let mut profile = builder.finish(outcome.end_ns);
+    profile.meta.recorder_cpu = Some(own_cpu());
 
     // ---- Python stack merge here: cpuprof_python::merge(&mut profile); ----
     cpuprof_python::merge(&mut profile);
@@ -189,6 +192,18 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     outputs::write_all(&out, &profile, &analysis)?;
     let code = exit_code(&profile.meta, attached, stopped_early);
     Ok(crate::cli::gate(args.fail_on, &analysis, code))
+}
+
+/// cpuprof's own CPU time so far, all threads (the reaped target is not included).
+fn own_cpu() -> cpuprof_model::CpuTimes {
+    // SAFETY: getrusage writes only the struct passed.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    cpuprof_model::CpuTimes {
+        user_ns: ns(ru.ru_utime),
+        sys_ns: ns(ru.ru_stime),
+    }
 }
 
 /// cpuprof's exit code: the target's (128+N for signal N) in launch mode; 0 when attached or

@@ -161,6 +161,10 @@ fn a_sleeping_program_uses_far_less_cpu_than_wall_time() {
     assert!(num(&s, "cpu_s") < 0.05, "{s}");
     let p = &processes(&s)[0];
     assert_eq!(p["command"][0], "sleep");
+    // Watching a sleeping process costs little (measured 0.02-0.04 s for 1 s, perf included);
+    // more than 0.25 s would mean a busy loop somewhere in cpuprof.
+    let own = num(&s, "cpuprof_cpu_s");
+    assert!(own > 0.0 && own < 0.25, "cpuprof's own CPU {own}");
 }
 
 #[test]

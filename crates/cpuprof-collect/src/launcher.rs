@@ -37,6 +37,23 @@ pub fn become_subreaper() -> Result<(), CollectError> {
     Ok(())
 }
 
+/// Raises cpuprof's soft open-files limit to the hard limit, so that the poller can keep a
+/// descriptor open per thread file ([`crate::procfs::ProcReader::read_kept`]). Call it after
+/// [`PausedChild::spawn`]: the target was forked before and keeps the limit it was given.
+pub fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn pipe_cloexec() -> Result<[libc::c_int; 2], CollectError> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.

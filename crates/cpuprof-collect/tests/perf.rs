@@ -66,7 +66,14 @@ fn record_with(
     unsafe { libc::waitpid(child.pid() as i32, &mut status, 0) };
     stop.store(true, Ordering::Release);
     let stats = handle.join().unwrap();
-    (rx.into_iter().collect(), stats)
+    let mut events = Vec::new();
+    for e in rx {
+        match e {
+            Event::Batch(batch) => events.extend(batch),
+            e => events.push(e),
+        }
+    }
+    (events, stats)
 }
 
 #[test]

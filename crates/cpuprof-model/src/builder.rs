@@ -203,6 +203,11 @@ impl ProfileBuilder {
                     self.switches.push(s);
                 }
             }
+            Event::Batch(events) => {
+                for e in events {
+                    self.handle(e);
+                }
+            }
             Event::Lost(n) => self.profile.meta.lost_samples += n,
             Event::Notice(n) => {
                 if !self.profile.notices.contains(&n) {

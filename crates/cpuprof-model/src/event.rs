@@ -105,6 +105,9 @@ pub enum Event {
     /// Context switches in a batch (with `t` absolute): an oversubscribed pool makes ~100 000
     /// a second, one channel message each would cost more than the recording of them.
     Switches(Vec<Switch>),
+    /// Several events at once, handled in order: a collector's whole poll in one channel
+    /// message, so the receiving thread wakes once per poll rather than once per event.
+    Batch(Vec<Event>),
     /// The kernel dropped this many samples.
     Lost(u64),
     /// Something the user should know, one line.

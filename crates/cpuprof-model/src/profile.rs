@@ -60,6 +60,10 @@ pub struct Meta {
     pub tree_rusage: Option<CpuTimes>,
     /// Version of cpuprof that recorded.
     pub cpuprof_version: String,
+    /// cpuprof's own CPU time while recording (all its threads, `getrusage(RUSAGE_SELF)` when
+    /// the recording ended): what watching cost.
+    #[serde(default)]
+    pub recorder_cpu: Option<CpuTimes>,
 }
 
 impl Meta {

@@ -3,7 +3,9 @@
 //! Every tick it walks the pids of the live process tree, decides once per program image
 //! (executable + command line, [`detect`](crate::detect)) whether a process is a Python
 //! interpreter, opens a `py_spy::PythonSpy` for each one and reads every thread's Python stack.
-//! Non-Python processes cost a `readlink` and a `cmdline` read per tick and nothing else.
+//! A known process costs one `pread` of its `stat` per tick (kept open): an `exec` shows
+//! there as new code and stack addresses, and only then are its executable and command line
+//! read again.
 //!
 //! Failure handling: a freshly started interpreter cannot be read until it has initialised, so
 //! opening is retried every tick for 300 ms, then every 100 ms until [`OPEN_GRACE`]; a process
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use cpuprof_collect::procfs::{stat, ProcReader};
 use cpuprof_model::{Event, Pid};
 use py_spy::config::LockingStrategy;
 use py_spy::{Config, PythonSpy};
@@ -28,9 +31,6 @@ use crate::detect::{self, Kind};
 use crate::pause::pause;
 use crate::{clock_ns, Error, PidSource};
 
-/// Ticks between two checks of a known process's executable and command line (for an exec):
-/// 5 ticks at the default 100 Hz is the procfs poller's 50 ms.
-const IMAGE_CHECK_TICKS: u64 = 5;
 /// Tick period while no process of the tree is Python: the procfs poller's interval.
 const IDLE_PERIOD: Duration = Duration::from_millis(50);
 /// How long a Python process may stay unreadable after it was first seen before it is reported.
@@ -90,12 +90,18 @@ pub struct PythonSampler<S: PidSource> {
     stats: SamplerStats,
     /// No process of the tree is Python (yet): tick at [`IDLE_PERIOD`].
     idle: bool,
+    /// Reads each process's `stat` through a kept descriptor.
+    reader: ProcReader,
+    /// Samples of the current tick, sent as one batch (one wakeup of the receiver per tick).
+    outbox: Vec<Event>,
 }
 
 /// What the sampler knows of one pid, for one program image (executable + command line).
 struct Target {
     /// Executable and command line ([`detect::image`]).
     image: String,
+    /// Code and stack addresses from `stat` when `image` was read (an exec changes them).
+    layout: [u64; 3],
     state: State,
 }
 
@@ -130,6 +136,8 @@ impl<S: PidSource> PythonSampler<S> {
             targets: HashMap::new(),
             stats: SamplerStats::default(),
             idle: true,
+            reader: ProcReader::new(),
+            outbox: Vec::new(),
         }
     }
 
@@ -174,30 +182,39 @@ impl<S: PidSource> PythonSampler<S> {
     fn tick(&mut self) {
         self.stats.ticks += 1;
         let pids = self.source.pids();
-        self.targets.retain(|pid, _| pids.contains(pid));
-        // Idle ticks are already 50 ms apart: check every one of them for an exec.
-        let recheck = self.idle || self.stats.ticks.is_multiple_of(IMAGE_CHECK_TICKS);
+        let reader = &mut self.reader;
+        self.targets.retain(|pid, _| {
+            let keep = pids.contains(pid);
+            if !keep {
+                reader.forget(*pid, None);
+            }
+            keep
+        });
         for pid in pids {
-            // A known process that is not being opened is checked for an exec only every few
-            // ticks: reading its exe and command line 100 times a second costs more than the
-            // sampling itself when the tree has no Python at all.
+            // Gone or a zombie: nothing to read (its samples so far are kept).
+            let Some(layout) = self.layout(pid) else {
+                self.targets.remove(&pid);
+                continue;
+            };
+            // A known process is looked at again only after an exec or while being opened.
             let settled = self
                 .targets
                 .get(&pid)
-                .is_some_and(|t| !matches!(t.state, State::Opening { .. }));
-            if settled && !recheck {
+                .is_some_and(|t| t.layout == layout && !matches!(t.state, State::Opening { .. }));
+            if settled {
                 self.sample(pid);
                 continue;
             }
-            // Gone or a zombie: nothing to read (its samples so far are kept).
             let Some(image) = detect::image(pid) else {
                 self.targets.remove(&pid);
                 continue;
             };
             let target = self.targets.entry(pid).or_insert_with(|| Target {
                 image: String::new(),
+                layout,
                 state: State::Ignored,
             });
+            target.layout = layout;
             if target.image != image {
                 target.state = match detect::classify(pid, detect::image_exe(&image)) {
                     Kind::Python => State::Opening {
@@ -211,6 +228,17 @@ impl<S: PidSource> PythonSampler<S> {
             }
             self.sample(pid);
         }
+        if !self.outbox.is_empty() {
+            let _ = self.tx.send(Event::Batch(std::mem::take(&mut self.outbox)));
+        }
+    }
+
+    /// The code and stack addresses of `pid` ([`stat::Stat::layout`]); `None` when it is gone
+    /// or a zombie.
+    fn layout(&mut self, pid: Pid) -> Option<[u64; 3]> {
+        let text = self.reader.read_kept(pid, None, "stat").ok()?;
+        let s = stat::parse(text, 100)?;
+        (s.state != 'Z').then_some(s.layout)
     }
 
     fn sample(&mut self, pid: Pid) {
@@ -279,7 +307,7 @@ impl<S: PidSource> PythonSampler<S> {
                         for trace in &traces {
                             if let Some(ev) = to_event(pid, t, trace) {
                                 self.stats.samples += 1;
-                                let _ = self.tx.send(ev);
+                                self.outbox.push(ev);
                             }
                         }
                     }

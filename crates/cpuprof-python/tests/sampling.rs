@@ -89,7 +89,13 @@ fn sample_run(program: &Path, args: &[&str], options: PythonOptions) -> Run {
     let stats = handle.join().expect("sampler panicked");
     Run {
         pid,
-        events: rx.into_iter().collect(),
+        events: rx
+            .into_iter()
+            .flat_map(|e| match e {
+                Event::Batch(batch) => batch,
+                e => vec![e],
+            })
+            .collect(),
         stats,
     }
 }

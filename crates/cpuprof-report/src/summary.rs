@@ -61,6 +61,7 @@ pub fn to_json(profile: &Profile, analysis: &Analysis) -> Value {
         "sample_source": stacks::source(profile).as_str(),
         "samples": samples.len(),
         "lost_samples": meta.lost_samples,
+        "cpuprof_cpu_s": meta.recorder_cpu.map(|r| secs(r.total_ns())),
         "processes": processes,
         "findings": analysis.findings.iter().map(|f| serde_json::to_value(f).unwrap_or(Value::Null)).collect::<Vec<_>>(),
         "notices": profile.notices,

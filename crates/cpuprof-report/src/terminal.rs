@@ -165,6 +165,14 @@ fn header(profile: &Profile, st: &Style, o: &mut String) {
         "  samples     {samples}{rate} ({} lost)",
         meta.lost_samples
     );
+    if let Some(own) = meta.recorder_cpu {
+        let _ = writeln!(
+            o,
+            "  overhead    {} of CPU used by cpuprof itself ({:.1}% of the budget)",
+            fmt_s(secs(own.total_ns())),
+            100.0 * secs(own.total_ns()) / (secs(meta.wall_ns) * budget).max(1e-9)
+        );
+    }
     for n in &profile.notices {
         let _ = writeln!(o, "  {} {}", st.bold("note:"), printable(n));
     }
@@ -288,6 +296,20 @@ mod tests {
         assert!(text.contains("cores busy  1.00 of 2 on average"));
         assert!(text.contains("run queue   0.50 s waiting for a core (25% of CPU time)"));
         assert!(text.contains("samples     6 at 3 Hz (0 lost)"));
+        assert!(
+            !text.contains("overhead"),
+            "no line for profiles without the recorder's CPU"
+        );
+        let mut p = profile();
+        p.meta.recorder_cpu = Some(cpuprof_model::CpuTimes {
+            user_ns: 30_000_000,
+            sys_ns: 10_000_000,
+        });
+        let with = render(&p, &analysis(), false);
+        assert!(
+            with.contains("overhead    0.04 s of CPU used by cpuprof itself (1.0% of the budget)"),
+            "{with}"
+        );
         assert!(text.contains("[OpenBLAS blas-worker]"));
         assert!(!text.contains('\x1b'));
         // The busiest thread is listed before the other one.

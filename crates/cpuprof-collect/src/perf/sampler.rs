@@ -107,6 +107,8 @@ pub struct PerfSampler {
     notice: Option<String>,
     /// Switch records of the current drain, sent as one event.
     switches: Vec<Switch>,
+    /// Samples and other events of the current drain, sent as one batch.
+    outbox: Vec<Event>,
 }
 
 impl PerfSampler {
@@ -163,6 +165,7 @@ impl PerfSampler {
             symbolizer: Symbolizer::new(),
             stats: PerfStats::default(),
             switches: Vec::new(),
+            outbox: Vec::new(),
         };
         match target {
             PerfTarget::Launch(pid) => sampler.open_task(pid).map_err(|e| match e {
@@ -266,18 +269,23 @@ impl PerfSampler {
             busy |= ring.pending() > 256 * 1024;
             ring.drain(|bytes| {
                 if let Some(r) = records::parse(bytes) {
-                    self.handle(r, tx);
+                    self.handle(r);
                 }
             });
         }
         self.rings = rings;
+        // One message per drain: the receiving thread wakes once, not once per sample.
         if !self.switches.is_empty() {
-            let _ = tx.send(Event::Switches(std::mem::take(&mut self.switches)));
+            let switches = std::mem::take(&mut self.switches);
+            self.outbox.push(Event::Switches(switches));
+        }
+        if !self.outbox.is_empty() {
+            let _ = tx.send(Event::Batch(std::mem::take(&mut self.outbox)));
         }
         busy
     }
 
-    fn handle(&mut self, record: Record<'_>, tx: &Sender<Event>) {
+    fn handle(&mut self, record: Record<'_>) {
         match record {
             Record::Sample {
                 ip,
@@ -304,7 +312,7 @@ impl PerfSampler {
                 }
                 self.stats.samples += 1;
                 self.stats.frames += frames.len() as u64;
-                let _ = tx.send(Event::Sample {
+                self.outbox.push(Event::Sample {
                     t: time,
                     pid,
                     tid,
@@ -370,7 +378,7 @@ impl PerfSampler {
             }
             Record::Lost(n) => {
                 self.stats.lost += n;
-                let _ = tx.send(Event::Lost(n));
+                self.outbox.push(Event::Lost(n));
             }
             _ => {}
         }

@@ -162,7 +162,8 @@ impl Poller {
                 if now >= next || self.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let wait = ((next - now) / 1_000_000).clamp(1, 25) as i32;
+                // One wakeup per poll; at most 100 ms so that `stop` is seen soon.
+                let wait = ((next - now) / 1_000_000).clamp(1, 100) as i32;
                 if pidfd.as_ref().is_some_and(|fd| fd.wait_exited(wait)) {
                     break;
                 } else if pidfd.is_none() {
@@ -180,12 +181,12 @@ impl Poller {
     }
 
     fn flush(&mut self) {
-        for e in self.outbox.drain(..) {
-            // The receiver only goes away when the recording is over; nothing to do then.
-            if self.tx.send(e).is_err() {
-                break;
-            }
+        if self.outbox.is_empty() {
+            return;
         }
+        let batch = std::mem::take(&mut self.outbox);
+        // The receiver only goes away when the recording is over; nothing to do then.
+        let _ = self.tx.send(Event::Batch(batch));
     }
 
     fn finish(mut self, last: u64) -> PollOutcome {
@@ -326,6 +327,7 @@ impl Poller {
                 account::add(&mut cpu, *s);
             }
             self.tree.remove(pid);
+            self.reader.forget(pid, None);
             self.send(Event::ProcessEnd {
                 t,
                 pid,
@@ -340,7 +342,7 @@ impl Poller {
     }
 
     fn try_scan_process(&mut self, pid: Pid, t: u64, first: bool) -> Option<()> {
-        let pst = stat::parse(self.reader.read_proc(pid, None, "stat").ok()?, self.ticks)?;
+        let pst = stat::parse(self.reader.read_kept(pid, None, "stat").ok()?, self.ticks)?;
         if let Some(old) = self.procs.get(&pid) {
             if old.starttime != pst.starttime {
                 return None; // pid reused: the old process is gone; the new one next poll
@@ -361,6 +363,7 @@ impl Poller {
                 ppid: pst.ppid,
                 starttime: pst.starttime,
                 comm: pst.comm.clone(),
+                layout: pst.layout,
                 ..Default::default()
             };
             if baseline {
@@ -387,11 +390,14 @@ impl Poller {
                 live.insert(tid, state);
             } else if let Some(prev) = prev {
                 old_threads.insert(tid, prev);
+            } else {
+                self.reader.forget(pid, Some(tid));
             }
         }
         let mut dead_ns = 0;
         for (tid, gone) in old_threads {
             dead_ns += gone.cpu_ns;
+            self.reader.forget(pid, Some(tid));
             self.send(Event::ThreadEnd { t, pid, tid });
         }
         let refresh = {
@@ -401,8 +407,9 @@ impl Poller {
             p.ppid = pst.ppid;
             p.zombie = pst.state == 'Z';
             p.set_counters(t, own, kids);
-            let exec = p.comm != pst.comm;
+            let exec = p.comm != pst.comm || (p.layout != pst.layout && !is_new);
             p.comm = pst.comm.clone();
+            p.layout = pst.layout;
             let since = t.saturating_sub(p.info_read_ns);
             let pool_changed = tids.len() != p.info_threads && since >= INFO_MIN_NS;
             let due = is_new || exec || pool_changed || since >= INFO_REFRESH_NS;
@@ -468,11 +475,11 @@ impl Poller {
     ) -> Option<ThreadState> {
         let ss = self
             .reader
-            .read_proc(pid, Some(tid), "schedstat")
+            .read_kept(pid, Some(tid), "schedstat")
             .ok()
             .and_then(schedstat::parse);
         let st = stat::parse(
-            self.reader.read_proc(pid, Some(tid), "stat").ok()?,
+            self.reader.read_kept(pid, Some(tid), "stat").ok()?,
             self.ticks,
         )?;
         // Kernels without CONFIG_SCHED_INFO have no schedstat: tick CPU, no run-queue wait.
@@ -491,7 +498,7 @@ impl Poller {
             },
             _ => self
                 .reader
-                .read_proc(pid, Some(tid), "status")
+                .read_kept(pid, Some(tid), "status")
                 .map(status::parse)
                 .unwrap_or_default(),
         };

@@ -41,6 +41,9 @@ pub struct ProcState {
     pub ppid: Pid,
     /// Start time (clock ticks after boot): a different value means the pid was reused.
     pub starttime: u64,
+    /// Code and stack addresses at the last poll (a change means `exec`; see
+    /// [`crate::procfs::stat::Stat::layout`]).
+    pub layout: [u64; 3],
     /// Name at the last poll (a change means `exec`).
     pub comm: String,
     /// It has exited and waits to be reaped (its counters are final).

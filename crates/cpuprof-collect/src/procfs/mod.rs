@@ -11,15 +11,26 @@ pub mod schedstat;
 pub mod stat;
 pub mod status;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Reads small `/proc` files into one reused buffer.
+///
+/// The files read at every poll (each thread's `stat` and `schedstat`, each process's `stat`)
+/// are opened once and read again from offset 0 ([`ProcReader::read_kept`]): one `pread`
+/// instead of `open` + `read` + `close`, and the path lookup in `/proc` is what costs. A kept
+/// descriptor stays bound to its task: once the task is gone, reading it fails, even if the
+/// id has been reused.
 #[derive(Debug, Default)]
 pub struct ProcReader {
     buf: Vec<u8>,
     path: String,
+    kept: HashMap<(u32, Option<u32>, &'static str), File>,
+    /// How many descriptors may be kept (below the open-files limit, with room to spare).
+    max_kept: usize,
 }
 
 impl ProcReader {
@@ -28,6 +39,8 @@ impl ProcReader {
         ProcReader {
             buf: Vec::with_capacity(4096),
             path: String::with_capacity(64),
+            kept: HashMap::new(),
+            max_kept: kept_limit(),
         }
     }
 
@@ -57,18 +70,97 @@ impl ProcReader {
         Ok(&self.buf)
     }
 
-    /// `/proc/{pid}/{file}` or, with a tid, `/proc/{pid}/task/{tid}/{file}`.
-    pub fn read_proc(&mut self, pid: u32, tid: Option<u32>, file: &str) -> io::Result<&[u8]> {
+    /// Like [`Self::read_proc`], through a descriptor kept open between calls. Call
+    /// [`Self::forget`] when the thread or process is gone.
+    pub fn read_kept(
+        &mut self,
+        pid: u32,
+        tid: Option<u32>,
+        file: &'static str,
+    ) -> io::Result<&[u8]> {
+        let key = (pid, tid, file);
+        if !self.kept.contains_key(&key) {
+            if self.kept.len() >= self.max_kept {
+                return self.read_proc(pid, tid, file);
+            }
+            self.set_path(pid, tid, file)?;
+            let f = File::open(&self.path)?;
+            self.kept.insert(key, f);
+        }
+        let f = &self.kept[&key];
+        let mut len = 0;
+        self.buf.resize(self.buf.capacity().max(4096), 0);
+        let result = loop {
+            if len == self.buf.len() {
+                self.buf.resize(len * 2, 0);
+            }
+            match f.read_at(&mut self.buf[len..], len as u64) {
+                Ok(0) => break Ok(()),
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf.truncate(len);
+        match result {
+            // An empty read means the task is gone (its files read as nothing).
+            Ok(()) if len > 0 => Ok(&self.buf),
+            Ok(()) => {
+                self.kept.remove(&key);
+                Err(io::Error::from_raw_os_error(libc::ESRCH))
+            }
+            Err(e) => {
+                self.kept.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the kept descriptors of thread `tid` of `pid`, or with `None` of the whole
+    /// process and all its threads.
+    pub fn forget(&mut self, pid: u32, tid: Option<u32>) {
+        match tid {
+            Some(_) => self.kept.retain(|&(p, t, _), _| p != pid || t != tid),
+            None => self.kept.retain(|&(p, _, _), _| p != pid),
+        }
+    }
+
+    /// Descriptors kept open now.
+    pub fn kept(&self) -> usize {
+        self.kept.len()
+    }
+
+    fn set_path(&mut self, pid: u32, tid: Option<u32>, file: &str) -> io::Result<()> {
         use std::fmt::Write;
         self.path.clear();
         match tid {
             Some(t) => write!(self.path, "/proc/{pid}/task/{t}/{file}"),
             None => write!(self.path, "/proc/{pid}/{file}"),
         }
-        .map_err(io::Error::other)?;
+        .map_err(io::Error::other)
+    }
+
+    /// `/proc/{pid}/{file}` or, with a tid, `/proc/{pid}/task/{tid}/{file}`.
+    pub fn read_proc(&mut self, pid: u32, tid: Option<u32>, file: &str) -> io::Result<&[u8]> {
+        self.set_path(pid, tid, file)?;
         let file = File::open(&self.path)?;
         self.fill(file)
     }
+}
+
+/// How many `/proc` descriptors a reader may keep: half of the open-files limit (the rest is
+/// left to the other collectors and the outputs). cpuprof raises its soft limit to the hard
+/// one once the target is forked ([`crate::launcher::raise_open_files_limit`]).
+fn kept_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    usize::try_from(lim.rlim_cur / 2).unwrap_or(usize::MAX)
 }
 
 /// Parses a kernel CPU list such as `0-3,8,10-11` into the number of CPUs it names.
@@ -115,6 +207,46 @@ pub fn clock_ticks() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_descriptors_follow_their_thread_and_fail_once_it_is_gone() {
+        let pid = std::process::id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < std::time::Duration::from_millis(30) {}
+            done_rx.recv().unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        let mut r = ProcReader::new();
+        let cpu = |r: &mut ProcReader| {
+            let text = r.read_kept(pid, Some(tid), "schedstat").map(<[u8]>::to_vec);
+            text.ok()
+                .and_then(|t| schedstat::parse(&t))
+                .map(|s| s.cpu_ns)
+        };
+        let first = cpu(&mut r).expect("a live thread's schedstat");
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        let second = cpu(&mut r).expect("read again through the same descriptor");
+        assert_eq!(r.kept(), 1);
+        assert!(
+            second > first,
+            "the kept file is read afresh: {first} then {second}"
+        );
+        done_tx.send(()).unwrap();
+        worker.join().unwrap();
+        assert!(cpu(&mut r).is_none(), "the thread is gone");
+        assert_eq!(r.kept(), 0, "a failed read closes the descriptor");
+        r.read_kept(pid, None, "stat").unwrap();
+        r.read_kept(pid, Some(pid), "stat").unwrap();
+        r.forget(pid, Some(pid));
+        assert_eq!(r.kept(), 1);
+        r.forget(pid, None);
+        assert_eq!(r.kept(), 0);
+    }
 
     #[test]
     fn cpu_lists() {

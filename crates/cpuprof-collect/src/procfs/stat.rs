@@ -28,6 +28,12 @@ pub struct Stat {
     pub starttime: u64,
     /// Resident set, pages.
     pub rss_pages: u64,
+    /// Where the program's code starts and ends and where its stack starts (fields 26-28).
+    /// They change with every `exec` (a new image, placed anew by ASLR), also when the name
+    /// stays the same (a pyenv shim `python3` execing the real `python3`): compare them to
+    /// see an exec. Zero for kernel threads and zombies, and when the reader may not
+    /// ptrace the process.
+    pub layout: [u64; 3],
 }
 
 /// Parses `stat` text with `ticks` clock ticks per second.
@@ -40,7 +46,7 @@ pub fn parse(text: &[u8], ticks: u64) -> Option<Stat> {
     let comm = String::from_utf8_lossy(&text[open + 1..close]).into_owned();
     let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
     // Field 3 (state) is rest[0].
-    let f: Vec<&str> = rest.split_ascii_whitespace().take(22).collect();
+    let f: Vec<&str> = rest.split_ascii_whitespace().take(26).collect();
     let num =
         |i: usize| -> Option<u64> { f.get(i - 3)?.parse::<i64>().ok().map(|v| v.max(0) as u64) };
     let ns = |ticks_v: u64| ticks_v.saturating_mul(1_000_000_000 / ticks.max(1));
@@ -55,6 +61,7 @@ pub fn parse(text: &[u8], ticks: u64) -> Option<Stat> {
         num_threads: num(20)?,
         starttime: num(22)?,
         rss_pages: num(24).unwrap_or(0),
+        layout: [26, 27, 28].map(|i| num(i).unwrap_or(0)),
     })
 }
 
@@ -64,7 +71,7 @@ mod tests {
 
     #[test]
     fn parses_captured_text() {
-        let t = b"13878 (cat) R 13873 13873 5409 0 -1 4194304 101 0 0 0 7 3 12 4 20 0 1 0 186782 3133440 392 18446744073709551615 94834396147712";
+        let t = b"13878 (cat) R 13873 13873 5409 0 -1 4194304 101 0 0 0 7 3 12 4 20 0 1 0 186782 3133440 392 18446744073709551615 94834396147712 94834396160001 140725282390000 0";
         let s = parse(t, 100).unwrap();
         assert_eq!(s.comm, "cat");
         assert_eq!(s.state, 'R');
@@ -76,6 +83,7 @@ mod tests {
         assert_eq!(s.num_threads, 1);
         assert_eq!(s.starttime, 186782);
         assert_eq!(s.rss_pages, 392);
+        assert_eq!(s.layout, [94834396147712, 94834396160001, 140725282390000]);
     }
 
     #[test]
