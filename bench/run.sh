@@ -81,57 +81,64 @@ machine() {
 # benchmarks
 # ---------------------------------------------------------------------------------------------
 
-# The recorder's cost on the oversubscribed reference workload: wall time profiled (default
-# settings: procfs every 50 ms, perf stacks, Python sampler, analysis, summary) against
-# unprofiled, alternating run by run; and cpuprof's own CPU per second of target wall time
-# (rusage of cpuprof + target, minus the target tree's CPU that cpuprof measured).
+# The recorder's cost on the oversubscribed reference workload: its wall time unprofiled,
+# under the procfs recorder alone (`--no-stacks`, issue 2) and under the default recording
+# (procfs + perf stacks and switches + Python sampler, issue 4), the three alternating run by
+# run. The slowdown is the geometric mean of paired ratios with a 95% interval
+# (bench/ratio.py); cpuprof's own CPU comes from its summary (`cpuprof_cpu_s`, RUSAGE_SELF).
 bench_record_overhead() {
     local procs size iters
     procs="$(nproc)"
     size="${BENCH_SIZE:-2048}"
     iters="${BENCH_ITERS:-10}"
     local workload=("$MATMUL" --size "$size" --iters "$iters" --procs "$procs" --threads auto)
-    local plain=() profiled=() plain_cpu=() target_cpu=() own_cpu=() per_target_s=() line json i
+    local settings=("--no-stacks" "default") s i line json
+    declare -A wall own samples lost
+    local plain=()
     "${workload[@]}" >/dev/null # warm the page cache and the CPU frequency
     for ((i = 0; i < RUNS; i++)); do
         line="$(timed "${workload[@]}")"
         plain+=("$(field wall_s "$line")")
-        plain_cpu+=("$(field cpu_s "$line")")
-        json="$WORK/summary-$i.json"
-        # shellcheck disable=SC2086
-        line="$(timed "$CPUPROF" -q ${RECORD_FLAGS:-} --json "$json" -- "${workload[@]}")"
-        [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
-        profiled+=("$(field wall_s "$line")")
-        local tree target
-        tree="$(field cpu_s "$line")"
-        target="$(json_field "$json" cpu_s)"
-        target_cpu+=("$(awk -v b="$target" 'BEGIN { printf "%.4f\n", b }')")
-        own_cpu+=("$(awk -v a="$tree" -v b="$target" 'BEGIN { printf "%.4f\n", a - b }')")
-        per_target_s+=("$(awk -v a="$tree" -v b="$target" -v w="$(json_field "$json" wall_s)" \
-            'BEGIN { printf "%.5f\n", (a - b) / w }')")
+        for s in "${settings[@]}"; do
+            json="$WORK/overhead-$i.json"
+            local flags=()
+            [ "$s" = default ] || flags=("$s")
+            line="$(timed "$CPUPROF" -q "${flags[@]}" --json "$json" -- "${workload[@]}")"
+            [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
+            wall[$s]+="$(field wall_s "$line") "
+            own[$s]+="$(awk -v c="$(json_field "$json" cpuprof_cpu_s)" \
+                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.5f", c / w }') "
+            samples[$s]+="$(awk -v n="$(json_field "$json" samples)" \
+                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.0f", n / w }') "
+            lost[$s]+="$(json_field "$json" lost_samples) "
+        done
     done
-    local mp mq
-    mp="$(median "${plain[@]}")"
-    mq="$(median "${profiled[@]}")"
     echo "### Recorder overhead: oversubscribed matmul"
     echo
-    echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs each, alternating)."
-    echo "Profiled: \`cpuprof -q ${RECORD_FLAGS:+$RECORD_FLAGS }--json FILE -- <workload>\` (default interval, ${RECORD_FLAGS:-with perf stack sampling})."
+    echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs per setting, alternating)."
+    echo "Profiled: \`cpuprof -q [--no-stacks] --json FILE -- <workload>\` (default interval and rate)."
     echo
-    local cp cq
-    cp="$(median "${plain_cpu[@]}")"
-    cq="$(median "${target_cpu[@]}")"
-    echo "| | median wall s | all runs (s) | target CPU s, median | all runs (s) |"
-    echo "|---|---|---|---|---|"
-    echo "| unprofiled | $mp | ${plain[*]} | $cp | ${plain_cpu[*]} |"
-    echo "| profiled | $mq | ${profiled[*]} | $cq | ${target_cpu[*]} |"
+    echo "| setting | median wall s | slowdown (95% interval) | cpuprof CPU s per target s (% of $procs cores) | samples/s | lost |"
+    echo "|---|---|---|---|---|---|"
+    echo "| unprofiled | $(median "${plain[@]}") | | | | |"
+    for s in "${settings[@]}"; do
+        local r mo
+        # shellcheck disable=SC2086
+        r="$("$PY" bench/ratio.py "${plain[*]}" "${wall[$s]}")"
+        # shellcheck disable=SC2086
+        mo="$(median ${own[$s]})"
+        # shellcheck disable=SC2086
+        echo "| \`$s\` | $(median ${wall[$s]}) |" \
+            "$(field ratio "$r") ($(field lo "$r")–$(field hi "$r")) |" \
+            "$mo ($(awk -v o="$mo" -v c="$procs" 'BEGIN { printf "%.2f%%", 100 * o / c }')) |" \
+            "$(median ${samples[$s]}) | $(tr ' ' '\n' <<<"${lost[$s]}" | awk '{ s += $1 } END { print s + 0 }') |"
+    done
     echo
-    echo "Ratio of medians profiled / unprofiled: wall **$(ratio "$mq" "$mp")**," \
-        "target CPU **$(ratio "$cq" "$cp")** (the target's CPU as cpuprof measured it, against" \
-        "its rusage when run alone: what perf sampling and switch records add inside the target)."
-    echo "cpuprof's own CPU: median $(median "${own_cpu[@]}") s per run," \
-        "**$(median "${per_target_s[@]}") CPU s per second of target wall time**" \
-        "(runs: ${per_target_s[*]})."
+    local all="All runs, wall s: unprofiled ${plain[*]}"
+    for s in "${settings[@]}"; do
+        all+="; \`$s\` ${wall[$s]% }"
+    done
+    echo "$all."
     echo
 }
 
@@ -157,8 +164,8 @@ bench_stacks() {
             line="$(timed "$CPUPROF" -q "$s" --json "$json" -- "${workload[@]}")"
             [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
             wall[$s]+="$(field wall_s "$line") "
-            own[$s]+="$(awk -v a="$(field cpu_s "$line")" -v b="$(json_field "$json" cpu_s)" \
-                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.4f", (a - b) / w }') "
+            own[$s]+="$(awk -v c="$(json_field "$json" cpuprof_cpu_s)" \
+                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.4f", c / w }') "
             samples[$s]+="$(awk -v n="$(json_field "$json" samples)" \
                 -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.0f", n / w }') "
             lost[$s]+="$(json_field "$json" lost_samples) "
@@ -170,15 +177,16 @@ bench_stacks() {
     echo
     echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs per setting, alternating)."
     echo
-    echo "| setting | median wall s | wall / unprofiled | cpuprof CPU s per target s | samples/s | lost |"
+    echo "| setting | median wall s | slowdown (95% interval) | cpuprof CPU s per target s | samples/s | lost |"
     echo "|---|---|---|---|---|---|"
     echo "| unprofiled | $mp | 1 | | | |"
     for s in "${settings[@]}"; do
-        local mw
+        local mw r
         # shellcheck disable=SC2086
         mw="$(median ${wall[$s]})"
+        r="$("$PY" bench/ratio.py "${plain[*]}" "${wall[$s]}")"
         # shellcheck disable=SC2086
-        echo "| \`$s\` | $mw | $(ratio "$mw" "$mp") | $(median ${own[$s]}) |" \
+        echo "| \`$s\` | $mw | $(field ratio "$r") ($(field lo "$r")–$(field hi "$r")) | $(median ${own[$s]}) |" \
             "$(median ${samples[$s]}) | ${lost[$s]}|"
     done
     echo

@@ -147,7 +147,9 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         if deadline.is_some_and(|d| now >= d) || interrupted {
             stopped_early |= !stop.swap(true, Ordering::Relaxed);
         }
-        if stop.load(Ordering::Relaxed) && poll_handle.is_finished() {
+        // The poller sets `stop` when the target ends and is then finishing its last poll:
+        // join it now rather than wait for another message.
+        if stop.load(Ordering::Relaxed) {
             break;
         }
     }
@@ -155,6 +157,11 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     let outcome = poll_handle
         .join()
         .map_err(|_| anyhow::anyhow!("the procfs poller panicked"))?;
+    // The samplers wait between ticks parked: wake them to see `stop` now.
+    if let Some(h) = &perf_handle {
+        h.thread().unpark();
+    }
+    python_handle.thread().unpark();
 
     // ---- join the perf and Python samplers here (stop is set). ----
     if let Some(h) = perf_handle {

@@ -125,9 +125,10 @@ fn matmul_two_processes_default_threads_is_oversubscribed() {
     );
     let est = f["est_saving_cpu_s"].as_f64().unwrap();
     assert!((0.0..cpu).contains(&est), "estimate {est} vs cpu {cpu}");
-    assert_eq!(
-        est == 0.0,
-        est_wall == 0.0,
+    // The wall saving comes from the part of the spinning done while oversubscribed: a
+    // subset of the CPU saving (which counts all of it).
+    assert!(
+        est_wall == 0.0 || est > 0.0,
         "cpu {est} and wall {est_wall} savings"
     );
     assert_eq!(f["pids"].as_array().unwrap().len(), 2);

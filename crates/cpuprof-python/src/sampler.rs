@@ -171,7 +171,9 @@ impl<S: PidSource> PythonSampler<S> {
             next += step.mul_f64(jitter.next_factor());
             let now = Instant::now();
             if next > now {
-                std::thread::sleep(next - now);
+                // Parked rather than asleep: unparking the thread ends the wait at once when
+                // the recording stops (a wakeup before the time just makes a tick early).
+                std::thread::park_timeout(next - now);
             } else {
                 next = now;
             }

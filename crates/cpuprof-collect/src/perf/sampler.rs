@@ -222,7 +222,9 @@ impl PerfSampler {
                 last_scan = Instant::now();
             }
             if !busy {
-                std::thread::sleep(Duration::from_millis(10));
+                // Parked rather than asleep: the recorder unparks this thread when the
+                // recording stops, so the last drain does not wait out the period.
+                std::thread::park_timeout(Duration::from_millis(10));
             }
         }
         self.events.clear();
