@@ -6,7 +6,7 @@
 //! `--duration` and interrupts set it from here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,8 @@ use crate::outputs::{self, Outputs};
 use crate::signals;
 use crate::status_line::StatusLine;
 
+/// How often the main thread takes in what the collectors sent (and updates the status line).
+const MAIN_TICK_NS: u64 = 200_000_000;
 /// How often the target's cgroup is re-read (it may move itself into a container's group).
 const CGROUP_CHECK_NS: u64 = 250_000_000;
 
@@ -109,6 +111,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     )
     .spawn()?;
 
+    poller.wake_at_end(std::thread::current());
     let poll_handle = poller
         .spawn()
         .context("cannot start the procfs poller thread")?;
@@ -126,16 +129,23 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     let mut stopped_early = false;
     let mut next_cgroup_check = 0;
     loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(ev) => {
-                builder.handle(ev);
-                // Drain what is queued before looking at the clock again.
-                for ev in rx.try_iter().take(10_000) {
-                    builder.handle(ev);
-                }
+        // Look at the channel a few times a second rather than at every message: each wakeup
+        // of this thread would preempt a thread of the target. The poller unparks it when
+        // the target ends, so nothing waits out the period then.
+        let wait = deadline.map_or(MAIN_TICK_NS, |d| {
+            d.saturating_sub(monotonic_ns())
+                .clamp(1_000_000, MAIN_TICK_NS)
+        });
+        std::thread::park_timeout(Duration::from_nanos(wait));
+        let disconnected = loop {
+            match rx.try_recv() {
+                Ok(ev) => builder.handle(ev),
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if disconnected {
+            break;
         }
         let now = monotonic_ns();
         status.update(now, origin, &tree, builder.profile());
@@ -162,6 +172,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         h.thread().unpark();
     }
     python_handle.thread().unpark();
+    tree.wake();
 
     // ---- join the perf and Python samplers here (stop is set). ----
     if let Some(h) = perf_handle {

@@ -240,9 +240,18 @@ fn numpy_workers_reach_blas_thread_server_and_main_reaches_main() {
         .iter()
         .filter(|s| pos(s, "_start") == Some(0))
         .collect();
+    let unrooted: Vec<String> = main
+        .iter()
+        .filter(|s| pos(s, "_start") != Some(0))
+        .take(3)
+        .map(|s| {
+            let names: Vec<&str> = s.iter().map(|f| f.name.as_str()).collect();
+            names.join(";")
+        })
+        .collect();
     assert!(
         rooted.len() * 10 >= main.len() * 8,
-        "{} of {} main-thread samples reach _start",
+        "{} of {} main-thread samples reach _start; {stats:?}; e.g. {unrooted:#?}",
         rooted.len(),
         main.len()
     );

@@ -45,6 +45,19 @@ pub enum Error {
 pub trait PidSource: Send + 'static {
     /// The pids of the target tree now.
     fn pids(&mut self) -> Vec<Pid>;
+
+    /// A counter of changes to the set of pids (new, ended, exec'd processes), if the
+    /// source keeps one.
+    fn generation(&mut self) -> Option<u64> {
+        None
+    }
+
+    /// Waits until the set changed since generation `seen` or `timeout` passed. Sources
+    /// without a counter just wait a poll interval.
+    fn wait_for_change(&mut self, seen: Option<u64>, timeout: std::time::Duration) {
+        let _ = seen;
+        std::thread::park_timeout(timeout.min(std::time::Duration::from_millis(50)));
+    }
 }
 
 impl<F: FnMut() -> Vec<Pid> + Send + 'static> PidSource for F {
@@ -56,6 +69,14 @@ impl<F: FnMut() -> Vec<Pid> + Send + 'static> PidSource for F {
 impl PidSource for cpuprof_collect::tree::LiveTree {
     fn pids(&mut self) -> Vec<Pid> {
         self.processes()
+    }
+
+    fn generation(&mut self) -> Option<u64> {
+        Some(cpuprof_collect::tree::LiveTree::generation(self))
+    }
+
+    fn wait_for_change(&mut self, seen: Option<u64>, timeout: std::time::Duration) {
+        cpuprof_collect::tree::LiveTree::wait_for_change(self, seen.unwrap_or(0), timeout);
     }
 }
 

@@ -31,8 +31,9 @@ use crate::detect::{self, Kind};
 use crate::pause::pause;
 use crate::{clock_ns, Error, PidSource};
 
-/// Tick period while no process of the tree is Python: the procfs poller's interval.
-const IDLE_PERIOD: Duration = Duration::from_millis(50);
+/// Longest wait while no process of the tree is Python: the tree wakes the sampler when it
+/// changes, this only bounds the wait for sources that cannot.
+const IDLE_MAX: Duration = Duration::from_secs(1);
 /// How long a Python process may stay unreadable after it was first seen before it is reported.
 pub const OPEN_GRACE: Duration = Duration::from_secs(3);
 /// How long a Python process that cannot be opened yet is retried every tick.
@@ -88,7 +89,7 @@ pub struct PythonSampler<S: PidSource> {
     stop: Arc<AtomicBool>,
     targets: HashMap<Pid, Target>,
     stats: SamplerStats,
-    /// No process of the tree is Python (yet): tick at [`IDLE_PERIOD`].
+    /// No process of the tree is Python (yet): wait for the tree to change.
     idle: bool,
     /// Reads each process's `stat` through a kept descriptor.
     reader: ProcReader,
@@ -155,20 +156,21 @@ impl<S: PidSource> PythonSampler<S> {
         let mut jitter = Jitter::new();
         let mut next = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            let seen = self.source.generation();
             self.tick();
-            // With no Python process to read, only new processes matter, and the tree they
-            // come from changes once per procfs poll: tick at that pace, not at the sampling
-            // rate (every wakeup preempts the target's threads on a busy machine).
             self.idle = self
                 .targets
                 .values()
                 .all(|t| matches!(t.state, State::Ignored | State::GaveUp));
-            let step = if self.idle {
-                IDLE_PERIOD.max(period)
-            } else {
-                period
-            };
-            next += step.mul_f64(jitter.next_factor());
+            if self.idle {
+                // With no Python process to read, nothing can happen until the tree changes
+                // (a new process, an exec): wait for that instead of waking up to look, since
+                // every wakeup preempts a thread of the target on a busy machine.
+                self.source.wait_for_change(seen, IDLE_MAX);
+                next = Instant::now();
+                continue;
+            }
+            next += period.mul_f64(jitter.next_factor());
             let now = Instant::now();
             if next > now {
                 // Parked rather than asleep: unparking the thread ends the wait at once when

@@ -89,6 +89,8 @@ pub struct Poller {
     carry: BTreeMap<Pid, i64>,
     exit: Option<reap::ExitStatus>,
     root_gone: bool,
+    /// Threads to unpark once the poller has stopped.
+    wake_at_end: Vec<std::thread::Thread>,
 }
 
 impl Poller {
@@ -122,7 +124,14 @@ impl Poller {
             carry: BTreeMap::new(),
             exit: None,
             root_gone: false,
+            wake_at_end: Vec::new(),
         }
+    }
+
+    /// Unparks `thread` when the poller stops (after its last events were sent): a thread
+    /// that waits parked between looks at the channel learns at once that it is over.
+    pub fn wake_at_end(&mut self, thread: std::thread::Thread) {
+        self.wake_at_end.push(thread);
     }
 
     /// Polls once now (the first poll takes baselines in attach mode). Call it before
@@ -208,6 +217,9 @@ impl Poller {
         }
         self.flush();
         self.stop.store(true, Ordering::Relaxed);
+        for t in &self.wake_at_end {
+            t.unpark();
+        }
         PollOutcome {
             end_ns: last,
             target_ended: self.root_gone,
@@ -410,6 +422,9 @@ impl Poller {
             let exec = p.comm != pst.comm || (p.layout != pst.layout && !is_new);
             p.comm = pst.comm.clone();
             p.layout = pst.layout;
+            if exec && pst.state != 'Z' {
+                self.tree.exec_seen();
+            }
             let since = t.saturating_sub(p.info_read_ns);
             let pool_changed = tids.len() != p.info_threads && since >= INFO_MIN_NS;
             let due = is_new || exec || pool_changed || since >= INFO_REFRESH_NS;
