@@ -152,7 +152,7 @@ bench_stacks() {
     size="${BENCH_SIZE:-1024}"
     iters="${BENCH_ITERS:-20}"
     local workload=("$MATMUL" --size "$size" --iters "$iters" --procs "$procs" --threads auto)
-    local settings=("--no-stacks" "--rate=250" "--rate=1000") s i line json
+    local settings=("--no-stacks" "--rate=100" "--rate=250" "--rate=1000") s i line json
     declare -A wall own samples lost
     local plain=()
     "${workload[@]}" >/dev/null
