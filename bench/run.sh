@@ -59,6 +59,50 @@ json_field() {
     "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
 }
 
+# alternate SETTINGS... -- WORKLOAD...: RUNS rounds of the unprofiled workload followed by one
+# profiled run per setting (`default` means no extra flag). Fills the globals `plain` (wall s of
+# the unprofiled runs) and, per setting, `wall`, `own` (cpuprof's CPU s per second of target
+# wall), `samples` (per second) and `lost`, as space-separated lists.
+alternate() {
+    local settings=() s i line json
+    while [ "$1" != -- ]; do settings+=("$1"); shift; done
+    shift
+    local workload=("$@")
+    plain=()
+    declare -gA wall=() own=() samples=() lost=()
+    "${workload[@]}" >/dev/null # warm the page cache and the CPU frequency
+    for ((i = 0; i < RUNS; i++)); do
+        line="$(timed "${workload[@]}")"
+        plain+=("$(field wall_s "$line")")
+        for s in "${settings[@]}"; do
+            json="$WORK/run-$i.json"
+            local flags=()
+            [ "$s" = default ] || flags=("$s")
+            line="$(timed "$CPUPROF" -q "${flags[@]}" --json "$json" -- "${workload[@]}")"
+            [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
+            wall[$s]+="$(field wall_s "$line") "
+            own[$s]+="$(awk -v c="$(json_field "$json" cpuprof_cpu_s)" \
+                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.5f", c / w }') "
+            samples[$s]+="$(awk -v n="$(json_field "$json" samples)" \
+                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.0f", n / w }') "
+            lost[$s]+="$(json_field "$json" lost_samples) "
+        done
+    done
+}
+
+# slowdown SETTING: "R (LO–HI)", the paired slowdown of SETTING against the unprofiled runs.
+slowdown() {
+    local r
+    # shellcheck disable=SC2154
+    r="$("$PY" bench/ratio.py "${plain[*]}" "${wall[$1]}")"
+    echo "$(field ratio "$r") ($(field lo "$r")–$(field hi "$r"))"
+}
+
+# total NUMBERS...: their sum.
+total() {
+    printf '%s\n' "$@" | awk '{ s += $1 } END { print s + 0 }'
+}
+
 machine() {
     local model cores kernel
     model="$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
@@ -92,27 +136,8 @@ bench_record_overhead() {
     size="${BENCH_SIZE:-2048}"
     iters="${BENCH_ITERS:-10}"
     local workload=("$MATMUL" --size "$size" --iters "$iters" --procs "$procs" --threads auto)
-    local settings=("--no-stacks" "default") s i line json
-    declare -A wall own samples lost
-    local plain=()
-    "${workload[@]}" >/dev/null # warm the page cache and the CPU frequency
-    for ((i = 0; i < RUNS; i++)); do
-        line="$(timed "${workload[@]}")"
-        plain+=("$(field wall_s "$line")")
-        for s in "${settings[@]}"; do
-            json="$WORK/overhead-$i.json"
-            local flags=()
-            [ "$s" = default ] || flags=("$s")
-            line="$(timed "$CPUPROF" -q "${flags[@]}" --json "$json" -- "${workload[@]}")"
-            [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
-            wall[$s]+="$(field wall_s "$line") "
-            own[$s]+="$(awk -v c="$(json_field "$json" cpuprof_cpu_s)" \
-                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.5f", c / w }') "
-            samples[$s]+="$(awk -v n="$(json_field "$json" samples)" \
-                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.0f", n / w }') "
-            lost[$s]+="$(json_field "$json" lost_samples) "
-        done
-    done
+    local settings=("--no-stacks" "default") s
+    alternate "${settings[@]}" -- "${workload[@]}" || return 1
     echo "### Recorder overhead: oversubscribed matmul"
     echo
     echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs per setting, alternating)."
@@ -122,16 +147,13 @@ bench_record_overhead() {
     echo "|---|---|---|---|---|---|"
     echo "| unprofiled | $(median "${plain[@]}") | | | | |"
     for s in "${settings[@]}"; do
-        local r mo
-        # shellcheck disable=SC2086
-        r="$("$PY" bench/ratio.py "${plain[*]}" "${wall[$s]}")"
+        local mo
         # shellcheck disable=SC2086
         mo="$(median ${own[$s]})"
         # shellcheck disable=SC2086
-        echo "| \`$s\` | $(median ${wall[$s]}) |" \
-            "$(field ratio "$r") ($(field lo "$r")–$(field hi "$r")) |" \
+        echo "| \`$s\` | $(median ${wall[$s]}) | $(slowdown "$s") |" \
             "$mo ($(awk -v o="$mo" -v c="$procs" 'BEGIN { printf "%.2f%%", 100 * o / c }')) |" \
-            "$(median ${samples[$s]}) | $(tr ' ' '\n' <<<"${lost[$s]}" | awk '{ s += $1 } END { print s + 0 }') |"
+            "$(median ${samples[$s]}) | $(total ${lost[$s]}) |"
     done
     echo
     local all="All runs, wall s: unprofiled ${plain[*]}"
@@ -152,25 +174,8 @@ bench_stacks() {
     size="${BENCH_SIZE:-1024}"
     iters="${BENCH_ITERS:-20}"
     local workload=("$MATMUL" --size "$size" --iters "$iters" --procs "$procs" --threads auto)
-    local settings=("--no-stacks" "--rate=100" "--rate=250" "--rate=1000") s i line json
-    declare -A wall own samples lost
-    local plain=()
-    "${workload[@]}" >/dev/null
-    for ((i = 0; i < RUNS; i++)); do
-        line="$(timed "${workload[@]}")"
-        plain+=("$(field wall_s "$line")")
-        for s in "${settings[@]}"; do
-            json="$WORK/stacks-$i.json"
-            line="$(timed "$CPUPROF" -q "$s" --json "$json" -- "${workload[@]}")"
-            [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
-            wall[$s]+="$(field wall_s "$line") "
-            own[$s]+="$(awk -v c="$(json_field "$json" cpuprof_cpu_s)" \
-                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.4f", c / w }') "
-            samples[$s]+="$(awk -v n="$(json_field "$json" samples)" \
-                -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.0f", n / w }') "
-            lost[$s]+="$(json_field "$json" lost_samples) "
-        done
-    done
+    local settings=("--no-stacks" "--rate=100" "--rate=250" "--rate=1000") s
+    alternate "${settings[@]}" -- "${workload[@]}" || return 1
     local mp
     mp="$(median "${plain[@]}")"
     echo "### Native stacks: cost of perf sampling and unwinding"
@@ -181,13 +186,9 @@ bench_stacks() {
     echo "|---|---|---|---|---|---|"
     echo "| unprofiled | $mp | 1 | | | |"
     for s in "${settings[@]}"; do
-        local mw r
         # shellcheck disable=SC2086
-        mw="$(median ${wall[$s]})"
-        r="$("$PY" bench/ratio.py "${plain[*]}" "${wall[$s]}")"
-        # shellcheck disable=SC2086
-        echo "| \`$s\` | $mw | $(field ratio "$r") ($(field lo "$r")–$(field hi "$r")) | $(median ${own[$s]}) |" \
-            "$(median ${samples[$s]}) | ${lost[$s]}|"
+        echo "| \`$s\` | $(median ${wall[$s]}) | $(slowdown "$s") | $(median ${own[$s]}) |" \
+            "$(median ${samples[$s]}) | $(total ${lost[$s]}) |"
     done
     echo
 }

@@ -214,9 +214,12 @@ pub fn run(args: RecordArgs) -> Result<i32> {
 
 /// cpuprof's own CPU time so far, all threads (the reaped target is not included).
 fn own_cpu() -> cpuprof_model::CpuTimes {
-    // SAFETY: getrusage writes only the struct passed.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    // SAFETY: rusage is plain data (all-zero is valid) and getrusage writes only into it.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
     let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
     cpuprof_model::CpuTimes {
         user_ns: ns(ru.ru_utime),

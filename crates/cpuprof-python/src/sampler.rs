@@ -241,6 +241,7 @@ impl<S: PidSource> PythonSampler<S> {
     /// or a zombie.
     fn layout(&mut self, pid: Pid) -> Option<[u64; 3]> {
         let text = self.reader.read_kept(pid, None, "stat").ok()?;
+        // The clock-tick rate only scales CPU times, which are not used here.
         let s = stat::parse(text, 100)?;
         (s.state != 'Z').then_some(s.layout)
     }
