@@ -12,7 +12,7 @@
 //! target stopped). A job-control stop is reported by `wait` only with `WUNTRACED`, which the
 //! reaper does not use. A process that was already stopped is read without touching it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,48 @@ use cpuprof_model::{Pid, Tid};
 
 /// How long to wait for every thread to stop before reading anyway.
 const STOP_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// Each thread's CPU time at earlier pauses of one process.
+///
+/// Stopping and continuing a process wakes its sleeping threads: a thread in `time.sleep`
+/// must re-enter its sleep after each `SIGCONT`, and on a busy machine it can still be waiting
+/// for a core (state `R`) at the next pause, 10 ms later. So a thread counts as running only if
+/// it is runnable *and* used at least a tenth of a CPU over the last 100-200 ms. The window is
+/// that long because a computing thread on a busy machine may not get a core for a whole
+/// 10 ms tick, while a woken sleeper uses microseconds per tick. Without an earlier snapshot
+/// (a new process or thread), being runnable is enough.
+#[derive(Debug, Default)]
+pub struct RunHistory {
+    /// The snapshot compared against (100-200 ms old once the process has been paused that
+    /// long) and the one that replaces it.
+    older: Option<(Instant, HashMap<Tid, u64>)>,
+    newer: Option<(Instant, HashMap<Tid, u64>)>,
+}
+
+/// Age at which the newer snapshot becomes the one compared against.
+const RUN_WINDOW: Duration = Duration::from_millis(100);
+
+impl RunHistory {
+    /// Whether thread `tid`, with `cpu_ns` of CPU now, ran for a tenth of the window.
+    fn ran_enough(&self, now: Instant, tid: Tid, cpu_ns: u64) -> bool {
+        let Some((at, cpu)) = self.older.as_ref().or(self.newer.as_ref()) else {
+            return true;
+        };
+        match cpu.get(&tid) {
+            Some(&c0) => {
+                cpu_ns.saturating_sub(c0).saturating_mul(10) >= (now - *at).as_nanos() as u64
+            }
+            None => true,
+        }
+    }
+
+    fn record(&mut self, now: Instant, cpu: HashMap<Tid, u64>) {
+        match &self.newer {
+            Some((at, _)) if now - *at < RUN_WINDOW => {}
+            _ => self.older = self.newer.replace((now, cpu)),
+        }
+    }
+}
 
 /// A process stopped by [`pause`]; continued when dropped.
 #[derive(Debug)]
@@ -46,16 +88,26 @@ impl Drop for Paused {
 
 /// Stops `pid` and waits (briefly) until all its threads are stopped. `None` when the process
 /// was already stopped by someone else or could not be signalled.
-pub fn pause(pid: Pid) -> Option<Paused> {
+pub fn pause(pid: Pid, history: &mut RunHistory) -> Option<Paused> {
     let states = thread_states(pid);
     if states.iter().all(|&(_, s)| is_stopped(s)) {
         return None;
     }
+    let now = Instant::now();
+    let mut cpu = HashMap::with_capacity(states.len());
     let running = states
         .iter()
-        .filter(|&&(_, s)| s == 'R')
-        .map(|&(t, _)| t)
+        .filter_map(|&(t, s)| {
+            // Without schedstat (a kernel without CONFIG_SCHED_INFO) the state alone decides.
+            let c = thread_cpu_ns(pid, t);
+            if let Some(c) = c {
+                cpu.insert(t, c);
+            }
+            let ran = c.is_none_or(|c| history.ran_enough(now, t, c));
+            (s == 'R' && ran).then_some(t)
+        })
         .collect();
+    history.record(now, cpu);
     // SAFETY: kill has no memory effects.
     if unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) } != 0 {
         return None;
@@ -75,6 +127,16 @@ fn all_stopped(pid: Pid) -> bool {
 
 fn is_stopped(state: char) -> bool {
     matches!(state, 'T' | 't' | 'Z' | 'X')
+}
+
+/// CPU time of thread `tid` of `pid` so far, ns (`schedstat`).
+fn thread_cpu_ns(pid: Pid, tid: Tid) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Every thread of `pid` and its state letter.
@@ -136,8 +198,9 @@ mod tests {
         // busy shell can be caught in a page fault. Every pause must stop it and every drop
         // continue it; within a few tries one pause must see it running.
         let mut seen_running = false;
+        let mut history = RunHistory::default();
         for _ in 0..20 {
-            let p = pause(pid).expect("paused");
+            let p = pause(pid, &mut history).expect("paused");
             assert!(wait_until(|| all_stopped(pid)), "stopped");
             seen_running |= p.was_running(pid);
             drop(p);
@@ -147,5 +210,26 @@ mod tests {
             }
         }
         assert!(seen_running, "the busy shell was never seen running");
+    }
+
+    #[test]
+    fn a_sleeper_woken_by_the_pauses_is_not_running() {
+        let child = Busy(
+            std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .expect("spawn sleep"),
+        );
+        let pid = child.0.id();
+        assert!(wait_until(|| thread_states(pid)
+            .iter()
+            .any(|&(_, s)| s == 'S')));
+        let mut history = RunHistory::default();
+        for _ in 0..20 {
+            let p = pause(pid, &mut history).expect("paused");
+            assert!(!p.was_running(pid), "a sleeping process counted as running");
+            drop(p);
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

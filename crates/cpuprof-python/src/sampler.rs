@@ -28,7 +28,7 @@ use py_spy::{Config, PythonSpy};
 
 use crate::convert::{looks_idle, to_event};
 use crate::detect::{self, Kind};
-use crate::pause::pause;
+use crate::pause::{pause, RunHistory};
 use crate::{clock_ns, Error, PidSource};
 
 /// Longest wait while no process of the tree is Python: the tree wakes the sampler when it
@@ -116,7 +116,12 @@ enum State {
         last_error: String,
     },
     /// Being sampled.
-    Sampling { spy: Box<PythonSpy>, failures: u32 },
+    Sampling {
+        spy: Box<PythonSpy>,
+        failures: u32,
+        /// CPU of its threads at the last pause (blocking mode).
+        history: RunHistory,
+    },
     /// Reported unreadable; skipped until it execs something else.
     GaveUp,
 }
@@ -266,6 +271,7 @@ impl<S: PidSource> PythonSampler<S> {
                         target.state = State::Sampling {
                             spy: Box::new(spy),
                             failures: 0,
+                            history: RunHistory::default(),
                         };
                         self.sample(pid);
                     }
@@ -287,9 +293,13 @@ impl<S: PidSource> PythonSampler<S> {
                     }
                 }
             }
-            State::Sampling { spy, failures } => {
+            State::Sampling {
+                spy,
+                failures,
+                history,
+            } => {
                 let before = clock_ns();
-                let paused = if blocking { pause(pid) } else { None };
+                let paused = if blocking { pause(pid, history) } else { None };
                 let result = spy.get_stack_traces();
                 let after = clock_ns();
                 self.stats.reads += 1;
