@@ -190,7 +190,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     end_machine.cgroup = cgroup.finish();
     builder.handle(Event::Machine(end_machine));
     let mut profile = builder.finish(outcome.end_ns);
-    profile.meta.recorder_cpu = Some(own_cpu());
+    profile.meta.recorder_cpu = Some(cpuprof_collect::rusage::own_cpu());
 
     // ---- Python stack merge here: cpuprof_python::merge(&mut profile); ----
     cpuprof_python::merge(&mut profile);
@@ -210,21 +210,6 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     outputs::write_all(&out, &profile, &analysis)?;
     let code = exit_code(&profile.meta, attached, stopped_early);
     Ok(crate::cli::gate(args.fail_on, &analysis, code))
-}
-
-/// cpuprof's own CPU time so far, all threads (the reaped target is not included).
-fn own_cpu() -> cpuprof_model::CpuTimes {
-    // SAFETY: rusage is plain data (all-zero is valid) and getrusage writes only into it.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
-    cpuprof_model::CpuTimes {
-        user_ns: ns(ru.ru_utime),
-        sys_ns: ns(ru.ru_stime),
-    }
 }
 
 /// cpuprof's exit code: the target's (128+N for signal N) in launch mode; 0 when attached or

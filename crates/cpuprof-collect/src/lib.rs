@@ -17,6 +17,7 @@ pub mod launcher;
 pub mod perf;
 pub mod poller;
 pub mod procfs;
+pub mod rusage;
 pub mod tree;
 
 pub use error::CollectError;

@@ -268,10 +268,19 @@ fn numpy_workers_reach_blas_thread_server_and_main_reaches_main() {
             )
         })
         .count();
+    let outside: Vec<String> = rooted
+        .iter()
+        .filter(|s| pos(s, "_PyEval_EvalFrameDefault").is_none())
+        .take(3)
+        .map(|s| {
+            let names: Vec<&str> = s.iter().map(|f| f.name.as_str()).collect();
+            names.join(";")
+        })
+        .collect();
     assert!(
         through_interpreter * 10 >= rooted.len() * 8,
         "{through_interpreter} of {} rooted main-thread samples go Py_BytesMain → Py_RunMain → \
-         _PyEval_EvalFrameDefault",
+         _PyEval_EvalFrameDefault; {stats:?}; e.g. {outside:#?}",
         rooted.len()
     );
     let eval_module = rooted

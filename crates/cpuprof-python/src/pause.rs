@@ -131,12 +131,8 @@ fn is_stopped(state: char) -> bool {
 
 /// CPU time of thread `tid` of `pid` so far, ns (`schedstat`).
 fn thread_cpu_ns(pid: Pid, tid: Tid) -> Option<u64> {
-    fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    let text = fs::read(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+    cpuprof_collect::procfs::schedstat::parse(&text).map(|s| s.cpu_ns)
 }
 
 /// Every thread of `pid` and its state letter.

@@ -231,9 +231,8 @@ impl Symbolizer {
         let live: RefCell<Option<LiveStack>> = RefCell::new(None);
         let past_end = Cell::new(false);
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
-            let off = usize::try_from(addr.wrapping_sub(sp0)).map_err(|_| ())?;
-            if let Some(bytes) = stack.get(off..off.saturating_add(8)) {
-                return Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?));
+            if let Some(word) = copied_word(sp0, stack, addr) {
+                return Ok(word);
             }
             if addr < sp0 {
                 return Err(());
@@ -359,6 +358,13 @@ impl Symbolizer {
     }
 }
 
+/// The word at `addr` if it lies in `bytes`, a copy of the stack from address `start` up.
+fn copied_word(start: u64, bytes: &[u8], addr: u64) -> Option<u64> {
+    let off = usize::try_from(addr.checked_sub(start)?).ok()?;
+    let word = bytes.get(off..off.checked_add(8)?)?;
+    Some(u64::from_le_bytes(word.try_into().ok()?))
+}
+
 /// How a walk ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WalkEnd {
@@ -441,7 +447,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             let slot = regs.sp() + i * 8;
             // Most words are data: test them straight from the copy (a scan often crosses a
             // 16 KiB buffer), through `read_stack` only past it.
-            let value = match self.copied_word(slot) {
+            let value = match copied_word(self.copy.0, self.copy.1, slot) {
                 Some(v) => v,
                 None => match (self.read_stack)(slot) {
                     Ok(v) => v,
@@ -468,14 +474,6 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         } else {
             WalkEnd::Lost
         }
-    }
-
-    /// The word at `addr` if it lies in the copied stack.
-    fn copied_word(&self, addr: u64) -> Option<u64> {
-        let (start, bytes) = self.copy;
-        let off = usize::try_from(addr.checked_sub(start)?).ok()?;
-        let word = bytes.get(off..off.checked_add(8)?)?;
-        Some(u64::from_le_bytes(word.try_into().ok()?))
     }
 
     /// The process address where the function containing `addr` starts.

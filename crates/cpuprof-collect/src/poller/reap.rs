@@ -46,10 +46,6 @@ pub struct Reaped {
     pub rusage: CpuTimes,
 }
 
-fn tv_ns(tv: libc::timeval) -> u64 {
-    (tv.tv_sec.max(0) as u64) * 1_000_000_000 + (tv.tv_usec.max(0) as u64) * 1000
-}
-
 /// Reaps every child of cpuprof that has ended, without blocking.
 pub fn reap_all() -> Vec<Reaped> {
     let mut out = Vec::new();
@@ -64,10 +60,7 @@ pub fn reap_all() -> Vec<Reaped> {
         out.push(Reaped {
             pid: pid as Pid,
             status: ExitStatus::from_raw(status),
-            rusage: CpuTimes {
-                user_ns: tv_ns(ru.ru_utime),
-                sys_ns: tv_ns(ru.ru_stime),
-            },
+            rusage: crate::rusage::cpu_times(&ru),
         });
     }
     out

@@ -53,20 +53,7 @@ impl ProcReader {
     /// Reads `file` to its end into the buffer with plain `read` calls (`read_to_end` would
     /// also `statx` and `lseek` the file for a size hint that `/proc` files do not have).
     fn fill(&mut self, mut file: File) -> io::Result<&[u8]> {
-        let mut len = 0;
-        self.buf.resize(self.buf.capacity().max(4096), 0);
-        loop {
-            if len == self.buf.len() {
-                self.buf.resize(len * 2, 0);
-            }
-            match file.read(&mut self.buf[len..]) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.buf.truncate(len);
+        read_to_end(&mut self.buf, |b, _| file.read(b))?;
         Ok(&self.buf)
     }
 
@@ -88,24 +75,11 @@ impl ProcReader {
             self.kept.insert(key, f);
         }
         let f = &self.kept[&key];
-        let mut len = 0;
-        self.buf.resize(self.buf.capacity().max(4096), 0);
-        let result = loop {
-            if len == self.buf.len() {
-                self.buf.resize(len * 2, 0);
-            }
-            match f.read_at(&mut self.buf[len..], len as u64) {
-                Ok(0) => break Ok(()),
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        self.buf.truncate(len);
+        let result = read_to_end(&mut self.buf, |b, at| f.read_at(b, at));
         match result {
             // An empty read means the task is gone (its files read as nothing).
-            Ok(()) if len > 0 => Ok(&self.buf),
-            Ok(()) => {
+            Ok(len) if len > 0 => Ok(&self.buf),
+            Ok(_) => {
                 self.kept.remove(&key);
                 Err(io::Error::from_raw_os_error(libc::ESRCH))
             }
@@ -146,6 +120,29 @@ impl ProcReader {
         let file = File::open(&self.path)?;
         self.fill(file)
     }
+}
+
+/// Reads into `buf` until `read(buffer, offset)` reports the end, growing `buf` as needed;
+/// `buf` then holds exactly what was read. Returns its length.
+fn read_to_end(
+    buf: &mut Vec<u8>,
+    mut read: impl FnMut(&mut [u8], u64) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut len = 0;
+    buf.resize(buf.capacity().max(4096), 0);
+    let result = loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match read(&mut buf[len..], len as u64) {
+            Ok(0) => break Ok(len),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buf.truncate(len);
+    result
 }
 
 /// How many `/proc` descriptors a reader may keep: half of the open-files limit (the rest is
@@ -238,6 +235,12 @@ mod tests {
         );
         done_tx.send(()).unwrap();
         worker.join().unwrap();
+        // `join` returns once the thread's tid is cleared, a moment before the kernel has
+        // finished its exit: give it up to a second.
+        let t0 = std::time::Instant::now();
+        while cpu(&mut r).is_some() && t0.elapsed() < std::time::Duration::from_secs(1) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(cpu(&mut r).is_none(), "the thread is gone");
         assert_eq!(r.kept(), 0, "a failed read closes the descriptor");
         r.read_kept(pid, None, "stat").unwrap();
