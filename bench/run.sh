@@ -4,7 +4,8 @@
 #   bench/run.sh                      # every benchmark
 #   bench/run.sh record_overhead      # only the named ones
 #   RUNS=9 bench/run.sh               # more alternating runs per setting (default 7)
-#   RECORD_FLAGS=--no-stacks bench/run.sh record_overhead   # extra cpuprof flags for record_overhead
+#   BENCH_SETTINGS="--no-stacks --no-switches default" bench/run.sh record_overhead
+#                                     # the cpuprof settings record_overhead compares
 #
 # Prints a Markdown section per benchmark, headed by the machine it ran on, ready to paste
 # into docs/benchmarks.md. Expects release binaries (`make build`); CPUPROF_BIN_DIR overrides
@@ -136,12 +137,13 @@ bench_record_overhead() {
     size="${BENCH_SIZE:-2048}"
     iters="${BENCH_ITERS:-10}"
     local workload=("$MATMUL" --size "$size" --iters "$iters" --procs "$procs" --threads auto)
-    local settings=("--no-stacks" "default") s
+    # shellcheck disable=SC2206 # one setting per word
+    local settings=(${BENCH_SETTINGS:-"--no-stacks" "--no-switches" "default"}) s
     alternate "${settings[@]}" -- "${workload[@]}" || return 1
     echo "### Recorder overhead: oversubscribed matmul"
     echo
     echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs per setting, alternating)."
-    echo "Profiled: \`cpuprof -q [--no-stacks] --json FILE -- <workload>\` (default interval and rate)."
+    echo "Profiled: \`cpuprof -q [SETTING] --json FILE -- <workload>\` (default interval and rate)."
     echo
     echo "| setting | median wall s | slowdown (95% interval) | cpuprof CPU s per target s (% of $procs cores) | samples/s | lost |"
     echo "|---|---|---|---|---|---|"

@@ -96,6 +96,20 @@ pub struct RecordArgs {
     #[arg(long)]
     pub no_stacks: bool,
 
+    /// Open perf events on each of the target's tasks instead of one per CPU for the whole
+    /// machine. Per-task events need no privilege beyond ptrace access to the target, but slow
+    /// it down at every context switch between its processes (docs/stacks.md). cpuprof uses
+    /// them anyway when per-CPU events are refused (no CAP_PERFMON, `perf_event_paranoid` > 0).
+    #[arg(long, conflicts_with = "no_stacks")]
+    pub per_task_events: bool,
+
+    /// Record no context switches: the timeline's running and waiting time then come from
+    /// procfs at each poll. Each switch record costs the target ~0.5 µs of kernel time; an
+    /// oversubscribed OpenBLAS pool switches tens of thousands of times per second
+    /// (docs/benchmarks.md).
+    #[arg(long, conflicts_with = "no_stacks")]
+    pub no_switches: bool,
+
     /// Exit with code 3 when a finding of this severity or worse is present: `warning` or
     /// `error` (for CI; docs/findings.md). A target that failed keeps its own exit code.
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
@@ -114,13 +128,13 @@ impl RecordArgs {
             blocking: self.python_blocking && !self.python_nonblocking,
         }
     }
-}
 
-impl RecordArgs {
     /// The perf sampler's options.
     pub fn perf_options(&self) -> cpuprof_collect::perf::PerfOptions {
         cpuprof_collect::perf::PerfOptions {
             rate_hz: self.rate,
+            machine_wide: !self.per_task_events,
+            context_switches: !self.no_switches,
             ..Default::default()
         }
     }

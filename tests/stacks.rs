@@ -93,15 +93,9 @@ fn show(stack: &[&Frame]) -> String {
         .join(";")
 }
 
-#[test]
-fn chain_built_without_frame_pointers_unwinds_in_order() {
-    let dir = util::tempdir();
-    let exe = build_chain(dir.path());
-    let (_, p) = record(dir.path(), &[], &[exe.to_str().unwrap()]);
-    let pid = p.meta.pid;
-    let all = stacks(&p, pid);
-    assert!(all.len() >= 100, "only {} samples of 1 s of CPU", all.len());
-    let ordered = all
+/// How many of `stacks` hold `main → outer → middle → leaf` in that order.
+fn in_chain_order(stacks: &[Vec<&Frame>]) -> usize {
+    stacks
         .iter()
         .filter(|s| {
             matches!(
@@ -109,7 +103,29 @@ fn chain_built_without_frame_pointers_unwinds_in_order() {
                 (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d
             )
         })
-        .count();
+        .count()
+}
+
+#[test]
+fn chain_built_without_frame_pointers_unwinds_in_order() {
+    chain_unwinds_in_order(&[]);
+}
+
+#[test]
+fn chain_unwinds_in_order_with_per_task_events() {
+    chain_unwinds_in_order(&["--per-task-events"]);
+}
+
+/// The chain program, recorded with `flags` (one event per CPU for the machine, or events
+/// per task).
+fn chain_unwinds_in_order(flags: &[&str]) {
+    let dir = util::tempdir();
+    let exe = build_chain(dir.path());
+    let (_, p) = record(dir.path(), flags, &[exe.to_str().unwrap()]);
+    let pid = p.meta.pid;
+    let all = stacks(&p, pid);
+    assert!(all.len() >= 100, "only {} samples of 1 s of CPU", all.len());
+    let ordered = in_chain_order(&all);
     assert!(
         ordered * 10 >= all.len() * 8,
         "{ordered} of {} samples show main → outer → middle → leaf; first: {}",
@@ -300,6 +316,16 @@ fn perf_refused_still_records_procfs_data_with_one_notice() {
 
 #[test]
 fn attach_mode_samples_a_running_process() {
+    attach_samples_the_chain(&[]);
+}
+
+#[test]
+fn attach_mode_samples_a_running_process_with_per_task_events() {
+    attach_samples_the_chain(&["--per-task-events"]);
+}
+
+/// Attaches to the running chain program for 1.5 s with `flags`.
+fn attach_samples_the_chain(flags: &[&str]) {
     let dir = util::tempdir();
     let exe = build_chain(dir.path());
     let mut child = std::process::Command::new(&exe)
@@ -310,7 +336,9 @@ fn attach_mode_samples_a_running_process() {
     let pid = child.id().to_string();
     let save = dir.path().join("p.cpuprof");
     let out = std::process::Command::new(util::cpuprof())
-        .args(["--quiet", "--duration", "1.5", "--pid", &pid, "--save"])
+        .args(["--quiet", "--duration", "1.5", "--pid", &pid])
+        .args(flags)
+        .arg("--save")
         .arg(&save)
         .output()
         .expect("run cpuprof");
@@ -329,18 +357,97 @@ fn attach_mode_samples_a_running_process() {
         "only {} samples in 1.5 s of attach",
         all.len()
     );
-    let ordered = all
-        .iter()
-        .filter(|s| {
-            matches!(
-                (pos(s, "main"), pos(s, "outer"), pos(s, "middle"), pos(s, "leaf")),
-                (Some(a), Some(b), Some(c), Some(d)) if a < b && b < c && c < d
-            )
-        })
-        .count();
+    let ordered = in_chain_order(&all);
     assert!(
         ordered * 10 >= all.len() * 8,
         "{ordered} of {} attached samples show main → outer → middle → leaf",
         all.len()
+    );
+}
+
+/// 150 child processes, then 150 threads, one after the other, each running 2 ms of CPU:
+/// shorter than one sampling period (4 ms at 250 Hz).
+const SHORT_TASKS_C: &str = r#"
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static void spin_ms(double ms) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    do clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    while ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6 < ms);
+}
+static void *thread_main(void *arg) { spin_ms(2); return arg; }
+int main(void) {
+    for (int i = 0; i < 150; i++) {
+        pid_t p = fork();
+        if (p == 0) { spin_ms(2); _exit(0); }
+        waitpid(p, 0, 0);
+    }
+    for (int i = 0; i < 150; i++) {
+        pthread_t t;
+        pthread_create(&t, 0, thread_main, 0);
+        pthread_join(t, 0);
+    }
+    return 0;
+}
+"#;
+
+#[test]
+fn children_and_threads_shorter_than_a_period_are_sampled() {
+    let dir = util::tempdir();
+    let src = dir.path().join("short.c");
+    let exe = dir.path().join("short");
+    std::fs::write(&src, SHORT_TASKS_C).unwrap();
+    let out = std::process::Command::new("gcc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A busy process outside the tree: the per-CPU events see it, the profile must not.
+    let mut stranger = std::process::Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .expect("start a busy loop");
+    let (_, p) = record(dir.path(), &[], &[exe.to_str().unwrap()]);
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert!(
+        !p.samples.iter().any(|s| s.pid == stranger.id()) && p.process(stranger.id()).is_none(),
+        "the busy loop outside the tree was recorded"
+    );
+    let root = p.meta.pid;
+    let rate = f64::from(p.meta.sample_rate_hz.expect("rate recorded"));
+    // 0.3 s of CPU in each group: 75 samples expected at 250 Hz.
+    let expected = 0.3 * rate;
+    let children: Vec<_> = p.samples.iter().filter(|s| s.pid != root).collect();
+    let threads = p
+        .samples
+        .iter()
+        .filter(|s| s.pid == root && s.tid != root)
+        .count();
+    let child_pids: std::collections::BTreeSet<_> = children.iter().map(|s| s.pid).collect();
+    assert!(
+        children.len() as f64 >= 0.5 * expected && child_pids.len() >= 20,
+        "{} samples in {} child processes; {expected:.0} expected",
+        children.len(),
+        child_pids.len()
+    );
+    assert!(
+        threads as f64 >= 0.5 * expected,
+        "{threads} samples in the short threads; {expected:.0} expected"
+    );
+    assert!(
+        children.len() as f64 <= 1.6 * expected && threads as f64 <= 1.6 * expected,
+        "more samples than CPU: {} and {threads} against {expected:.0}",
+        children.len()
     );
 }

@@ -146,6 +146,7 @@ fn dump() {
         rate_hz: env("PERF_DUMP_RATE", PerfOptions::default().rate_hz),
         stack_bytes: env("PERF_DUMP_STACK", PerfOptions::default().stack_bytes),
         context_switches: env("PERF_DUMP_SWITCHES", 1) != 0,
+        machine_wide: env("PERF_DUMP_MACHINE_WIDE", 1) != 0,
     };
     let (events, stats) = record_with(&command, &opts);
     eprintln!("{stats:?} wall {:?}", t0.elapsed());

@@ -157,13 +157,14 @@ impl SwitchBinner {
     }
 
     fn flush_before(&mut self, limit: Ns) {
-        // Nearly sorted already (each ring is in order): cheap for the pattern-defeating sort.
-        self.pending.sort_unstable_by_key(|s| s.t);
+        // A run per CPU ring and drain, each in order: the stable sort merges runs.
+        self.pending.sort_by_key(|s| s.t);
         let n = self.pending.partition_point(|s| s.t < limit);
-        let ready: Vec<Switch> = self.pending.drain(..n).collect();
-        for s in ready {
+        let mut pending = std::mem::take(&mut self.pending);
+        for s in pending.drain(..n) {
             self.take(s);
         }
+        self.pending = pending;
         if self.total_bins > MAX_BINS {
             self.coarsen();
         }
@@ -223,7 +224,12 @@ impl SwitchBinner {
 
 /// The bin with index `bin`, inserted in order if new.
 fn bin_mut(bins: &mut Vec<SchedBin>, bin: u32) -> &mut SchedBin {
-    let i = bins.partition_point(|b| b.bin < bin);
+    // Records come in time order: nearly always the last bin or a new one after it.
+    let i = match bins.last() {
+        Some(last) if last.bin == bin => bins.len() - 1,
+        Some(last) if last.bin > bin => bins.partition_point(|b| b.bin < bin),
+        _ => bins.len(),
+    };
     if bins.get(i).is_none_or(|b| b.bin != bin) {
         bins.insert(
             i,

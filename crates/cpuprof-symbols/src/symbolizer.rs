@@ -443,28 +443,43 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         self.scans += 1;
         let callee = self.function_start(address.address_for_lookup());
         let code = self.space.code_range();
-        for i in 0..SCAN_WORDS {
-            let slot = regs.sp() + i * 8;
-            // Most words are data: test them straight from the copy (a scan often crosses a
-            // 16 KiB buffer), through `read_stack` only past it.
-            let value = match copied_word(self.copy.0, self.copy.1, slot) {
-                Some(v) => v,
-                None => match (self.read_stack)(slot) {
-                    Ok(v) => v,
-                    Err(()) => break,
-                },
-            };
-            if !code.contains(&value) || !self.is_return_address(value, callee) {
-                continue;
+        // Most words are data and the scan often crosses most of the copy: test the copied
+        // words straight from the slice, and go through `read_stack` only past it.
+        let sp = regs.sp();
+        let copied = sp
+            .checked_sub(self.copy.0)
+            .and_then(|off| self.copy.1.get(usize::try_from(off).ok()?..))
+            .unwrap_or(&[]);
+        let mut words = copied.chunks_exact(8).take(SCAN_WORDS as usize);
+        let in_copy = words.len() as u64;
+        let mut found = None;
+        for (i, word) in (&mut words).enumerate() {
+            let value = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
+            if code.contains(&value) && self.is_return_address(value, callee) {
+                found = Some((sp + i as u64 * 8, value));
+                break;
             }
-            let Some(next) = FrameAddress::from_return_address(value) else {
-                continue;
-            };
-            out.push((value, true, slot + 8));
-            let mut r = regs;
-            r.set_sp(slot + 8);
-            r.set_ip(value);
-            return self.walk(r, next, out);
+        }
+        if found.is_none() {
+            for i in in_copy..SCAN_WORDS {
+                let slot = sp + i * 8;
+                let Ok(value) = (self.read_stack)(slot) else {
+                    break;
+                };
+                if code.contains(&value) && self.is_return_address(value, callee) {
+                    found = Some((slot, value));
+                    break;
+                }
+            }
+        }
+        if let Some((slot, value)) = found {
+            if let Some(next) = FrameAddress::from_return_address(value) {
+                out.push((value, true, slot + 8));
+                let mut r = regs;
+                r.set_sp(slot + 8);
+                r.set_ip(value);
+                return self.walk(r, next, out);
+            }
         }
         if self.past_end.get() {
             // Scan again from here with more stack.

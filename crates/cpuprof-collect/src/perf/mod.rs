@@ -26,6 +26,7 @@
 mod attr;
 mod cpus;
 mod error;
+mod members;
 mod records;
 mod ring;
 mod sampler;

@@ -16,6 +16,7 @@ const RECORD_SAMPLE: u32 = 9;
 const RECORD_MMAP2: u32 = 10;
 const RECORD_LOST_SAMPLES: u32 = 13;
 const RECORD_SWITCH: u32 = 14;
+const RECORD_SWITCH_CPU_WIDE: u32 = 15;
 
 const MISC_SWITCH_OUT: u16 = 0x2000;
 const MISC_SWITCH_OUT_PREEMPT: u16 = 0x4000;
@@ -128,6 +129,18 @@ fn trailer(body: &[u8]) -> Option<(u32, u32, u64)> {
     Some((c.u32()?, c.u32()?, c.u64()?))
 }
 
+/// The parent and child of a fork record, without decoding anything else (the look ahead
+/// through a ring for new processes).
+pub fn fork(record: &[u8]) -> Option<(u32, u32)> {
+    if u32::from_ne_bytes(record.get(..4)?.try_into().ok()?) != RECORD_FORK {
+        return None;
+    }
+    match parse(record)? {
+        Record::Fork { pid, ppid } => Some((ppid, pid)),
+        _ => None,
+    }
+}
+
 /// Decodes one record (header included); `None` when it is truncated or malformed.
 pub fn parse(record: &[u8]) -> Option<Record<'_>> {
     let mut c = Cursor { buf: record, at: 0 };
@@ -214,7 +227,8 @@ pub fn parse(record: &[u8]) -> Option<Record<'_>> {
             let _ppid = c.u32()?;
             Record::Exit { pid, tid: c.u32()? }
         }
-        RECORD_SWITCH => {
+        // The CPU-wide form adds the other task's pid and tid before the trailer.
+        RECORD_SWITCH | RECORD_SWITCH_CPU_WIDE => {
             let (pid, tid, time) = trailer(body)?;
             let out = misc & MISC_SWITCH_OUT != 0;
             Record::Switch {
@@ -285,6 +299,38 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn cpu_wide_switch_names_the_task_in_its_trailer() {
+        // next_prev_pid / next_prev_tid (the other task) come first: the record is about
+        // the trailer's task.
+        let mut b = 20u32.to_ne_bytes().to_vec();
+        b.extend_from_slice(&21u32.to_ne_bytes());
+        b.extend_from_slice(&id_trailer(10, 11, 99));
+        assert_eq!(
+            parse(&record(RECORD_SWITCH_CPU_WIDE, 0x6000, &b)),
+            Some(Record::Switch {
+                pid: 10,
+                tid: 11,
+                time: 99,
+                out: true,
+                preempted: true
+            })
+        );
+    }
+
+    #[test]
+    fn fork_is_found_without_decoding_samples() {
+        let mut b = 12u32.to_ne_bytes().to_vec(); // pid
+        b.extend_from_slice(&10u32.to_ne_bytes()); // ppid
+        b.extend_from_slice(&12u32.to_ne_bytes()); // tid
+        b.extend_from_slice(&10u32.to_ne_bytes()); // ptid
+        b.extend_from_slice(&5u64.to_ne_bytes()); // time
+        b.extend_from_slice(&id_trailer(10, 10, 5));
+        assert_eq!(fork(&record(RECORD_FORK, 0, &b)), Some((10, 12)));
+        assert_eq!(fork(&record(RECORD_SWITCH, 0, &id_trailer(1, 1, 1))), None);
+        assert_eq!(fork(&[7, 0]), None);
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Ring {
         &self._owner
     }
 
-    fn head(&self) -> &AtomicU64 {
+    fn head_word(&self) -> &AtomicU64 {
         // SAFETY: data_head lies in the metadata page, 8-byte aligned, for the mapping's life.
         unsafe { &*(self.base.add(DATA_HEAD) as *const AtomicU64) }
     }
@@ -72,14 +72,32 @@ impl Ring {
 
     /// Bytes written by the kernel and not yet read.
     pub fn pending(&self) -> u64 {
-        let head = self.head().load(Ordering::Acquire);
-        head.wrapping_sub(self.tail().load(Ordering::Relaxed))
+        self.head()
+            .wrapping_sub(self.tail().load(Ordering::Relaxed))
     }
 
-    /// Calls `f` with every complete record (header included) now in the buffer, then frees
+    /// Where the kernel has written up to: a bound for [`scan`](Ring::scan) and
+    /// [`drain_to`](Ring::drain_to), so that several rings can be read up to one moment.
+    pub fn head(&self) -> u64 {
+        self.head_word().load(Ordering::Acquire)
+    }
+
+    /// Calls `f` with every record before `head` (from [`head`](Ring::head)), then frees
     /// their space. Returns the number of records.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let head = self.head().load(Ordering::Acquire);
+    pub fn drain_to(&mut self, head: u64, f: impl FnMut(&[u8])) -> usize {
+        let (tail, n) = self.walk(head, f);
+        self.tail().store(tail, Ordering::Release);
+        n
+    }
+
+    /// Calls `f` with every record before `head` without freeing them: a look ahead
+    /// before the records are drained.
+    pub fn scan(&mut self, head: u64, f: impl FnMut(&[u8])) {
+        self.walk(head, f);
+    }
+
+    /// Visits the records from our tail to `head`; returns the new tail and the count.
+    fn walk(&mut self, head: u64, mut f: impl FnMut(&[u8])) -> (u64, usize) {
         let mut tail = self.tail().load(Ordering::Relaxed);
         // SAFETY: the data area follows the metadata page inside our mapping.
         let data = unsafe { std::slice::from_raw_parts(self.base.add(self.page), self.data_size) };
@@ -105,8 +123,7 @@ impl Ring {
             tail += size as u64;
             n += 1;
         }
-        self.tail().store(tail, Ordering::Release);
-        n
+        (tail, n)
     }
 }
 

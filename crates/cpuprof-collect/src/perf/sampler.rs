@@ -15,6 +15,7 @@ use cpuprof_symbols::{Mapping, Symbolizer};
 use super::attr::{self, PerfEventAttr, SamplingAttr};
 use super::cpus;
 use super::error::PerfError;
+use super::members::Members;
 use super::records::{self, Record};
 use super::ring::Ring;
 use crate::tree::LiveTree;
@@ -29,9 +30,14 @@ pub const DEFAULT_RATE_HZ: u32 = 250;
 /// and rarely unwound completely. Deeper stacks are completed from the thread's recent full
 /// stacks (see `cpuprof_symbols`).
 pub const DEFAULT_STACK_BYTES: u32 = 64_000;
-/// Ring-buffer data pages per CPU (4 KiB pages: 16 MiB, ~250 samples of 64 KB: a quarter
-/// second at 1000 Hz while the sampler thread waits for a core).
-const RING_PAGES: usize = 4096;
+/// Most ring-buffer data pages per CPU (4 KiB pages: 16 MiB, ~250 samples of 64 KB: a
+/// quarter second at 1000 Hz while the sampler thread waits for a core).
+const RING_PAGES_MAX: usize = 4096;
+/// Seconds of records a ring holds while the sampler thread waits for a core.
+const RING_SECONDS: f64 = 0.25;
+/// Switch records per second and CPU the ring makes room for (an oversubscribed OpenBLAS
+/// pool yields ~50 000 per second and CPU; a record is 40 bytes).
+const RING_SWITCH_BYTES_PER_S: f64 = 2_000_000.0;
 /// How often attach mode looks for new threads in the tree.
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 /// Kernel addresses start here on x86_64.
@@ -46,6 +52,11 @@ pub struct PerfOptions {
     pub stack_bytes: u32,
     /// Record context switches (exact on/off-CPU intervals, preemptions).
     pub context_switches: bool,
+    /// Sample with one event per CPU for the whole machine and keep the tree's records
+    /// (needs CAP_PERFMON or `perf_event_paranoid` <= 0), falling back to events per task
+    /// when that is refused. Per-task events cost the target time at every context switch
+    /// between processes (see docs/stacks.md); per-CPU events do not.
+    pub machine_wide: bool,
 }
 
 impl Default for PerfOptions {
@@ -54,6 +65,7 @@ impl Default for PerfOptions {
             rate_hz: DEFAULT_RATE_HZ,
             stack_bytes: DEFAULT_STACK_BYTES,
             context_switches: true,
+            machine_wide: true,
         }
     }
 }
@@ -61,11 +73,11 @@ impl Default for PerfOptions {
 /// What to sample.
 #[derive(Debug, Clone)]
 pub enum PerfTarget {
-    /// A launched process, still paused before `exec`: one inherited event per CPU follows it
-    /// and everything it starts; counting begins at its `exec`.
+    /// A launched process, still paused before `exec`: it and everything it starts. Per-task
+    /// events are inherited and count from its `exec`.
     Launch(Pid),
-    /// Running processes: one event per thread (and CPU) for every thread of the tree, plus
-    /// new threads as the procfs poller finds them.
+    /// Running processes: the tree's processes and their new children. Per-task events are
+    /// opened for every thread, and for new threads as the procfs poller finds them.
     Attach(LiveTree),
 }
 
@@ -80,8 +92,10 @@ pub struct PerfStats {
     pub switches: u64,
     /// Samples the kernel dropped.
     pub lost: u64,
-    /// Threads given their own events (attach mode).
+    /// Threads given their own events (per-task events in attach mode).
     pub threads: u64,
+    /// Sampled with one event per CPU for the whole machine (else per task).
+    pub machine_wide: bool,
     /// Libraries parsed.
     pub libraries: u64,
     /// Frames found by stack scanning (code without unwind information).
@@ -98,8 +112,11 @@ pub struct PerfStats {
 pub struct PerfSampler {
     rings: Vec<(u32, Ring)>,
     attr: PerfEventAttr,
-    /// Open events by tid (attach) or by the launched pid.
+    /// Open events by tid (attach) or by the launched pid; per CPU under key 0 when
+    /// machine-wide.
     events: HashMap<Tid, Vec<OwnedFd>>,
+    /// The tree's processes, when the events see the whole machine.
+    members: Option<Members>,
     tree: Option<LiveTree>,
     symbolizer: Symbolizer,
     stats: PerfStats,
@@ -142,18 +159,25 @@ impl PerfSampler {
                     source,
                 },
             )?;
-            rings.push((cpu, map_ring(owner, cpu)?));
+            rings.push((cpu, map_ring(owner, cpu, ring_pages(opts))?));
         }
         let launch = matches!(target, PerfTarget::Launch(_));
+        let sampling = SamplingAttr {
+            period_ns: 1_000_000_000 / u64::from(opts.rate_hz.max(1)),
+            stack_bytes: opts.stack_bytes,
+            inherit: launch,
+            enable_on_exec: launch,
+            context_switches: opts.context_switches,
+        };
+        // A CPU-wide event counts from now: the launched child is paused before `exec`.
+        let attr_cpu_wide = restrict(PerfEventAttr::sampling(SamplingAttr {
+            inherit: false,
+            enable_on_exec: false,
+            ..sampling
+        }));
         let mut sampler = PerfSampler {
             rings,
-            attr: restrict(PerfEventAttr::sampling(SamplingAttr {
-                period_ns: 1_000_000_000 / u64::from(opts.rate_hz.max(1)),
-                stack_bytes: opts.stack_bytes,
-                inherit: launch,
-                enable_on_exec: launch,
-                context_switches: opts.context_switches,
-            })),
+            attr: restrict(PerfEventAttr::sampling(sampling)),
             notice: user_only.then(|| {
                 "native stacks cover user-space CPU only (perf_event_paranoid = 2 without \
                  CAP_PERFMON): time in the kernel is not sampled; `sudo sysctl \
@@ -161,12 +185,24 @@ impl PerfSampler {
                     .to_string()
             }),
             events: HashMap::new(),
+            members: None,
             tree: None,
             symbolizer: Symbolizer::new(),
             stats: PerfStats::default(),
             switches: Vec::new(),
             outbox: Vec::new(),
         };
+        if opts.machine_wide && sampler.open_machine_wide(&attr_cpu_wide).is_ok() {
+            sampler.members = Some(Members::new(match &target {
+                PerfTarget::Launch(pid) => vec![*pid],
+                PerfTarget::Attach(tree) => tree.processes(),
+            }));
+            if let PerfTarget::Attach(tree) = target {
+                sampler.tree = Some(tree);
+            }
+            sampler.stats.machine_wide = true;
+            return Ok(sampler);
+        }
         match target {
             PerfTarget::Launch(pid) => sampler.open_task(pid).map_err(|e| match e {
                 e if e.raw_os_error() == Some(libc::ESRCH) => PerfError::TargetGone(pid),
@@ -237,6 +273,18 @@ impl PerfSampler {
         self.stats
     }
 
+    /// Opens one event per CPU for every task on it, writing into that CPU's ring.
+    fn open_machine_wide(&mut self, attr: &PerfEventAttr) -> std::io::Result<()> {
+        let mut fds = Vec::with_capacity(self.rings.len());
+        for (cpu, ring) in &self.rings {
+            let fd = attr::open(attr, -1, *cpu as i32)?;
+            attr::set_output(&fd, ring.owner())?;
+            fds.push(fd);
+        }
+        self.events.insert(0, fds);
+        Ok(())
+    }
+
     /// Opens one event per CPU for task `tid`, writing into that CPU's ring.
     fn open_task(&mut self, tid: Tid) -> std::io::Result<()> {
         let mut fds = Vec::with_capacity(self.rings.len());
@@ -253,6 +301,10 @@ impl PerfSampler {
     /// Attach mode: events for threads that appeared, none for threads that left.
     fn scan_tree(&mut self) {
         let Some(tree) = &self.tree else { return };
+        if let Some(members) = &mut self.members {
+            members.extend(tree.processes());
+            return;
+        }
         let now: BTreeSet<Tid> = tree.threads().into_iter().map(|(_, t)| t).collect();
         self.events.retain(|tid, _| now.contains(tid));
         for tid in now {
@@ -267,15 +319,30 @@ impl PerfSampler {
     fn drain(&mut self, tx: &Sender<Event>) -> bool {
         let mut rings = std::mem::take(&mut self.rings);
         let mut busy = false;
-        for (_, ring) in &mut rings {
+        // Every ring up to one moment, so that forks are known before their children's
+        // records on other CPUs are read (see `members`).
+        let heads: Vec<u64> = rings.iter().map(|(_, r)| r.head()).collect();
+        if let Some(members) = &mut self.members {
+            for ((_, ring), &head) in rings.iter_mut().zip(&heads) {
+                ring.scan(head, |bytes| {
+                    if let Some((ppid, pid)) = records::fork(bytes) {
+                        members.fork(ppid, pid);
+                    }
+                });
+            }
+        }
+        for ((_, ring), &head) in rings.iter_mut().zip(&heads) {
             busy |= ring.pending() > 256 * 1024;
-            ring.drain(|bytes| {
+            ring.drain_to(head, |bytes| {
                 if let Some(r) = records::parse(bytes) {
                     self.handle(r);
                 }
             });
         }
         self.rings = rings;
+        if let Some(members) = &mut self.members {
+            members.end_drain();
+        }
         // One message per drain: the receiving thread wakes once, not once per sample.
         if !self.switches.is_empty() {
             let switches = std::mem::take(&mut self.switches);
@@ -287,7 +354,24 @@ impl PerfSampler {
         busy
     }
 
+    /// True when `pid`'s records are the target's (always, for per-task events).
+    fn keeps(&self, pid: Pid) -> bool {
+        self.members.as_ref().is_none_or(|m| m.contains(pid))
+    }
+
     fn handle(&mut self, record: Record<'_>) {
+        let pid = match record {
+            Record::Sample { pid, .. }
+            | Record::Mmap { pid, .. }
+            | Record::Comm { pid, .. }
+            | Record::Exit { pid, .. }
+            | Record::Switch { pid, .. } => pid,
+            Record::Fork { ppid, .. } => ppid,
+            Record::Lost(_) | Record::Other(_) => 0,
+        };
+        if pid != 0 && !self.keeps(pid) {
+            return;
+        }
         match record {
             Record::Sample {
                 ip,
@@ -357,6 +441,9 @@ impl PerfSampler {
                 self.symbolizer.thread_exit(tid);
                 if pid == tid {
                     self.symbolizer.exit(pid);
+                    if let Some(m) = &mut self.members {
+                        m.exit(pid);
+                    }
                 }
             }
             Record::Switch {
@@ -387,10 +474,20 @@ impl PerfSampler {
     }
 }
 
+/// Data pages per ring for `opts`: [`RING_SECONDS`] of samples and switches, a power of two.
+/// The kernel allocates and clears every page when the ring is mapped, and frees them at the
+/// end: a 16 MiB ring per CPU cost ~5 ms of each recording's wall time.
+fn ring_pages(opts: &PerfOptions) -> usize {
+    let per_s =
+        f64::from(opts.rate_hz) * f64::from(opts.stack_bytes + 256) + RING_SWITCH_BYTES_PER_S;
+    let pages = (per_s * RING_SECONDS / 4096.0).ceil() as usize;
+    pages.next_power_of_two().clamp(8, RING_PAGES_MAX)
+}
+
 /// Maps a ring buffer, halving its size while the kernel refuses (locked-memory limits of
 /// unprivileged users).
-fn map_ring(owner: OwnedFd, cpu: u32) -> Result<Ring, PerfError> {
-    let mut pages = RING_PAGES;
+fn map_ring(owner: OwnedFd, cpu: u32, pages: usize) -> Result<Ring, PerfError> {
+    let mut pages = pages;
     let owner = owner;
     loop {
         // `Ring::map` consumes the fd on success only; retry with a duplicate.
@@ -416,4 +513,23 @@ fn thread_cpu_ns() -> u64 {
     // SAFETY: `ts` is a valid timespec to write into.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rings_hold_a_quarter_second_up_to_16_mib() {
+        let at = |rate_hz| {
+            ring_pages(&PerfOptions {
+                rate_hz,
+                ..Default::default()
+            })
+        };
+        assert_eq!(at(DEFAULT_RATE_HZ), 2048); // 8 MiB: 0.25 s is 4.5 MB
+        assert_eq!(at(1000), 4096);
+        assert_eq!(at(10_000), RING_PAGES_MAX);
+        assert_eq!(at(1), 128); // the switch records alone: 512 KiB
+    }
 }
