@@ -27,6 +27,10 @@ pub struct ProfileBuilder {
     switches: SwitchBinner,
     /// Processes the procfs poller reported (others were seen only in perf records).
     polled: HashSet<Pid>,
+    /// Perf's fork records: a process's parent and the parent thread that forked.
+    forks: HashMap<Pid, (Pid, Tid)>,
+    /// Perf's exec records: a process's program name after its last `exec`.
+    exec_names: HashMap<Pid, String>,
 }
 
 impl ProfileBuilder {
@@ -45,6 +49,8 @@ impl ProfileBuilder {
             python_named: HashSet::new(),
             switches: SwitchBinner::default(),
             polled: HashSet::new(),
+            forks: HashMap::new(),
+            exec_names: HashMap::new(),
         }
     }
 
@@ -208,6 +214,18 @@ impl ProfileBuilder {
                     self.handle(e);
                 }
             }
+            // Kept aside: they only name the processes no poll saw, when the recording ends.
+            Event::Forked {
+                pid,
+                ppid,
+                parent_tid,
+                ..
+            } => {
+                self.forks.insert(pid, (ppid, parent_tid));
+            }
+            Event::Exec { pid, comm } => {
+                self.exec_names.insert(pid, comm);
+            }
             Event::Lost(n) => self.profile.meta.lost_samples += n,
             Event::Notice(n) => {
                 if !self.profile.notices.contains(&n) {
@@ -230,6 +248,7 @@ impl ProfileBuilder {
         p.meta.wall_ns = wall;
         p.samples.sort_by_key(|s| s.t);
         p.python_samples.sort_by_key(|s| s.t);
+        self.name_unpolled();
         self.close_unpolled();
         self.close_switches(wall);
         let p = &mut self.profile;
@@ -239,6 +258,60 @@ impl ProfileBuilder {
             proc.runq_ns = proc.threads.iter().map(|t| t.runq_ns).sum();
         }
         self.profile
+    }
+
+    /// Names the processes seen only in perf records (they lived shorter than one poll): the
+    /// program they exec'd, else their parent's program, which a forked child runs until it
+    /// execs; their threads take the name of the parent thread that forked.
+    fn name_unpolled(&mut self) {
+        const MAX_DEPTH: usize = 64;
+        for i in 0..self.profile.processes.len() {
+            let p = &self.profile.processes[i];
+            if self.polled.contains(&p.pid) || !p.command.is_empty() || p.exe.is_some() {
+                continue;
+            }
+            let pid = p.pid;
+            let parent = self.forks.get(&pid).copied();
+            let (command, exe, thread_name) = match self.exec_names.get(&pid) {
+                Some(comm) => (vec![comm.clone()], None, comm.clone()),
+                None => {
+                    // The nearest ancestor with a name (a chain of short-lived forks).
+                    let mut at = parent;
+                    let mut found = None;
+                    for _ in 0..MAX_DEPTH {
+                        let Some((ppid, ptid)) = at else { break };
+                        if let Some(pp) = self
+                            .process_index
+                            .get(&ppid)
+                            .map(|&j| &self.profile.processes[j])
+                        {
+                            if !pp.command.is_empty() || pp.exe.is_some() {
+                                let thread =
+                                    pp.thread(ptid).map(|t| t.name.clone()).unwrap_or_default();
+                                found = Some((pp.command.clone(), pp.exe.clone(), thread));
+                                break;
+                            }
+                        }
+                        at = self.forks.get(&ppid).copied();
+                    }
+                    match found {
+                        Some(f) => f,
+                        None => continue,
+                    }
+                }
+            };
+            let p = &mut self.profile.processes[i];
+            if let Some((ppid, _)) = parent {
+                if p.ppid == 0 {
+                    p.ppid = ppid;
+                }
+            }
+            p.command = command;
+            p.exe = exe;
+            for th in p.threads.iter_mut().filter(|t| t.name.is_empty()) {
+                th.name = thread_name.clone();
+            }
+        }
     }
 
     /// A process seen only in perf records (it lived shorter than one poll; its CPU is in its
@@ -522,5 +595,66 @@ mod tests {
         );
         assert_eq!(p.stacks.frames.len(), 3);
         assert_eq!(p.processes[0].threads[0].tid, 3);
+    }
+
+    #[test]
+    fn processes_no_poll_saw_are_named_from_fork_and_exec_records() {
+        let mut b = builder();
+        b.handle(Event::ProcessStart {
+            t: 1500,
+            pid: 10,
+            ppid: 1,
+            command: vec!["/usr/bin/make".into(), "-j2".into()],
+            exe: Some("/usr/bin/make".into()),
+        });
+        b.handle(Event::ThreadPoint {
+            pid: 10,
+            tid: 10,
+            name: "make".into(),
+            point: point(1500, 0, 0, 0),
+        });
+        // 11 forked from make and exited; 12 forked from 11 (unseen too); 13 exec'd cc1.
+        for (pid, ppid) in [(11, 10), (12, 11), (13, 10)] {
+            b.handle(Event::Forked {
+                t: 2000,
+                pid,
+                ppid,
+                parent_tid: ppid,
+            });
+        }
+        b.handle(Event::Exec {
+            pid: 13,
+            comm: "cc1".into(),
+        });
+        for pid in [11, 12, 13] {
+            b.handle(Event::Sample {
+                t: 2500,
+                pid,
+                tid: pid,
+                frames: vec![],
+            });
+        }
+        // Forks of processes that were never sampled add no process.
+        b.handle(Event::Forked {
+            t: 2000,
+            pid: 14,
+            ppid: 10,
+            parent_tid: 10,
+        });
+        let p = b.finish(4000);
+        let named = |pid| {
+            let proc_ = p.process(pid).expect("process kept");
+            (
+                proc_.command.clone(),
+                proc_.ppid,
+                proc_.threads[0].name.clone(),
+            )
+        };
+        let make = vec!["/usr/bin/make".to_string(), "-j2".into()];
+        assert_eq!(named(11), (make.clone(), 10, "make".into()));
+        assert_eq!(named(12), (make, 11, "make".into()));
+        assert_eq!(named(13), (vec!["cc1".to_string()], 10, "cc1".into()));
+        assert_eq!(p.process(11).unwrap().exe.as_deref(), Some("/usr/bin/make"));
+        assert!(p.process(14).is_none());
     }
 }

@@ -108,6 +108,25 @@ pub enum Event {
     /// Several events at once, handled in order: a collector's whole poll in one channel
     /// message, so the receiving thread wakes once per poll rather than once per event.
     Batch(Vec<Event>),
+    /// A process of the tree forked (perf's fork record). Processes that end before a poll
+    /// sees them are named from this and [`Event::Exec`].
+    Forked {
+        /// When.
+        t: u64,
+        /// The new process.
+        pid: Pid,
+        /// Its parent.
+        ppid: Pid,
+        /// The parent's thread that forked: the child starts with its name.
+        parent_tid: Tid,
+    },
+    /// A process of the tree called `exec` (perf's comm record): its new short name.
+    Exec {
+        /// The process.
+        pid: Pid,
+        /// The program's name, as the kernel keeps it (at most 15 bytes).
+        comm: String,
+    },
     /// The kernel dropped this many samples.
     Lost(u64),
     /// Something the user should know, one line.

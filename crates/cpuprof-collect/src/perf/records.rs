@@ -68,6 +68,8 @@ pub enum Record<'a> {
         tid: u32,
         /// Caused by exec.
         exec: bool,
+        /// The new name (at most 15 bytes).
+        comm: String,
     },
     /// A task was created (`pid != ppid`: a new process).
     Fork {
@@ -75,6 +77,10 @@ pub enum Record<'a> {
         pid: u32,
         /// Parent process.
         ppid: u32,
+        /// The thread that forked (whose name the new task inherits).
+        ptid: u32,
+        /// Monotonic ns.
+        time: u64,
     },
     /// A task ended.
     Exit {
@@ -136,7 +142,7 @@ pub fn fork(record: &[u8]) -> Option<(u32, u32)> {
         return None;
     }
     match parse(record)? {
-        Record::Fork { pid, ppid } => Some((ppid, pid)),
+        Record::Fork { pid, ppid, .. } => Some((ppid, pid)),
         _ => None,
     }
 }
@@ -213,15 +219,30 @@ pub fn parse(record: &[u8]) -> Option<Record<'_>> {
                 path: String::from_utf8_lossy(&rest[..end]).into_owned(),
             }
         }
-        RECORD_COMM => Record::Comm {
-            pid: c.u32()?,
-            tid: c.u32()?,
-            exec: misc & MISC_COMM_EXEC != 0,
-        },
-        RECORD_FORK => Record::Fork {
-            pid: c.u32()?,
-            ppid: c.u32()?,
-        },
+        RECORD_COMM => {
+            let pid = c.u32()?;
+            let tid = c.u32()?;
+            let rest = body.get(c.at..body.len().saturating_sub(16))?;
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            Record::Comm {
+                pid,
+                tid,
+                exec: misc & MISC_COMM_EXEC != 0,
+                comm: String::from_utf8_lossy(&rest[..end]).into_owned(),
+            }
+        }
+        RECORD_FORK => {
+            let pid = c.u32()?;
+            let ppid = c.u32()?;
+            let _tid = c.u32()?;
+            let ptid = c.u32()?;
+            Record::Fork {
+                pid,
+                ppid,
+                ptid,
+                time: c.u64()?,
+            }
+        }
         RECORD_EXIT => {
             let pid = c.u32()?;
             let _ppid = c.u32()?;
@@ -329,6 +350,15 @@ mod tests {
         b.extend_from_slice(&5u64.to_ne_bytes()); // time
         b.extend_from_slice(&id_trailer(10, 10, 5));
         assert_eq!(fork(&record(RECORD_FORK, 0, &b)), Some((10, 12)));
+        assert_eq!(
+            parse(&record(RECORD_FORK, 0, &b)),
+            Some(Record::Fork {
+                pid: 12,
+                ppid: 10,
+                ptid: 10,
+                time: 5
+            })
+        );
         assert_eq!(fork(&record(RECORD_SWITCH, 0, &id_trailer(1, 1, 1))), None);
         assert_eq!(fork(&[7, 0]), None);
     }
@@ -396,6 +426,23 @@ mod tests {
                 inode: 77,
                 exec: true,
                 path: "/lib/libc.so.6".into()
+            })
+        );
+    }
+
+    #[test]
+    fn comm_carries_the_new_name() {
+        let mut b = 7u32.to_ne_bytes().to_vec();
+        b.extend_from_slice(&7u32.to_ne_bytes());
+        b.extend_from_slice(b"python3\0");
+        b.extend_from_slice(&id_trailer(7, 7, 1));
+        assert_eq!(
+            parse(&record(RECORD_COMM, MISC_COMM_EXEC, &b)),
+            Some(Record::Comm {
+                pid: 7,
+                tid: 7,
+                exec: true,
+                comm: "python3".into()
             })
         );
     }

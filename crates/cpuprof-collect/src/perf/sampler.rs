@@ -434,9 +434,28 @@ impl PerfSampler {
                 );
             }
             Record::Comm {
-                pid, exec: true, ..
-            } => self.symbolizer.exec(pid),
-            Record::Fork { pid, ppid } if pid != ppid => self.symbolizer.fork(ppid, pid),
+                pid,
+                exec: true,
+                comm,
+                ..
+            } => {
+                self.symbolizer.exec(pid);
+                self.outbox.push(Event::Exec { pid, comm });
+            }
+            Record::Fork {
+                pid,
+                ppid,
+                ptid,
+                time,
+            } if pid != ppid => {
+                self.symbolizer.fork(ppid, pid);
+                self.outbox.push(Event::Forked {
+                    t: time,
+                    pid,
+                    ppid,
+                    parent_tid: ptid,
+                });
+            }
             Record::Exit { pid, tid } => {
                 self.symbolizer.thread_exit(tid);
                 if pid == tid {
