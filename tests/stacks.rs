@@ -398,20 +398,7 @@ int main(void) {
 #[test]
 fn children_and_threads_shorter_than_a_period_are_sampled() {
     let dir = util::tempdir();
-    let src = dir.path().join("short.c");
-    let exe = dir.path().join("short");
-    std::fs::write(&src, SHORT_TASKS_C).unwrap();
-    let out = std::process::Command::new("gcc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("gcc runs");
-    assert!(
-        out.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exe = util::compile_c(dir.path(), "short", SHORT_TASKS_C);
     // A busy process outside the tree: the per-CPU events see it, the profile must not.
     let mut stranger = std::process::Command::new("sh")
         .args(["-c", "while :; do :; done"])

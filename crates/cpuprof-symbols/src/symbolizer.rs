@@ -450,10 +450,10 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             .checked_sub(self.copy.0)
             .and_then(|off| self.copy.1.get(usize::try_from(off).ok()?..))
             .unwrap_or(&[]);
-        let mut words = copied.chunks_exact(8).take(SCAN_WORDS as usize);
+        let words = copied.chunks_exact(8).take(SCAN_WORDS as usize);
         let in_copy = words.len() as u64;
         let mut found = None;
-        for (i, word) in (&mut words).enumerate() {
+        for (i, word) in words.enumerate() {
             let value = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
             if code.contains(&value) && self.is_return_address(value, callee) {
                 found = Some((sp + i as u64 * 8, value));

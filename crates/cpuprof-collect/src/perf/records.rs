@@ -329,16 +329,12 @@ mod tests {
         let mut b = 20u32.to_ne_bytes().to_vec();
         b.extend_from_slice(&21u32.to_ne_bytes());
         b.extend_from_slice(&id_trailer(10, 11, 99));
+        let per_task = record(RECORD_SWITCH, 0x6000, &id_trailer(10, 11, 99));
         assert_eq!(
             parse(&record(RECORD_SWITCH_CPU_WIDE, 0x6000, &b)),
-            Some(Record::Switch {
-                pid: 10,
-                tid: 11,
-                time: 99,
-                out: true,
-                preempted: true
-            })
+            parse(&per_task)
         );
+        assert!(parse(&per_task).is_some());
     }
 
     #[test]

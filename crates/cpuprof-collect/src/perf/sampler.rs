@@ -54,8 +54,8 @@ pub struct PerfOptions {
     pub context_switches: bool,
     /// Sample with one event per CPU for the whole machine and keep the tree's records
     /// (needs CAP_PERFMON or `perf_event_paranoid` <= 0), falling back to events per task
-    /// when that is refused. Per-task events cost the target time at every context switch
-    /// between processes (see docs/stacks.md); per-CPU events do not.
+    /// when that is refused. A per-task event samples a thread only after a whole period of
+    /// its own CPU time, so tasks shorter than that are never seen (docs/stacks.md).
     pub machine_wide: bool,
 }
 
@@ -505,9 +505,7 @@ fn ring_pages(opts: &PerfOptions) -> usize {
 
 /// Maps a ring buffer, halving its size while the kernel refuses (locked-memory limits of
 /// unprivileged users).
-fn map_ring(owner: OwnedFd, cpu: u32, pages: usize) -> Result<Ring, PerfError> {
-    let mut pages = pages;
-    let owner = owner;
+fn map_ring(owner: OwnedFd, cpu: u32, mut pages: usize) -> Result<Ring, PerfError> {
     loop {
         // `Ring::map` consumes the fd on success only; retry with a duplicate.
         let fd = owner
