@@ -88,7 +88,9 @@ pub struct RecordArgs {
     #[arg(long, value_name = "HZ", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub python_rate: u32,
 
-    /// Native stack samples per second of CPU time of each thread (perf cpu-clock).
+    /// Native stack samples per second of CPU time of each thread (perf cpu-clock). cpuprof
+    /// moves it by a few percent so that samples do not keep step with the kernel's
+    /// scheduler tick (250 becomes 255); the summary shows the rate used.
     #[arg(long, value_name = "HZ", default_value_t = cpuprof_collect::perf::DEFAULT_RATE_HZ, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub rate: u32,
 

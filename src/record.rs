@@ -71,7 +71,9 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     meta.attached = attached;
     meta.start_unix_ms = start_unix_ms;
     meta.interval_ns = args.interval.as_nanos() as u64;
-    meta.sample_rate_hz = (!args.no_stacks).then_some(args.rate);
+    // The rate really used: off the scheduler tick's beat (perf::effective_rate).
+    meta.sample_rate_hz =
+        (!args.no_stacks).then(|| cpuprof_collect::perf::effective_rate(args.rate));
     meta.cpuprof_version = env!("CARGO_PKG_VERSION").to_string();
     let mut builder = ProfileBuilder::new(meta, machine.clone(), origin);
     let mut cgroup = CgroupWatch::new(target.pid(), machine.cgroup.clone());

@@ -437,4 +437,19 @@ fn children_and_threads_shorter_than_a_period_are_sampled() {
         "more samples than CPU: {} and {threads} against {expected:.0}",
         children.len()
     );
+    // The parent mostly waits for them. Sampling in step with the scheduler tick gave it
+    // 143 samples for 0.04 s of CPU on a busy machine (perf/period.rs).
+    let parent_cpu = p
+        .process(root)
+        .and_then(|pr| pr.thread(root))
+        .map_or(0.0, |t| t.cpu_ns as f64 / 1e9);
+    let parent = p
+        .samples
+        .iter()
+        .filter(|s| s.pid == root && s.tid == root)
+        .count();
+    assert!(
+        parent as f64 <= 1.6 * parent_cpu * rate + 8.0,
+        "{parent} samples in the waiting parent, {parent_cpu:.3} s of CPU"
+    );
 }

@@ -27,11 +27,13 @@ mod attr;
 mod cpus;
 mod error;
 mod members;
+mod period;
 mod records;
 mod ring;
 mod sampler;
 
 pub use error::PerfError;
+pub use period::rate_hz as effective_rate;
 pub use sampler::{
     PerfOptions, PerfSampler, PerfStats, PerfTarget, DEFAULT_RATE_HZ, DEFAULT_STACK_BYTES,
 };

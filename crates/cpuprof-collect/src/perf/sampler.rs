@@ -163,7 +163,7 @@ impl PerfSampler {
         }
         let launch = matches!(target, PerfTarget::Launch(_));
         let sampling = SamplingAttr {
-            period_ns: 1_000_000_000 / u64::from(opts.rate_hz.max(1)),
+            period_ns: super::period::period_ns(opts.rate_hz),
             stack_bytes: opts.stack_bytes,
             inherit: launch,
             enable_on_exec: launch,
