@@ -264,47 +264,23 @@ impl ProfileBuilder {
     /// program they exec'd, else their parent's program, which a forked child runs until it
     /// execs; their threads take the name of the parent thread that forked.
     fn name_unpolled(&mut self) {
-        const MAX_DEPTH: usize = 64;
         for i in 0..self.profile.processes.len() {
             let p = &self.profile.processes[i];
             if self.polled.contains(&p.pid) || !p.command.is_empty() || p.exe.is_some() {
                 continue;
             }
             let pid = p.pid;
-            let parent = self.forks.get(&pid).copied();
-            let (command, exe, thread_name) = match self.exec_names.get(&pid) {
-                Some(comm) => (vec![comm.clone()], None, comm.clone()),
-                None => {
-                    // The nearest ancestor with a name (a chain of short-lived forks).
-                    let mut at = parent;
-                    let mut found = None;
-                    for _ in 0..MAX_DEPTH {
-                        let Some((ppid, ptid)) = at else { break };
-                        if let Some(pp) = self
-                            .process_index
-                            .get(&ppid)
-                            .map(|&j| &self.profile.processes[j])
-                        {
-                            if !pp.command.is_empty() || pp.exe.is_some() {
-                                let thread =
-                                    pp.thread(ptid).map(|t| t.name.clone()).unwrap_or_default();
-                                found = Some((pp.command.clone(), pp.exe.clone(), thread));
-                                break;
-                            }
-                        }
-                        at = self.forks.get(&ppid).copied();
-                    }
-                    match found {
-                        Some(f) => f,
-                        None => continue,
-                    }
-                }
+            let named = match self.exec_names.get(&pid) {
+                Some(comm) => Some((vec![comm.clone()], None, comm.clone())),
+                None => self.named_ancestor(pid),
             };
+            let Some((command, exe, thread_name)) = named else {
+                continue;
+            };
+            let parent = self.forks.get(&pid).map(|&(ppid, _)| ppid);
             let p = &mut self.profile.processes[i];
-            if let Some((ppid, _)) = parent {
-                if p.ppid == 0 {
-                    p.ppid = ppid;
-                }
+            if p.ppid == 0 {
+                p.ppid = parent.unwrap_or(0);
             }
             p.command = command;
             p.exe = exe;
@@ -312,6 +288,26 @@ impl ProfileBuilder {
                 th.name = thread_name.clone();
             }
         }
+    }
+
+    /// The command, executable and forking thread's name of `pid`'s nearest ancestor that has
+    /// a name, through the fork records (a chain of short-lived forks).
+    fn named_ancestor(&self, pid: Pid) -> Option<(Vec<String>, Option<String>, String)> {
+        let mut at = pid;
+        // Bounded: fork records of reused pids could form a cycle.
+        for _ in 0..64 {
+            let &(ppid, ptid) = self.forks.get(&at)?;
+            let parent = self
+                .process_index
+                .get(&ppid)
+                .map(|&j| &self.profile.processes[j]);
+            if let Some(pp) = parent.filter(|pp| !pp.command.is_empty() || pp.exe.is_some()) {
+                let thread = pp.thread(ptid).map(|t| t.name.clone()).unwrap_or_default();
+                return Some((pp.command.clone(), pp.exe.clone(), thread));
+            }
+            at = ppid;
+        }
+        None
     }
 
     /// A process seen only in perf records (it lived shorter than one poll; its CPU is in its
