@@ -240,6 +240,14 @@ fn samples_per_thread_agree_with_procfs_cpu() {
         ],
     );
     let rate = f64::from(p.meta.sample_rate_hz.expect("rate recorded"));
+    // The kernel's tid -1 (the last switch-out of an exiting thread) is no thread.
+    assert!(
+        p.processes
+            .iter()
+            .flat_map(|p| &p.threads)
+            .all(|t| t.tid != u32::MAX),
+        "a thread with tid 4294967295"
+    );
     let mut checked = 0;
     for proc_ in &p.processes {
         for th in &proc_.threads {

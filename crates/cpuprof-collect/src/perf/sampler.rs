@@ -381,7 +381,7 @@ impl PerfSampler {
                 regs,
                 stack,
             } => {
-                if pid == 0 {
+                if !is_task(pid, tid) {
                     return;
                 }
                 let mut frames = match regs {
@@ -472,7 +472,7 @@ impl PerfSampler {
                 out,
                 preempted,
             } => {
-                if pid == 0 {
+                if !is_task(pid, tid) {
                     return;
                 }
                 self.stats.switches += 1;
@@ -491,6 +491,13 @@ impl PerfSampler {
             _ => {}
         }
     }
+}
+
+/// False for the idle task (pid 0) and for a thread that has already let go of its tid: the
+/// kernel reports `-1` for the last switch-out of an exiting thread, which made a thread
+/// 4294967295 with a few switches in the summary's table.
+fn is_task(pid: Pid, tid: Tid) -> bool {
+    pid != 0 && pid != u32::MAX && tid != u32::MAX
 }
 
 /// Data pages per ring for `opts`: [`RING_SECONDS`] of samples and switches, a power of two.
@@ -535,6 +542,14 @@ fn thread_cpu_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_and_dead_tasks_are_not_threads() {
+        assert!(is_task(10, 11));
+        assert!(!is_task(0, 0));
+        assert!(!is_task(10, u32::MAX));
+        assert!(!is_task(u32::MAX, u32::MAX));
+    }
 
     #[test]
     fn rings_hold_a_quarter_second_up_to_16_mib() {
