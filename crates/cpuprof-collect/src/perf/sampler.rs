@@ -18,6 +18,7 @@ use super::error::PerfError;
 use super::members::Members;
 use super::records::{self, Record};
 use super::ring::Ring;
+use crate::clock::thread_cpu_ns;
 use crate::tree::LiveTree;
 
 /// Default sampling rate (per thread, per second of CPU): see docs/stacks.md for the
@@ -526,17 +527,6 @@ fn map_ring(owner: OwnedFd, cpu: u32, mut pages: usize) -> Result<Ring, PerfErro
             Err(source) => return Err(PerfError::Mmap { cpu, source }),
         }
     }
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]
