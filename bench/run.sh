@@ -196,6 +196,40 @@ bench_stacks() {
 }
 ALL_BENCHES+=(stacks)
 
+# The kernel's cost of a context switch under each setting: bench/yield.c (two threads pinned
+# to one CPU yielding in turn) unprofiled and profiled, alternating; ns per yield, median.
+# The switch records' part of the overhead is this difference times the target's switches.
+bench_switch_cost() {
+    local exe="$WORK/yield" s i line
+    gcc -O2 -pthread -o "$exe" bench/yield.c
+    local settings=("--no-stacks" "--no-switches" "default" "--per-task-events")
+    declare -A ns=()
+    local plain_ns=()
+    for ((i = 0; i < RUNS; i++)); do
+        plain_ns+=("$(field ns_per_yield "$("$exe")")")
+        for s in "${settings[@]}"; do
+            local flags=()
+            [ "$s" = default ] || flags=("$s")
+            line="$("$CPUPROF" -q "${flags[@]}" -- "$exe")"
+            ns[$s]+="$(field ns_per_yield "$line") "
+        done
+    done
+    echo "### The kernel's cost per context switch"
+    echo
+    echo "Program: \`bench/yield.c\` (two threads on CPU 0 calling \`sched_yield\` in turn for 2 s;" \
+        "$RUNS runs per setting, alternating)."
+    echo
+    echo "| under | ns per yield (median) |"
+    echo "|---|---|"
+    echo "| nothing | $(median "${plain_ns[@]}") |"
+    for s in "${settings[@]}"; do
+        # shellcheck disable=SC2086
+        echo "| \`cpuprof $s\` | $(median ${ns[$s]}) |"
+    done
+    echo
+}
+ALL_BENCHES+=(switch_cost)
+
 # ---------------------------------------------------------------------------------------------
 
 main() {
