@@ -99,15 +99,16 @@ pub struct RecordArgs {
     pub no_stacks: bool,
 
     /// Open perf events on each of the target's tasks instead of one per CPU for the whole
-    /// machine. Per-task events need no privilege beyond ptrace access to the target, but slow
-    /// it down at every context switch between its processes (docs/stacks.md). cpuprof uses
-    /// them anyway when per-CPU events are refused (no CAP_PERFMON, `perf_event_paranoid` > 0).
+    /// machine. Per-task events need no privilege beyond ptrace access to the target, but
+    /// sample a thread only after a whole period of its own CPU: tasks shorter than that are
+    /// never sampled (docs/stacks.md). cpuprof uses them anyway when per-CPU events are
+    /// refused (no CAP_PERFMON, `perf_event_paranoid` > 0).
     #[arg(long, conflicts_with = "no_stacks")]
     pub per_task_events: bool,
 
     /// Record no context switches: the timeline's running and waiting time then come from
-    /// procfs at each poll. Each switch record costs the target ~0.5 µs of kernel time; an
-    /// oversubscribed OpenBLAS pool switches tens of thousands of times per second
+    /// procfs at each poll. The kernel's switch records cost the target ~0.8 µs per context
+    /// switch; an oversubscribed OpenBLAS pool switches tens of thousands of times per second
     /// (docs/benchmarks.md).
     #[arg(long, conflicts_with = "no_stacks")]
     pub no_switches: bool,
