@@ -159,6 +159,24 @@ mod tests {
     /// core (and the test runner's output pipe) forever.
     struct Busy(std::process::Child);
 
+    impl Busy {
+        /// Starts `cmd` and waits until one of its threads is in `state` (right after the
+        /// spawn it may still be exec'ing).
+        fn start(cmd: &str, args: &[&str], state: char) -> Busy {
+            let child = Busy(
+                std::process::Command::new(cmd)
+                    .args(args)
+                    .spawn()
+                    .expect("spawn the test process"),
+            );
+            let pid = child.0.id();
+            assert!(wait_until(|| thread_states(pid)
+                .iter()
+                .any(|&(_, s)| s == state)));
+            child
+        }
+    }
+
     impl Drop for Busy {
         fn drop(&mut self) {
             let _ = self.0.kill();
@@ -179,17 +197,8 @@ mod tests {
 
     #[test]
     fn stops_and_continues_a_process() {
-        let child = Busy(
-            std::process::Command::new("sh")
-                .args(["-c", "while :; do :; done"])
-                .spawn()
-                .expect("spawn sh"),
-        );
+        let child = Busy::start("sh", &["-c", "while :; do :; done"], 'R');
         let pid = child.0.id();
-        // Wait until the shell is in its loop (right after the spawn it may still be exec'ing).
-        assert!(wait_until(|| thread_states(pid)
-            .iter()
-            .any(|&(_, s)| s == 'R')));
         // Whether a thread is runnable is one snapshot of its state: on a loaded machine the
         // busy shell can be caught in a page fault. Every pause must stop it and every drop
         // continue it; within a few tries one pause must see it running.
@@ -210,16 +219,8 @@ mod tests {
 
     #[test]
     fn a_sleeper_woken_by_the_pauses_is_not_running() {
-        let child = Busy(
-            std::process::Command::new("sleep")
-                .arg("5")
-                .spawn()
-                .expect("spawn sleep"),
-        );
+        let child = Busy::start("sleep", &["5"], 'S');
         let pid = child.0.id();
-        assert!(wait_until(|| thread_states(pid)
-            .iter()
-            .any(|&(_, s)| s == 'S')));
         let mut history = RunHistory::default();
         for _ in 0..20 {
             let p = pause(pid, &mut history).expect("paused");

@@ -33,7 +33,7 @@ mod ring;
 mod sampler;
 
 pub use error::PerfError;
-pub use period::rate_hz as effective_rate;
+pub use period::effective_rate;
 pub use sampler::{
     PerfOptions, PerfSampler, PerfStats, PerfTarget, DEFAULT_RATE_HZ, DEFAULT_STACK_BYTES,
 };

@@ -12,7 +12,7 @@
 //! [`period_ns`] picks, near the asked period, one whose successive samples spread over the
 //! tick for every common tick length (`HZ` = 1000, 300, 250, 100), so every part of the tick is
 //! sampled within a few dozen samples. The rate moves by a few percent (250 Hz becomes 255 Hz);
-//! [`rate_hz`] gives the rate that is really used.
+//! [`effective_rate`] gives the rate that is really used.
 
 /// Tick lengths of the common `CONFIG_HZ` choices, ns.
 const TICKS_NS: [u64; 4] = [1_000_000, 3_333_333, 4_000_000, 10_000_000];
@@ -69,7 +69,7 @@ pub fn period_ns(rate_hz: u32) -> u64 {
 }
 
 /// The rate really sampled at for `rate_hz` (rounded to whole Hz).
-pub fn rate_hz(rate_hz: u32) -> u32 {
+pub fn effective_rate(rate_hz: u32) -> u32 {
     (1e9 / period_ns(rate_hz) as f64).round() as u32
 }
 
@@ -86,7 +86,7 @@ mod tests {
         let p = period_ns(250);
         assert_ne!(p, 4_000_000);
         assert!(worst_gap(p) <= MAX_GAP);
-        let r = rate_hz(250);
+        let r = effective_rate(250);
         assert!((225..=275).contains(&r), "{r} Hz");
     }
 
