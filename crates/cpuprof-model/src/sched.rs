@@ -11,7 +11,7 @@
 //! from different CPUs' ring buffers arrive slightly out of order: they wait in a buffer until
 //! [`REORDER_WINDOW_NS`] behind the newest record before they are binned.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +88,7 @@ pub(crate) struct SwitchBinner {
     /// last flush had to keep, so a busy second never makes every push sort the buffer.
     flush_at: usize,
     newest: Ns,
-    threads: HashMap<Tid, ThreadSched>,
+    threads: FxHashMap<Tid, ThreadSched>,
     total_bins: usize,
 }
 
@@ -99,7 +99,7 @@ impl Default for SwitchBinner {
             pending: Vec::new(),
             flush_at: PENDING_FLUSH,
             newest: 0,
-            threads: HashMap::new(),
+            threads: FxHashMap::default(),
             total_bins: 0,
         }
     }

@@ -4,7 +4,7 @@
 //! are stored once in a table; stacks are nodes of a prefix tree (each node = parent stack +
 //! one frame), so a stack is a single `u32` and common prefixes cost nothing.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,9 +67,9 @@ pub struct StackTable {
     /// Stack nodes: `(parent, frame)`; the root node of a stack has no parent.
     pub nodes: Vec<(Option<StackId>, FrameId)>,
     #[serde(skip)]
-    frame_index: HashMap<Frame, FrameId>,
+    frame_index: FxHashMap<Frame, FrameId>,
     #[serde(skip)]
-    node_index: HashMap<(Option<StackId>, FrameId), StackId>,
+    node_index: FxHashMap<(Option<StackId>, FrameId), StackId>,
 }
 
 impl StackTable {

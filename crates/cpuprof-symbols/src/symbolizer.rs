@@ -3,6 +3,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,14 +60,14 @@ enum LibKey {
 /// Unwinds and names samples of any number of processes.
 pub struct Symbolizer {
     libraries: HashMap<LibKey, Option<Arc<Library>>>,
-    processes: HashMap<u32, AddressSpace>,
+    processes: FxHashMap<u32, AddressSpace>,
     cache: CacheX86_64,
     /// Named frames by (library identity, file address); addresses repeat across samples.
-    names: HashMap<(usize, u64), Frame>,
+    names: FxHashMap<(usize, u64), Frame>,
     exited: VecDeque<(Instant, u32)>,
     /// Per thread: the last stack that unwound to its root (addresses with frame stack
     /// pointers), to complete stacks cut short by the size of the stack copy.
-    complete: HashMap<u32, VecDeque<Walk>>,
+    complete: FxHashMap<u32, VecDeque<Walk>>,
     /// `/proc/PID/mem` per process (`None`: not readable), to finish cut stacks.
     memories: HashMap<u32, Option<ProcessMemory>>,
     stats: SymbolizerStats,
@@ -99,11 +101,11 @@ impl Symbolizer {
     pub fn new() -> Self {
         Symbolizer {
             libraries: HashMap::new(),
-            processes: HashMap::new(),
+            processes: FxHashMap::default(),
             cache: CacheX86_64::new(),
-            names: HashMap::new(),
+            names: FxHashMap::default(),
             exited: VecDeque::new(),
-            complete: HashMap::new(),
+            complete: FxHashMap::default(),
             memories: HashMap::new(),
             stats: SymbolizerStats::default(),
         }

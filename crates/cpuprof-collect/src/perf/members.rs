@@ -9,14 +9,14 @@
 //! that exited stays a member until the drain after the one that read its exit record: its
 //! last samples on another CPU may only be read then.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 
 use cpuprof_model::Pid;
 
 /// The processes of the target tree.
 #[derive(Debug, Default)]
 pub struct Members {
-    live: HashSet<Pid>,
+    live: FxHashSet<Pid>,
     /// Exited in the current drain.
     exiting: Vec<Pid>,
     /// Exited in the previous drain: removed at the end of the current one.

@@ -70,6 +70,11 @@ impl Ring {
         unsafe { &*(self.base.add(DATA_TAIL) as *const AtomicU64) }
     }
 
+    /// Bytes of record data the ring holds.
+    pub fn size(&self) -> u64 {
+        self.data_size as u64
+    }
+
     /// Bytes written by the kernel and not yet read.
     pub fn pending(&self) -> u64 {
         self.head()
