@@ -24,7 +24,7 @@ pub const INITIAL_BIN_NS: u64 = 5_000_000;
 /// Most bins kept over all threads (about 20 bytes each) before the width doubles.
 pub const MAX_BINS: usize = 4_000_000;
 /// How far behind the newest record a record may arrive (perf drains its per-CPU rings every
-/// ~10 ms; one second leaves a wide margin for a slow drain).
+/// ~50 ms; one second leaves a wide margin for a slow drain).
 pub const REORDER_WINDOW_NS: u64 = 1_000_000_000;
 /// Buffered records at which the oldest are binned.
 const PENDING_FLUSH: usize = 65_536;

@@ -27,6 +27,8 @@ pub struct Discovery {
     loadavg: Option<File>,
     /// The last pid allocated when `/proc` was last listed.
     listed_at: Option<u64>,
+    /// No pid was allocated between the last two scans.
+    unchanged: bool,
 }
 
 /// The last field of `/proc/loadavg`: the pid allocated last in this pid namespace.
@@ -76,7 +78,8 @@ impl Discovery {
     ) -> Vec<Pid> {
         // Read before listing: a pid allocated after this read shows at the next poll.
         let last_pid = self.last_pid();
-        if last_pid.is_some() && last_pid == self.listed_at {
+        self.unchanged = last_pid.is_some() && last_pid == self.listed_at;
+        if self.unchanged {
             return Vec::new(); // no process or thread was created anywhere
         }
         self.listed_at = last_pid;
@@ -100,6 +103,13 @@ impl Discovery {
         self.foreign
             .extend(unknown.keys().filter(|p| !joined_set.contains(p)));
         joined
+    }
+
+    /// True when the last [`scan`](Discovery::scan) saw no pid allocated since the one
+    /// before: no process and no thread was created, so every process still has the threads
+    /// it had then, less those that ended.
+    pub fn nothing_created(&self) -> bool {
+        self.unchanged
     }
 
     /// The pid the kernel allocated last, if `/proc/loadavg` says.
@@ -145,7 +155,7 @@ mod tests {
             let before = d.last_pid();
             d.listed_at = before;
             let found = d.scan(&mut r, 100, &|p| p == me, None);
-            d.last_pid() == before && found.is_empty()
+            d.last_pid() == before && found.is_empty() && d.nothing_created()
         });
         assert!(skipped, "/proc was listed although no pid was allocated");
         // A new pid: the next scan lists /proc and finds the child.
@@ -154,7 +164,7 @@ mod tests {
         other.wait().unwrap();
         let found = d.scan(&mut r, 100, &|p| p == me, None);
         assert!(found.contains(&child.id()), "{found:?}");
-        assert!(d.listed_at.unwrap() > listed);
+        assert!(d.listed_at.unwrap() > listed && !d.nothing_created());
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -393,7 +393,14 @@ impl Poller {
                 exe,
             });
         }
-        let tids = procfs::tasks(pid).unwrap_or_default();
+        // No new thread anywhere since the last poll: the threads are last poll's, less
+        // those whose files no longer read (saves a directory read per process and poll).
+        let tids = match self.procs.get(&pid) {
+            Some(p) if !is_new && self.discovery.nothing_created() => {
+                p.threads.keys().copied().collect()
+            }
+            _ => procfs::tasks(pid).unwrap_or_default(),
+        };
         let mut live: BTreeMap<Tid, ThreadState> = BTreeMap::new();
         let mut old_threads = std::mem::take(&mut self.procs.get_mut(&pid)?.threads);
         for &tid in &tids {
