@@ -29,7 +29,10 @@ pub const MIN_OVER_S: f64 = 0.3;
 pub const MIN_WAIT_PER_CPU: f64 = 0.10;
 /// Demand below this (threads) is idle time, not counted as "busy".
 pub const BUSY_DEMAND: f64 = 0.5;
-/// A process takes part when it holds at least this share of the oversubscribed demand.
+/// A process takes part when it holds at least this share of the oversubscribed demand, and
+/// of the CPU used then. A launcher whose idle pool thread yields in a loop while its
+/// children compute is runnable for a while but runs next to nothing (0.001 s of CPU against
+/// 0.1 s of run-queue wait, beside two workers of 0.4 s each): it is not one of the pools.
 pub const PROCESS_SHARE: f64 = 0.05;
 /// A thread counts in the shape when it was runnable at least this share of the
 /// oversubscribed time (a pool worker spins or works; an idle helper thread does not).
@@ -91,7 +94,7 @@ pub fn check(cx: &Context) -> Option<Over> {
 
     // Per process, per thread: CPU and runnable time in the oversubscribed bins.
     let mut members = Vec::new();
-    let mut total_run = 0.0;
+    let (mut total_run, mut total_cpu) = (0.0, 0.0);
     let mut per_proc: Vec<(Pid, f64, f64, Vec<Tid>)> = Vec::new();
     for p in &cx.profile.processes {
         let (mut c, mut r) = (0.0, 0.0);
@@ -105,11 +108,12 @@ pub fn check(cx: &Context) -> Option<Over> {
             }
         }
         total_run += r;
+        total_cpu += c;
         per_proc.push((p.pid, c, r, active));
     }
     let (mut cpu_ns, mut wait_ns) = (0.0, 0.0);
     for (pid, c, r, active) in per_proc {
-        if r < PROCESS_SHARE * total_run || active.is_empty() {
+        if r < PROCESS_SHARE * total_run || c < PROCESS_SHARE * total_cpu || active.is_empty() {
             continue;
         }
         cpu_ns += c;
@@ -326,6 +330,22 @@ mod tests {
             o.finding.est_saving_cpu_s
         );
         assert!((o.finding.est_saving_wall_s - 0.75).abs() < 0.05);
+        assert_eq!(o.finding.pids, vec![100, 110]);
+    }
+
+    #[test]
+    fn a_process_that_waits_but_hardly_runs_is_not_a_pool() {
+        // The launcher of two 2-thread workers: its pool thread yields in a loop, runnable
+        // a third of the time, and runs 0.2% of it.
+        let mut p = pools(2, 2);
+        let launcher = profile_with(2, vec![(90, vec![busy_thread(90, 3.0, 0.002, 0.33)])]);
+        p.processes.extend(launcher.processes);
+        with_library(&mut p, 90, OB);
+        let o = run(&p).expect("oversubscribed");
+        assert_eq!(
+            o.finding.title,
+            "Oversubscribed: 2 processes × 2 OpenBLAS threads = 4 threads on 2 cores"
+        );
         assert_eq!(o.finding.pids, vec![100, 110]);
     }
 
