@@ -78,6 +78,10 @@ fn budget(v: &Value) -> f64 {
     v["cpu_budget"].as_f64().expect("cpu_budget")
 }
 
+/// Arguments of `cpuprof-matmul` for two default-sized pools, oversubscribed for longer than the
+/// 0.3 s a finding needs (8 iterations took 0.28 s on a fast run, and found nothing).
+const OVERSUBSCRIBED: [&str; 3] = ["--procs=2", "--size=1024", "--iters=16"];
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -463,7 +467,12 @@ fn target_that_moves_itself_into_a_quota_group_is_measured_there() {
 fn fail_on_gates_and_exit_code_passes_through() {
     let dir = tempfile::tempdir().unwrap();
     let mm = matmul();
-    let over = [s(&mm), "--procs", "2", "--size", "1024", "--iters", "8"];
+    let over = [
+        s(&mm),
+        OVERSUBSCRIBED[0],
+        OVERSUBSCRIBED[1],
+        OVERSUBSCRIBED[2],
+    ];
     let (out, v) = record(dir.path(), &["--fail-on", "warning"], &over);
     assert!(!findings(&v).is_empty(), "expected findings");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -487,7 +496,12 @@ fn report_of_a_saved_profile_reaches_the_same_findings() {
     let (_, live) = record(
         dir.path(),
         &["--save", s(&saved)],
-        &[s(&mm), "--procs", "2", "--size", "1024", "--iters", "8"],
+        &[
+            s(&mm),
+            OVERSUBSCRIBED[0],
+            OVERSUBSCRIBED[1],
+            OVERSUBSCRIBED[2],
+        ],
     );
     let out = Command::new(cpuprof())
         .args(["report", "--quiet", "--json", "-", s(&saved)])
