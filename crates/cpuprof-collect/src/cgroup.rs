@@ -201,6 +201,17 @@ impl CgroupWatch {
         let Some(now) = read_cgroup(self.pid) else {
             return false;
         };
+        // An exiting task leaves its groups before it becomes a zombie, and a zombie's
+        // `cgroup` file names the root groups: a read then is not a move (it made a target
+        // in a 0.5-CPU group end with the machine's 2 CPUs as its budget). The flag is set
+        // before the task leaves, so a task not exiting after the read was in that group.
+        let exiting = std::fs::read(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|t| crate::procfs::stat::parse(&t, 100))
+            .is_none_or(|s| s.exiting());
+        if exiting {
+            return false;
+        }
         self.membership = membership;
         if self.current.as_ref().is_some_and(|c| c.path == now.path) {
             return false;
@@ -279,6 +290,53 @@ mod tests {
             42
         );
         assert_eq!(parse_cpu_stat(""), None);
+    }
+
+    #[test]
+    fn a_zombie_keeps_the_group_it_ran_in() {
+        let root = Path::new("/sys/fs/cgroup/cpu");
+        let dir = root.join(format!("cpuprof-unit-zombie-{}", std::process::id()));
+        if !root.join("cpu.cfs_quota_us").exists() || std::fs::create_dir(&dir).is_err() {
+            eprintln!("skipped: no writable cgroup v1 cpu controller");
+            return;
+        }
+        struct Removed<'a>(&'a Path);
+        impl Drop for Removed<'_> {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir(self.0);
+            }
+        }
+        let _removed = Removed(&dir);
+        std::fs::write(dir.join("cpu.cfs_quota_us"), "50000").unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec sleep 0.3",
+                dir.display()
+            ))
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let state = || {
+            let text = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+            crate::procfs::stat::parse(&text, 100).unwrap().state
+        };
+        let group = || std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        while !group().contains(&name) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut watch = CgroupWatch::new(pid, read_cgroup(pid));
+        // Not reaped: a zombie, whose `cgroup` file now names the root group.
+        while state() != 'Z' {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!group().contains(&name), "{}", group());
+        let moved = watch.refresh();
+        let info = watch.finish();
+        child.wait().unwrap();
+        assert!(!moved, "a zombie's root group was taken for a move");
+        assert_eq!(info.and_then(|i| i.quota_cpus), Some(0.5));
     }
 
     #[test]

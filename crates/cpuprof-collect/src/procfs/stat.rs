@@ -14,6 +14,8 @@ pub struct Stat {
     pub state: char,
     /// Parent pid.
     pub ppid: u32,
+    /// The kernel's task flags (field 9, `PF_*`).
+    pub flags: u64,
     /// User time, ns.
     pub utime_ns: u64,
     /// System time, ns.
@@ -36,6 +38,17 @@ pub struct Stat {
     pub layout: [u64; 3],
 }
 
+/// `PF_EXITING`: set when the task starts to exit, before it leaves its cgroups.
+const PF_EXITING: u64 = 0x4;
+
+impl Stat {
+    /// The task has begun to exit (or is a zombie): some of what `/proc` says of it is no
+    /// longer its own (a zombie's `cgroup` file names the root groups).
+    pub fn exiting(&self) -> bool {
+        self.flags & PF_EXITING != 0 || matches!(self.state, 'Z' | 'X')
+    }
+}
+
 /// Parses `stat` text with `ticks` clock ticks per second.
 pub fn parse(text: &[u8], ticks: u64) -> Option<Stat> {
     let open = text.iter().position(|&b| b == b'(')?;
@@ -54,6 +67,7 @@ pub fn parse(text: &[u8], ticks: u64) -> Option<Stat> {
         comm,
         state: f.first()?.chars().next()?,
         ppid: num(4)? as u32,
+        flags: num(9)?,
         utime_ns: ns(num(14)?),
         stime_ns: ns(num(15)?),
         cutime_ns: ns(num(16)?),
@@ -76,6 +90,8 @@ mod tests {
         assert_eq!(s.comm, "cat");
         assert_eq!(s.state, 'R');
         assert_eq!(s.ppid, 13873);
+        assert_eq!(s.flags, 4194304);
+        assert!(!s.exiting());
         assert_eq!(s.utime_ns, 70_000_000);
         assert_eq!(s.stime_ns, 30_000_000);
         assert_eq!(s.cutime_ns, 120_000_000);
