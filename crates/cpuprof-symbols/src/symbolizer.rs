@@ -3,8 +3,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-
-use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +10,7 @@ use std::time::{Duration, Instant};
 use cpuprof_model::{Frame, FrameKind};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
 use framehop::{FrameAddress, Unwinder};
+use rustc_hash::FxHashMap;
 
 use crate::address_space::AddressSpace;
 use crate::demangle::demangle;
@@ -79,7 +78,7 @@ pub struct Symbolizer {
 /// stack pointer). A function without unwind information called from the same place has the
 /// same frame: OpenBLAS's kernels sit thousands of words below their caller's return address,
 /// and a thread samples the same kernel at the same depth again and again. The slot found last
-/// time is tried first (and kept only if its word is still a return address into the caller);
+/// time is tried first (and taken only if its word still passes the scan's test);
 /// scanning word by word was a sixth of cpuprof's CPU on the matmul workload.
 type ScanHits = FxHashMap<(u32, u64, u64), u64>;
 /// Entries kept in [`ScanHits`] before it is emptied.
