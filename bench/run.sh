@@ -33,8 +33,16 @@ ALL_BENCHES=(record_overhead)
 # ---------------------------------------------------------------------------------------------
 
 # timed CMD...: run CMD, print "wall_s=.. cpu_s=.. user_s=.. sys_s=.. exit=.." (tree rusage).
+# CMD's output goes to $WORK/out (see `target_wall`).
 timed() {
-    "$PY" bench/timed.py -- "$@"
+    "$PY" bench/timed.py --out "$WORK/out" -- "$@"
+}
+
+# target_wall: the wall time the last `timed` cpuprof-matmul reported itself (its `total` line:
+# from its own start to its last worker's end), so profiled and unprofiled runs are timed alike
+# and cpuprof's own start-up and finish are left out. Empty for other programs.
+target_wall() {
+    sed -n 's/^total .* wall_s=\([0-9.]*\) .*/\1/p' "$WORK/out"
 }
 
 # field NAME LINE: the value of NAME=value in a key=value line.
@@ -62,19 +70,22 @@ json_field() {
 
 # alternate SETTINGS... -- WORKLOAD...: RUNS rounds of the unprofiled workload followed by one
 # profiled run per setting (`default` means no extra flag). Fills the globals `plain` (wall s of
-# the unprofiled runs) and, per setting, `wall`, `own` (cpuprof's CPU s per second of target
-# wall), `samples` (per second) and `lost`, as space-separated lists.
+# the unprofiled runs) and `plain_target` (their `target_wall`) and, per setting, `wall`,
+# `target` (`target_wall`), `own` (cpuprof's CPU s per second of target wall), `samples` (per
+# second) and `lost`, as space-separated lists.
 alternate() {
     local settings=() s i line json
     while [ "$1" != -- ]; do settings+=("$1"); shift; done
     shift
     local workload=("$@")
     plain=()
-    declare -gA wall=() own=() samples=() lost=()
+    plain_target=()
+    declare -gA wall=() target=() own=() samples=() lost=()
     "${workload[@]}" >/dev/null # warm the page cache and the CPU frequency
     for ((i = 0; i < RUNS; i++)); do
         line="$(timed "${workload[@]}")"
         plain+=("$(field wall_s "$line")")
+        plain_target+=("$(target_wall)")
         for s in "${settings[@]}"; do
             json="$WORK/run-$i.json"
             local flags=()
@@ -82,6 +93,7 @@ alternate() {
             line="$(timed "$CPUPROF" -q "${flags[@]}" --json "$json" -- "${workload[@]}")"
             [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
             wall[$s]+="$(field wall_s "$line") "
+            target[$s]+="$(target_wall) "
             own[$s]+="$(awk -v c="$(json_field "$json" cpuprof_cpu_s)" \
                 -v w="$(json_field "$json" wall_s)" 'BEGIN { printf "%.5f", c / w }') "
             samples[$s]+="$(awk -v n="$(json_field "$json" samples)" \
@@ -91,11 +103,23 @@ alternate() {
     done
 }
 
-# slowdown SETTING: "R (LO–HI)", the paired slowdown of SETTING against the unprofiled runs.
+# slowdown SETTING: "R (LO–HI)", the paired slowdown of SETTING against the unprofiled runs
+# (whole command's wall time).
 slowdown() {
-    local r
     # shellcheck disable=SC2154
-    r="$("$PY" bench/ratio.py "${plain[*]}" "${wall[$1]}")"
+    paired "${plain[*]}" "${wall[$1]}"
+}
+
+# target_slowdown SETTING: the same for the wall time the target reported itself.
+target_slowdown() {
+    # shellcheck disable=SC2154
+    paired "${plain_target[*]}" "${target[$1]}"
+}
+
+# paired BASE RUNS: "R (LO–HI)" from bench/ratio.py.
+paired() {
+    local r
+    r="$("$PY" bench/ratio.py "$1" "$2")"
     echo "$(field ratio "$r") ($(field lo "$r")–$(field hi "$r"))"
 }
 
@@ -145,22 +169,31 @@ bench_record_overhead() {
     echo "Workload: \`${workload[*]#"$BIN_DIR/"}\` ($RUNS runs per setting, alternating)."
     echo "Profiled: \`cpuprof -q [SETTING] --json FILE -- <workload>\` (default interval and rate)."
     echo
-    echo "| setting | median wall s | slowdown (95% interval) | cpuprof CPU s per target s (% of $procs cores) | samples/s | lost |"
-    echo "|---|---|---|---|---|---|"
-    echo "| unprofiled | $(median "${plain[@]}") | | | | |"
+    echo "Slowdown of the target's wall time as it reported it (from its start to its last"
+    echo "worker's end), and of the whole command's (cpuprof's start-up and finish included)."
+    echo
+    echo "| setting | median target wall s | target slowdown (95% interval) | command slowdown (95% interval) | cpuprof CPU s per target s (% of $procs cores) | samples/s | lost |"
+    echo "|---|---|---|---|---|---|---|"
+    echo "| unprofiled | $(median "${plain_target[@]}") | | | | | |"
     for s in "${settings[@]}"; do
         local mo
         # shellcheck disable=SC2086
         mo="$(median ${own[$s]})"
         # shellcheck disable=SC2086
-        echo "| \`$s\` | $(median ${wall[$s]}) | $(slowdown "$s") |" \
+        echo "| \`$s\` | $(median ${target[$s]}) | $(target_slowdown "$s") | $(slowdown "$s") |" \
             "$mo ($(awk -v o="$mo" -v c="$procs" 'BEGIN { printf "%.2f%%", 100 * o / c }')) |" \
             "$(median ${samples[$s]}) | $(total ${lost[$s]}) |"
     done
     echo
-    local all="All runs, wall s: unprofiled ${plain[*]}"
+    local all="All runs, command wall s: unprofiled ${plain[*]}"
     for s in "${settings[@]}"; do
         all+="; \`$s\` ${wall[$s]% }"
+    done
+    echo "$all."
+    echo
+    all="All runs, target wall s: unprofiled ${plain_target[*]}"
+    for s in "${settings[@]}"; do
+        all+="; \`$s\` ${target[$s]% }"
     done
     echo "$all."
     echo
