@@ -69,20 +69,8 @@ pub struct Symbolizer {
     complete: FxHashMap<u32, VecDeque<Walk>>,
     /// `/proc/PID/mem` per process (`None`: not readable), to finish cut stacks.
     memories: HashMap<u32, Option<ProcessMemory>>,
-    /// Where scans found the return address: see [`ScanHits`].
-    scan_hits: ScanHits,
     stats: SymbolizerStats,
 }
-
-/// Stack slots where a scan found a return address, by (process, function scanned from, its
-/// stack pointer). A function without unwind information called from the same place has the
-/// same frame: OpenBLAS's kernels sit thousands of words below their caller's return address,
-/// and a thread samples the same kernel at the same depth again and again. The slot found last
-/// time is tried first (and taken only if its word still passes the scan's test);
-/// scanning word by word was a sixth of cpuprof's CPU on the matmul workload.
-type ScanHits = FxHashMap<(u32, u64, u64), u64>;
-/// Entries kept in [`ScanHits`] before it is emptied.
-const SCAN_HITS_MAX: usize = 4096;
 
 /// Deepest stack walked.
 const MAX_FRAMES: usize = 512;
@@ -118,7 +106,6 @@ impl Symbolizer {
             exited: VecDeque::new(),
             complete: FxHashMap::default(),
             memories: HashMap::new(),
-            scan_hits: FxHashMap::default(),
             stats: SymbolizerStats::default(),
         }
     }
@@ -257,12 +244,7 @@ impl Symbolizer {
             past_end.set(true);
             Err(())
         };
-        if self.scan_hits.len() > SCAN_HITS_MAX {
-            self.scan_hits.clear();
-        }
         let mut walker = Walker {
-            pid,
-            scan_hits: &mut self.scan_hits,
             past_end: &past_end,
             copy: (sp0, stack),
             space,
@@ -397,8 +379,6 @@ enum WalkEnd {
 
 /// One stack walk: framehop's rules, plus a stack scan where they give up.
 struct Walker<'a, F> {
-    pid: u32,
-    scan_hits: &'a mut ScanHits,
     /// Set when the walk wanted stack beyond the copy: the stack is cut, not garbage.
     past_end: &'a Cell<bool>,
     /// The copied stack and the address it starts at, for fast scans.
@@ -473,21 +453,8 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             .unwrap_or(&[]);
         let words = copied.chunks_exact(8).take(SCAN_WORDS as usize);
         let in_copy = words.len() as u64;
-        let key = (
-            self.pid,
-            callee.unwrap_or_else(|| address.address_for_lookup()),
-            sp,
-        );
-        let hit = self.scan_hits.get(&key).copied();
-        let mut found = hit.and_then(|slot| {
-            let value = (self.read_stack)(slot).ok()?;
-            (code.contains(&value) && self.is_return_address(value, callee))
-                .then_some((slot, value))
-        });
+        let mut found = None;
         for (i, word) in words.enumerate() {
-            if found.is_some() {
-                break;
-            }
             let value = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
             if code.contains(&value) && self.is_return_address(value, callee) {
                 found = Some((sp + i as u64 * 8, value));
@@ -507,7 +474,6 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             }
         }
         if let Some((slot, value)) = found {
-            self.scan_hits.insert(key, slot);
             if let Some(next) = FrameAddress::from_return_address(value) {
                 out.push((value, true, slot + 8));
                 let mut r = regs;
