@@ -131,9 +131,16 @@ fn dir_quota(version: u8, dir: &Path) -> Option<f64> {
     }
 }
 
-/// The CPU cgroup of `pid` with its quota and current throttling, if it can be found.
+/// The CPU cgroup of `pid` with its quota and current throttling, if it can be found: not
+/// while `pid` exits. An exiting task leaves its groups before it becomes a zombie, and a
+/// zombie's `cgroup` file names the root groups (which made a target in a 0.5-CPU group end
+/// with the machine's 2 CPUs as its budget). The exit flag is set before the task leaves, so
+/// a task not exiting after the read was in the group read.
 pub fn read_cgroup(pid: u32) -> Option<CgroupInfo> {
     let m = cpu_membership(&read(Path::new(&format!("/proc/{pid}/cgroup")))?)?;
+    if crate::procfs::stat::read(pid).is_none_or(|s| s.exiting()) {
+        return None;
+    }
     let (root, mnt) = find_mount(&read(Path::new("/proc/self/mountinfo"))?, m.version)?;
     let leaf = cgroup_dir(&root, &mnt, &m.path);
     let mut quota: Option<f64> = None;
@@ -198,20 +205,10 @@ impl CgroupWatch {
             _ => return false,
         };
         // Remember the new membership only once the group was read: a failed read is retried.
+        // Not while the target exits (see `read_cgroup`): then it is not a move.
         let Some(now) = read_cgroup(self.pid) else {
             return false;
         };
-        // An exiting task leaves its groups before it becomes a zombie, and a zombie's
-        // `cgroup` file names the root groups: a read then is not a move (it made a target
-        // in a 0.5-CPU group end with the machine's 2 CPUs as its budget). The flag is set
-        // before the task leaves, so a task not exiting after the read was in that group.
-        let exiting = std::fs::read(format!("/proc/{}/stat", self.pid))
-            .ok()
-            .and_then(|t| crate::procfs::stat::parse(&t, 100))
-            .is_none_or(|s| s.exiting());
-        if exiting {
-            return false;
-        }
         self.membership = membership;
         if self.current.as_ref().is_some_and(|c| c.path == now.path) {
             return false;
@@ -317,10 +314,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let state = || {
-            let text = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
-            crate::procfs::stat::parse(&text, 100).unwrap().state
-        };
+        let state = || crate::procfs::stat::read(pid).unwrap().state;
         let group = || std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let name = dir.file_name().unwrap().to_str().unwrap().to_string();
         while !group().contains(&name) {

@@ -49,6 +49,14 @@ impl Stat {
     }
 }
 
+/// `/proc/PID/stat` of `pid` now (times at the system's clock-tick rate), if it reads.
+pub fn read(pid: u32) -> Option<Stat> {
+    parse(
+        &std::fs::read(format!("/proc/{pid}/stat")).ok()?,
+        super::clock_ticks(),
+    )
+}
+
 /// Parses `stat` text with `ticks` clock ticks per second.
 pub fn parse(text: &[u8], ticks: u64) -> Option<Stat> {
     let open = text.iter().position(|&b| b == b'(')?;
