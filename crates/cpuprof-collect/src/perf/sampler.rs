@@ -283,26 +283,27 @@ impl PerfSampler {
         self.stats
     }
 
-    /// Opens one event per CPU for every task on it, writing into that CPU's ring.
-    fn open_machine_wide(&mut self, attr: &PerfEventAttr) -> std::io::Result<()> {
+    /// Opens `attr` on every CPU for `pid` (-1: every task), each writing into its CPU's ring.
+    fn open_per_cpu(&self, attr: &PerfEventAttr, pid: i32) -> std::io::Result<Vec<OwnedFd>> {
         let mut fds = Vec::with_capacity(self.rings.len());
         for (cpu, ring) in &self.rings {
-            let fd = attr::open(attr, -1, *cpu as i32)?;
+            let fd = attr::open(attr, pid, *cpu as i32)?;
             attr::set_output(&fd, ring.owner())?;
             fds.push(fd);
         }
+        Ok(fds)
+    }
+
+    /// Opens one event per CPU for every task on it.
+    fn open_machine_wide(&mut self, attr: &PerfEventAttr) -> std::io::Result<()> {
+        let fds = self.open_per_cpu(attr, -1)?;
         self.events.insert(0, fds);
         Ok(())
     }
 
-    /// Opens one event per CPU for task `tid`, writing into that CPU's ring.
+    /// Opens one event per CPU for task `tid`.
     fn open_task(&mut self, tid: Tid) -> std::io::Result<()> {
-        let mut fds = Vec::with_capacity(self.rings.len());
-        for (cpu, ring) in &self.rings {
-            let fd = attr::open(&self.attr, tid as i32, *cpu as i32)?;
-            attr::set_output(&fd, ring.owner())?;
-            fds.push(fd);
-        }
+        let fds = self.open_per_cpu(&self.attr, tid as i32)?;
         self.events.insert(tid, fds);
         self.stats.threads += 1;
         Ok(())
