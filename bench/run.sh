@@ -4,6 +4,8 @@
 #   bench/run.sh                      # every benchmark
 #   bench/run.sh record_overhead      # only the named ones
 #   RUNS=9 bench/run.sh               # more alternating runs per setting (default 7)
+#   OLD_CPUPROF=/path/to/cpuprof bench/run.sh churn
+#                                     # process churn, this build beside another one
 #   BENCH_SETTINGS="--no-stacks --no-switches default" bench/run.sh record_overhead
 #                                     # the cpuprof settings record_overhead compares
 #
@@ -26,7 +28,7 @@ PY="${PYTHON:-python3}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-ALL_BENCHES=(record_overhead)
+ALL_BENCHES=(record_overhead churn)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -149,6 +151,56 @@ machine() {
 # ---------------------------------------------------------------------------------------------
 # benchmarks
 # ---------------------------------------------------------------------------------------------
+
+# The recorder's cost on process churn: 300 short processes one after another (each a
+# `sh -c` loop of ~3 ms), the exit accounting's worst case (two netlink messages per task,
+# a command line read per exec). Unprofiled, this build and, with OLD_CPUPROF, another build
+# (the previous release) alternate run by run; each recorded with and without stacks.
+bench_churn() {
+    local inner='x=0; while [ $x -lt 300 ]; do x=$((x+1)); done'
+    local workload=(sh -c "i=0; while [ \$i -lt 300 ]; do sh -c '$inner'; i=\$((i+1)); done")
+    local builds=(new) b s i line json
+    declare -A bin=([new]="$CPUPROF")
+    if [ -n "${OLD_CPUPROF:-}" ]; then
+        builds+=(old)
+        bin[old]="$OLD_CPUPROF"
+    fi
+    declare -A cwall=() ccpu=() cnt=()
+    local base=()
+    "${workload[@]}" >/dev/null
+    for ((i = 0; i < RUNS; i++)); do
+        line="$(timed "${workload[@]}")"
+        base+=("$(field wall_s "$line")")
+        for b in "${builds[@]}"; do
+            for s in default --no-stacks; do
+                json="$WORK/churn-$b.json"
+                local flags=()
+                [ "$s" = default ] || flags=("$s")
+                line="$(timed "${bin[$b]}" -q "${flags[@]}" --json "$json" -- "${workload[@]}")"
+                [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
+                cwall["$b $s"]+="$(field wall_s "$line") "
+                ccpu["$b $s"]+="$(json_field "$json" cpuprof_cpu_s) "
+                cnt["$b $s"]="$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["processes"]))' "$json")"
+            done
+        done
+    done
+    echo "### Recorder overhead: process churn (300 short processes)"
+    echo
+    echo "Workload: \`sh -c 'i=0; while [ \$i -lt 300 ]; do sh -c \"<300 shell additions>\"; i=\$((i+1)); done'\`"
+    echo "($RUNS runs per setting, alternating; \`new\` = this build, \`old\` = \`OLD_CPUPROF\`)."
+    echo
+    echo "| build | setting | median wall s | slowdown (95% interval) | median cpuprof CPU s | processes in the profile |"
+    echo "|---|---|---|---|---|---|"
+    echo "| unprofiled | | $(median "${base[@]}") | | | |"
+    for b in "${builds[@]}"; do
+        for s in default --no-stacks; do
+            # shellcheck disable=SC2086
+            echo "| \`$b\` | \`$s\` | $(median ${cwall["$b $s"]}) |" \
+                "$(paired "${base[*]}" "${cwall["$b $s"]}") | $(median ${ccpu["$b $s"]}) | ${cnt["$b $s"]} |"
+        done
+    done
+    echo
+}
 
 # The recorder's cost on the oversubscribed reference workload: its wall time unprofiled,
 # under the procfs recorder alone (`--no-stacks`, issue 2) and under the default recording

@@ -118,9 +118,25 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     pub fail_on: Option<cpuprof_model::Severity>,
 
+    /// Where the final figures of tasks that end come from: `auto` = the kernel's exit
+    /// notifications (taskstats: exact for every task, however short; needs root or
+    /// CAP_NET_ADMIN) when it may, else the last poll; `last-poll` = the last poll (up to one
+    /// interval of each task's CPU then shows in its parent's row).
+    #[arg(long, value_name = "SOURCE", value_enum, default_value_t = ExitSource::Auto)]
+    pub exit_accounting: ExitSource,
+
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "COMMAND", num_args = 1..)]
     pub cmd: Vec<String>,
+}
+
+/// `--exit-accounting`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExitSource {
+    /// Taskstats when it may, else the last poll.
+    Auto,
+    /// The last poll.
+    LastPoll,
 }
 
 impl RecordArgs {

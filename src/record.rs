@@ -13,12 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use cpuprof_collect::cgroup::CgroupWatch;
 use cpuprof_collect::clock::monotonic_ns;
+use cpuprof_collect::exits::ExitWatcher;
 use cpuprof_collect::launcher::{self, PausedChild};
 use cpuprof_collect::poller::{Poller, Target};
 use cpuprof_collect::tree::LiveTree;
-use cpuprof_model::{Event, Meta, ProfileBuilder};
+use cpuprof_model::{Event, ExitAccounting, Meta, ProfileBuilder};
 
-use crate::cli::RecordArgs;
+use crate::cli::{ExitSource, RecordArgs};
 use crate::outputs::{self, Outputs};
 use crate::signals;
 use crate::status_line::StatusLine;
@@ -86,6 +87,28 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         stop.clone(),
     );
     poller.poll_now(); // the tree is known before the target runs
+
+    // The kernel's exit notifications, registered before the target runs.
+    let exits = match args.exit_accounting {
+        ExitSource::Auto => match ExitWatcher::open(target.pid(), tree.clone()) {
+            Ok(w) => Some(w),
+            Err(notice) => tx.send(Event::Notice(notice)).ok().and(None),
+        },
+        ExitSource::LastPoll => None,
+    };
+    let accounting = match exits {
+        Some(_) => ExitAccounting::Taskstats,
+        None => ExitAccounting::LastPoll,
+    };
+    poller.exits_exact(exits.is_some());
+    builder.handle(Event::ExitAccounting(accounting));
+    let exits_handle = match exits {
+        Some(w) => Some(
+            w.spawn(tx.clone(), stop.clone())
+                .context("cannot start the exit accounting thread")?,
+        ),
+        None => None,
+    };
 
     // ---- perf sampler: start here (before the child is released / right after attach),
     //      with target.pid(), tree.clone(), tx.clone(), stop.clone(). ----
@@ -184,6 +207,10 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     python_handle
         .join()
         .map_err(|_| anyhow::anyhow!("the Python sampler panicked"))?;
+    if let Some(h) = exits_handle {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("the exit accounting thread panicked"))?;
+    }
 
     for ev in rx.try_iter() {
         builder.handle(ev);

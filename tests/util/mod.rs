@@ -4,6 +4,8 @@
 //! Each test file includes this with `mod util;`; not every file uses every helper.
 #![allow(dead_code)]
 
+pub mod programs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -31,6 +31,8 @@ struct State {
     procs: BTreeMap<Pid, BTreeSet<Tid>>,
     /// Bumped at every change of the process set, every `exec` and every [`LiveTree::wake`].
     generation: u64,
+    /// Processes forked by the tree that the poller has not taken in yet.
+    announced: BTreeSet<Pid>,
 }
 
 impl LiveTree {
@@ -88,6 +90,19 @@ impl LiveTree {
         if state.procs.remove(&pid).is_some() {
             self.bump(state);
         }
+    }
+
+    /// A process of the tree forked `pid` (the kernel's fork event): the poller takes it in
+    /// at its next poll, even if its parent has exited by then.
+    pub fn announce(&self, pid: Pid) {
+        self.lock().announced.insert(pid);
+    }
+
+    /// The processes announced since the last call.
+    pub fn take_announced(&self) -> Vec<Pid> {
+        std::mem::take(&mut self.lock().announced)
+            .into_iter()
+            .collect()
     }
 
     /// A process of the tree called `exec`: it runs another program now.

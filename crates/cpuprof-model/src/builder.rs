@@ -8,7 +8,10 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::event::Event;
-use crate::profile::{CpuTimes, Machine, Meta, Process, Profile, PythonSample, Sample, Thread};
+use crate::profile::{
+    CpuTimes, ExitAccounting, Machine, Meta, Process, Profile, PythonSample, Sample, Thread,
+    ThreadPoint,
+};
 use crate::sched::SwitchBinner;
 use crate::{Ns, Pid, Tid};
 
@@ -29,8 +32,13 @@ pub struct ProfileBuilder {
     polled: HashSet<Pid>,
     /// Perf's fork records: a process's parent and the parent thread that forked.
     forks: HashMap<Pid, (Pid, Tid)>,
-    /// Perf's exec records: a process's program name after its last `exec`.
-    exec_names: HashMap<Pid, String>,
+    /// Exec records: a process's program name, command line and executable after its last
+    /// `exec`.
+    exec_names: HashMap<Pid, (String, Vec<String>, Option<String>)>,
+    /// Baselines of threads that existed before an attached recording began.
+    baselines: HashMap<(Pid, Tid), ThreadPoint>,
+    /// Threads whose final figures came from the kernel's exit accounting.
+    exited: HashSet<(Pid, Tid)>,
 }
 
 impl ProfileBuilder {
@@ -51,6 +59,8 @@ impl ProfileBuilder {
             polled: HashSet::new(),
             forks: HashMap::new(),
             exec_names: HashMap::new(),
+            baselines: HashMap::new(),
+            exited: HashSet::new(),
         }
     }
 
@@ -223,9 +233,33 @@ impl ProfileBuilder {
             } => {
                 self.forks.insert(pid, (ppid, parent_tid));
             }
-            Event::Exec { pid, comm } => {
-                self.exec_names.insert(pid, comm);
+            Event::Exec {
+                pid,
+                comm,
+                command,
+                exe,
+            } => {
+                // A perf record names the program only; keep a command line read earlier.
+                let keep = self
+                    .exec_names
+                    .get(&pid)
+                    .filter(|(c, cmd, _)| *c == comm && command.is_empty() && !cmd.is_empty());
+                if keep.is_none() {
+                    self.exec_names.insert(pid, (comm, command, exe));
+                }
             }
+            Event::TaskExit {
+                pid,
+                tid,
+                ppid,
+                name,
+                start_t,
+                point,
+            } => self.task_exit(pid, tid, ppid, name, start_t, point),
+            Event::ThreadBaseline { pid, tid, base } => {
+                self.baselines.insert((pid, tid), base);
+            }
+            Event::ExitAccounting(source) => self.profile.meta.exit_accounting = source,
             Event::Lost(n) => self.profile.meta.lost_samples += n,
             Event::Notice(n) => {
                 if !self.profile.notices.contains(&n) {
@@ -251,13 +285,116 @@ impl ProfileBuilder {
         self.name_unpolled();
         self.close_unpolled();
         self.close_switches(wall);
+        self.keep_forking_parents();
+        let exact = self.profile.meta.exit_accounting == ExitAccounting::Taskstats;
         let p = &mut self.profile;
         for proc in &mut p.processes {
-            let own = self.own_cpu.get(&proc.pid).copied().unwrap_or_default();
+            // With exact exits a process's row is its own threads, every one of them known:
+            // the child counters (CPU of children it reaped) never move into it.
+            let own = match exact {
+                true => CpuTimes::default(),
+                false => self.own_cpu.get(&proc.pid).copied().unwrap_or_default(),
+            };
             proc.cpu = process_cpu(&proc.threads, own);
             proc.runq_ns = proc.threads.iter().map(|t| t.runq_ns).sum();
+            // A process ends when its last thread exits, not when a poll found it gone.
+            let all_exited = !proc.threads.is_empty()
+                && proc
+                    .threads
+                    .iter()
+                    .all(|t| self.exited.contains(&(proc.pid, t.tid)));
+            if all_exited {
+                proc.end_ns = proc.threads.iter().filter_map(|t| t.end_ns).max();
+            }
+        }
+        if exact {
+            if let Some(r) = p.meta.tree_rusage {
+                let rows: u64 = p.processes.iter().map(|p| p.cpu_ns()).sum();
+                p.meta.exit_teardown_ns = Some(r.total_ns().saturating_sub(rows));
+            }
         }
         self.profile
+    }
+
+    /// A task's final figures from the kernel's exit accounting: they set its counters (less
+    /// its baseline in attach mode), its start and end, and end its series with a point at
+    /// its exit; a task no poll saw is added with them.
+    fn task_exit(
+        &mut self,
+        pid: Pid,
+        tid: Tid,
+        ppid: Pid,
+        name: String,
+        start_t: u64,
+        mut point: ThreadPoint,
+    ) {
+        let start = self.rel(start_t);
+        point.t = self.rel(point.t).max(start);
+        if let Some(base) = self.baselines.get(&(pid, tid)) {
+            point.cpu_ns = point.cpu_ns.saturating_sub(base.cpu_ns);
+            point.runq_ns = point.runq_ns.saturating_sub(base.runq_ns);
+            point.user_ns = point.user_ns.saturating_sub(base.user_ns);
+            point.sys_ns = point.sys_ns.saturating_sub(base.sys_ns);
+            point.vcsw = point.vcsw.saturating_sub(base.vcsw);
+            point.ivcsw = point.ivcsw.saturating_sub(base.ivcsw);
+        }
+        self.exited.insert((pid, tid));
+        let python_named = self.python_named.contains(&(pid, tid));
+        let p = self.process_mut(pid, start);
+        if p.ppid == 0 {
+            p.ppid = ppid;
+        }
+        if tid == pid {
+            p.start_ns = p.start_ns.min(start);
+        }
+        let th = self.thread_mut(pid, tid, start);
+        th.start_ns = th.start_ns.min(start);
+        if th.name.is_empty() && !python_named {
+            th.name = name;
+        }
+        match th.points.last_mut() {
+            // A zombie's last poll may come after its exit, with the same final counters.
+            Some(last) if last.t >= point.t => {
+                last.cpu_ns = last.cpu_ns.max(point.cpu_ns);
+                last.runq_ns = last.runq_ns.max(point.runq_ns);
+            }
+            Some(last) => {
+                point.cpu_ns = point.cpu_ns.max(last.cpu_ns);
+                point.runq_ns = point.runq_ns.max(last.runq_ns);
+                // The exit's user/system split is sampled from fewer ticks than the polls'
+                // (which the kernel adjusts to the exact total): keep the polls' proportion.
+                let ticks = last.user_ns + last.sys_ns;
+                if ticks > 0 {
+                    let split = split_like(
+                        ticks.max(point.user_ns + point.sys_ns),
+                        CpuTimes {
+                            user_ns: last.user_ns,
+                            sys_ns: last.sys_ns,
+                        },
+                    );
+                    point.user_ns = split.user_ns.max(last.user_ns);
+                    point.sys_ns = split.sys_ns.max(last.sys_ns);
+                }
+                th.points.push(point);
+            }
+            None => {
+                // Its whole life in one step: from nothing at its start to all at its exit.
+                th.points.push(ThreadPoint {
+                    t: th.start_ns,
+                    state: point.state,
+                    ..Default::default()
+                });
+                th.points.push(point);
+            }
+        }
+        let last = *th.points.last().unwrap_or(&point);
+        th.cpu_ns = last.cpu_ns;
+        th.runq_ns = last.runq_ns;
+        th.user_ns = last.user_ns;
+        th.sys_ns = last.sys_ns;
+        th.vcsw = th.vcsw.max(point.vcsw);
+        th.ivcsw = th.ivcsw.max(point.ivcsw);
+        th.end_ns = Some(point.t);
     }
 
     /// Names the processes seen only in perf records (they lived shorter than one poll): the
@@ -266,12 +403,26 @@ impl ProfileBuilder {
     fn name_unpolled(&mut self) {
         for i in 0..self.profile.processes.len() {
             let p = &self.profile.processes[i];
-            if self.polled.contains(&p.pid) || !p.command.is_empty() || p.exe.is_some() {
+            if !p.command.is_empty() {
                 continue;
             }
             let pid = p.pid;
+            // A poll that caught a process mid-exec read no command line; the exec record
+            // read it when the exec was done.
+            if let Some((_, command, exe)) = self.exec_names.get(&pid).filter(|e| !e.1.is_empty()) {
+                let p = &mut self.profile.processes[i];
+                p.command = command.clone();
+                p.exe = p.exe.take().or_else(|| exe.clone());
+                continue;
+            }
+            if self.polled.contains(&pid) || p.exe.is_some() {
+                continue;
+            }
             let named = match self.exec_names.get(&pid) {
-                Some(comm) => Some((vec![comm.clone()], None, comm.clone())),
+                Some((comm, command, exe)) if !command.is_empty() => {
+                    Some((command.clone(), exe.clone(), comm.clone()))
+                }
+                Some((comm, _, exe)) => Some((vec![comm.clone()], exe.clone(), comm.clone())),
                 None => self.named_ancestor(pid),
             };
             let Some((command, exe, thread_name)) = named else {
@@ -286,6 +437,20 @@ impl ProfileBuilder {
             p.exe = exe;
             for th in p.threads.iter_mut().filter(|t| t.name.is_empty()) {
                 th.name = thread_name.clone();
+            }
+        }
+    }
+
+    /// An orphan's parent is the process of the tree that forked it, not the init process
+    /// or subreaper it was handed to when that parent exited.
+    fn keep_forking_parents(&mut self) {
+        for i in 0..self.profile.processes.len() {
+            let p = &self.profile.processes[i];
+            let Some(&(forker, _)) = self.forks.get(&p.pid) else {
+                continue;
+            };
+            if p.ppid != forker && !self.process_index.contains_key(&p.ppid) {
+                self.profile.processes[i].ppid = forker;
             }
         }
     }
@@ -621,6 +786,8 @@ mod tests {
         b.handle(Event::Exec {
             pid: 13,
             comm: "cc1".into(),
+            command: vec![],
+            exe: None,
         });
         for pid in [11, 12, 13] {
             b.handle(Event::Sample {
@@ -652,5 +819,128 @@ mod tests {
         assert_eq!(named(13), (vec!["cc1".to_string()], 10, "cc1".into()));
         assert_eq!(p.process(11).unwrap().exe.as_deref(), Some("/usr/bin/make"));
         assert!(p.process(14).is_none());
+    }
+
+    fn exit(pid: Pid, tid: Tid, start: u64, end: u64, cpu: u64) -> Event {
+        Event::TaskExit {
+            pid,
+            tid,
+            ppid: 1,
+            name: "burn".into(),
+            start_t: start,
+            point: ThreadPoint {
+                t: end,
+                cpu_ns: cpu,
+                runq_ns: 7,
+                user_ns: cpu,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn exits_give_unseen_tasks_their_own_row_and_polled_ones_their_last_interval() {
+        let mut b = builder();
+        b.handle(Event::ExitAccounting(ExitAccounting::Taskstats));
+        // 10 was polled once at 2000 with 100 ns; it then ran to 400 ns and exited at 2600.
+        b.handle(Event::ThreadPoint {
+            pid: 10,
+            tid: 10,
+            name: "sh".into(),
+            point: point(2000, 100, 80, 20),
+        });
+        // 10 reaped 20 (which no poll saw): its children counters must not reach 10's row.
+        b.handle(Event::ProcessInfo {
+            pid: 10,
+            command: None,
+            exe: None,
+            libraries: vec![],
+            env: Default::default(),
+            rss_kb: 0,
+            cpu: Some(CpuTimes {
+                user_ns: 900,
+                sys_ns: 0,
+            }),
+        });
+        b.handle(exit(20, 20, 2100, 2300, 500));
+        b.handle(exit(10, 10, 1000, 2600, 400));
+        // The poll that finds 10 gone comes later.
+        b.handle(Event::ThreadEnd {
+            t: 3000,
+            pid: 10,
+            tid: 10,
+        });
+        b.handle(Event::TreeRusage(CpuTimes {
+            user_ns: 950,
+            sys_ns: 0,
+        }));
+        let p = b.finish(4000);
+        let sh = p.process(10).unwrap();
+        assert_eq!(sh.cpu_ns(), 400);
+        assert_eq!(sh.threads[0].end_ns, Some(1600));
+        assert_eq!(sh.end_ns, Some(1600));
+        assert_eq!(sh.threads[0].points.last().unwrap().cpu_ns, 400);
+        let child = p.process(20).unwrap();
+        assert_eq!((child.start_ns, child.end_ns), (1100, Some(1300)));
+        assert_eq!((child.cpu_ns(), child.runq_ns), (500, 7));
+        assert_eq!(child.threads[0].name, "burn");
+        // Its series goes from nothing at its start to all at its exit.
+        let pts: Vec<_> = child.threads[0]
+            .points
+            .iter()
+            .map(|p| (p.t, p.cpu_ns))
+            .collect();
+        assert_eq!(pts, vec![(1100, 0), (1300, 500)]);
+        // The tree's total is the kernel's: rows 900, 50 ns of exit teardown.
+        assert_eq!(p.meta.exit_teardown_ns, Some(50));
+        assert_eq!(p.cpu().total_ns(), 950);
+    }
+
+    #[test]
+    fn an_attached_threads_exit_counts_from_its_baseline() {
+        let mut b = builder();
+        b.handle(Event::ExitAccounting(ExitAccounting::Taskstats));
+        b.handle(Event::ThreadBaseline {
+            pid: 5,
+            tid: 6,
+            base: point(1000, 10_000, 0, 0),
+        });
+        b.handle(Event::ThreadPoint {
+            pid: 5,
+            tid: 6,
+            name: "w".into(),
+            point: point(1000, 0, 0, 0),
+        });
+        b.handle(exit(5, 6, 0, 2000, 10_300));
+        let p = b.finish(3000);
+        let th = &p.process(5).unwrap().threads[0];
+        assert_eq!(th.cpu_ns, 300);
+        // Started before the recording: the start stays at the first poll's 0.
+        assert_eq!((th.start_ns, th.end_ns), (0, Some(1000)));
+    }
+
+    #[test]
+    fn an_orphan_keeps_the_parent_that_forked_it() {
+        let mut b = builder();
+        b.handle(Event::Forked {
+            t: 1500,
+            pid: 30,
+            ppid: 20,
+            parent_tid: 20,
+        });
+        b.handle(Event::ThreadPoint {
+            pid: 20,
+            tid: 20,
+            name: "p".into(),
+            point: point(1500, 0, 0, 0),
+        });
+        b.handle(Event::ProcessStart {
+            t: 2000,
+            pid: 30,
+            ppid: 1,
+            command: vec!["orphan".into()],
+            exe: None,
+        });
+        assert_eq!(b.finish(3000).process(30).unwrap().ppid, 20);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::profile::{CpuTimes, Machine, Switch, ThreadPoint};
+use crate::profile::{CpuTimes, ExitAccounting, Machine, Switch, ThreadPoint};
 use crate::stacks::Frame;
 use crate::{Pid, Tid};
 
@@ -120,13 +120,46 @@ pub enum Event {
         /// The parent's thread that forked: the child starts with its name.
         parent_tid: Tid,
     },
-    /// A process of the tree called `exec` (perf's comm record): its new short name.
+    /// A process of the tree called `exec` (perf's comm record, or the process events
+    /// connector): its new short name, and its command line when it could be read then.
     Exec {
         /// The process.
         pid: Pid,
         /// The program's name, as the kernel keeps it (at most 15 bytes).
         comm: String,
+        /// Its new command line (empty when unknown).
+        command: Vec<String>,
+        /// Its new executable, when known.
+        exe: Option<String>,
     },
+    /// A task's final figures, from the kernel's exit accounting (taskstats), sent as it
+    /// exited: they replace whatever the polls saw of it.
+    TaskExit {
+        /// Its process.
+        pid: Pid,
+        /// The task.
+        tid: Tid,
+        /// Its parent process.
+        ppid: Pid,
+        /// Its name at exit.
+        name: String,
+        /// When it started (monotonic ns).
+        start_t: u64,
+        /// Its counters over its whole life, with `point.t` the exit time (monotonic ns).
+        point: ThreadPoint,
+    },
+    /// The readings of a thread that existed before an attached recording began: the
+    /// poller's points start from them, and so must a [`Event::TaskExit`] of that thread.
+    ThreadBaseline {
+        /// Process.
+        pid: Pid,
+        /// Thread.
+        tid: Tid,
+        /// Its counters then.
+        base: ThreadPoint,
+    },
+    /// Where the final figures of tasks that ended come from.
+    ExitAccounting(ExitAccounting),
     /// The kernel dropped this many samples.
     Lost(u64),
     /// Something the user should know, one line.

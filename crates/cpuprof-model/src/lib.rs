@@ -33,8 +33,8 @@ pub use analysis::{Analysis, Finding, ProcessRuntime, Severity, ThreadClass, Thr
 pub use builder::ProfileBuilder;
 pub use event::{Event, FrameKey};
 pub use profile::{
-    CgroupInfo, CpuTimes, Machine, Meta, Process, Profile, PythonSample, RunState, Sample, Switch,
-    Thread, ThreadPoint, Throttling,
+    CgroupInfo, CpuTimes, ExitAccounting, Machine, Meta, Process, Profile, PythonSample, RunState,
+    Sample, Switch, Thread, ThreadPoint, Throttling,
 };
 pub use sched::{SchedBin, INITIAL_BIN_NS, MAX_BINS};
 pub use stacks::{Frame, FrameId, FrameKind, StackId, StackTable};

@@ -64,6 +64,39 @@ pub struct Meta {
     /// the recording ended): what watching cost.
     #[serde(default)]
     pub recorder_cpu: Option<CpuTimes>,
+    /// Where the final figures of tasks that ended come from.
+    #[serde(default)]
+    pub exit_accounting: ExitAccounting,
+    /// CPU the kernel's rusage of the tree holds beyond every task's exit figures: what
+    /// processes spent after their exit figures were taken (freeing their memory and files),
+    /// which no task's row can show. Part of [`Profile::cpu`] (as system time), so that the
+    /// tree's total is the kernel's. Launch mode with exact exit accounting only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_teardown_ns: Option<u64>,
+}
+
+/// The source of a task's figures at its exit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitAccounting {
+    /// The kernel's exit notifications (taskstats with delay accounting, and the process
+    /// events connector): every task's exact CPU, run-queue wait, start and end, however
+    /// short it lived.
+    Taskstats,
+    /// The last poll before the task vanished: up to one interval of its CPU is missing
+    /// from its row (it shows in its parent's, from the kernel's child counters).
+    #[default]
+    LastPoll,
+}
+
+impl ExitAccounting {
+    /// Its name in the summary JSON and the terminal.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitAccounting::Taskstats => "taskstats",
+            ExitAccounting::LastPoll => "last_poll",
+        }
+    }
 }
 
 impl Meta {
@@ -335,9 +368,12 @@ impl Profile {
         self.processes.iter().find(|p| p.pid == pid)
     }
 
-    /// Total CPU of the tree, ns.
+    /// Total CPU of the tree, ns: its processes' rows and their exit teardown.
     pub fn cpu(&self) -> CpuTimes {
-        let mut c = CpuTimes::default();
+        let mut c = CpuTimes {
+            user_ns: 0,
+            sys_ns: self.meta.exit_teardown_ns.unwrap_or(0),
+        };
         for p in &self.processes {
             c.user_ns += p.cpu.user_ns;
             c.sys_ns += p.cpu.sys_ns;

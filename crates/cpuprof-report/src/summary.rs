@@ -59,6 +59,8 @@ pub fn to_json(profile: &Profile, analysis: &Analysis) -> Value {
         "interval_s": secs(meta.interval_ns),
         "sample_rate_hz": meta.sample_rate_hz,
         "sample_source": stacks::source(profile).as_str(),
+        "exit_accounting": meta.exit_accounting.name(),
+        "exit_teardown_cpu_s": meta.exit_teardown_ns.map(secs),
         "samples": samples.len(),
         "lost_samples": meta.lost_samples,
         "cpuprof_cpu_s": meta.recorder_cpu.map(|r| secs(r.total_ns())),

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use cpuprof_model::{secs, Analysis, Finding, Process, Profile, Severity, Thread};
+use cpuprof_model::{secs, Analysis, ExitAccounting, Finding, Process, Profile, Severity, Thread};
 
 use crate::escape::{command_line, printable};
 use crate::stacks;
@@ -165,6 +165,16 @@ fn header(profile: &Profile, st: &Style, o: &mut String) {
         "  samples     {samples}{rate} ({} lost)",
         meta.lost_samples
     );
+    let exits = match meta.exit_accounting {
+        ExitAccounting::Taskstats => "exact figures of every task at its exit (taskstats)",
+        ExitAccounting::LastPoll => "tasks that ended counted to their last poll",
+    };
+    let teardown = meta
+        .exit_teardown_ns
+        .filter(|&t| t >= 5_000_000)
+        .map(|t| format!("; {} more in exit teardown", fmt_s(secs(t))))
+        .unwrap_or_default();
+    let _ = writeln!(o, "  exits       {exits}{teardown}");
     if let Some(own) = meta.recorder_cpu {
         let _ = writeln!(
             o,

@@ -451,7 +451,12 @@ impl PerfSampler {
                 ..
             } => {
                 self.symbolizer.exec(pid);
-                self.outbox.push(Event::Exec { pid, comm });
+                self.outbox.push(Event::Exec {
+                    pid,
+                    comm,
+                    command: Vec::new(),
+                    exe: None,
+                });
             }
             Record::Fork {
                 pid,

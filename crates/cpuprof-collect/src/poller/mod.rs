@@ -91,6 +91,9 @@ pub struct Poller {
     root_gone: bool,
     /// Threads to unpark once the poller has stopped.
     wake_at_end: Vec<std::thread::Thread>,
+    /// The kernel's exit accounting gives every task's final figures (crate::exits): CPU
+    /// of unseen children is then not theirs to estimate.
+    exits_exact: bool,
 }
 
 impl Poller {
@@ -125,6 +128,7 @@ impl Poller {
             exit: None,
             root_gone: false,
             wake_at_end: Vec::new(),
+            exits_exact: false,
         }
     }
 
@@ -132,6 +136,12 @@ impl Poller {
     /// that waits parked between looks at the channel learns at once that it is over.
     pub fn wake_at_end(&mut self, thread: std::thread::Thread) {
         self.wake_at_end.push(thread);
+    }
+
+    /// Tells the poller that every task's final figures come from the kernel's exit
+    /// accounting ([`crate::exits`]), so it does not report CPU of unseen children.
+    pub fn exits_exact(&mut self, exact: bool) {
+        self.exits_exact = exact;
     }
 
     /// Polls once now (the first poll takes baselines in attach mode). Call it before
@@ -208,7 +218,7 @@ impl Poller {
                 signal: e.signal,
             });
         }
-        if self.unseen_total >= 10_000_000 {
+        if self.unseen_total >= 10_000_000 && !self.exits_exact {
             self.send(Event::Notice(format!(
                 "{:.2} s of CPU used by child processes that lived shorter than one polling \
                  interval is counted in their parent processes",
@@ -240,6 +250,8 @@ impl Poller {
             queue.push(self.target.pid());
         }
         let adopter = matches!(self.target, Target::Launched(_)).then_some(self.self_pid);
+        // Forked children the exit watcher saw (crate::exits): orphans included.
+        queue.extend(self.tree.take_announced());
         let known: BTreeSet<Pid> = queue.iter().copied().collect();
         queue.extend(self.discovery.scan(
             &mut self.reader,
@@ -526,14 +538,32 @@ impl Poller {
         };
         let base = match prev {
             Some(p) => p.base,
-            None if baseline => ThreadBase {
-                cpu_ns: ss.cpu_ns,
-                runq_ns: ss.runq_ns,
-                user_ns: st.utime_ns,
-                sys_ns: st.stime_ns,
-                vcsw: sw.vcsw,
-                ivcsw: sw.ivcsw,
-            },
+            None if baseline => {
+                let base = ThreadBase {
+                    cpu_ns: ss.cpu_ns,
+                    runq_ns: ss.runq_ns,
+                    user_ns: st.utime_ns,
+                    sys_ns: st.stime_ns,
+                    vcsw: sw.vcsw,
+                    ivcsw: sw.ivcsw,
+                };
+                // The kernel's figures at this thread's exit count from its birth.
+                self.send(Event::ThreadBaseline {
+                    pid,
+                    tid,
+                    base: ThreadPoint {
+                        t,
+                        cpu_ns: base.cpu_ns,
+                        runq_ns: base.runq_ns,
+                        user_ns: base.user_ns,
+                        sys_ns: base.sys_ns,
+                        state: RunState::from_letter(st.state),
+                        vcsw: base.vcsw,
+                        ivcsw: base.ivcsw,
+                    },
+                });
+                base
+            }
             None => ThreadBase::default(),
         };
         let point = ThreadPoint {
