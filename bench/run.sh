@@ -4,8 +4,8 @@
 #   bench/run.sh                      # every benchmark
 #   bench/run.sh record_overhead      # only the named ones
 #   RUNS=9 bench/run.sh               # more alternating runs per setting (default 7)
-#   OLD_CPUPROF=/path/to/cpuprof bench/run.sh churn
-#                                     # process churn, this build beside another one
+#   OLD_CPUPROF=/path/to/cpuprof bench/run.sh churn builds_matmul
+#                                     # process churn and the matmul, this build beside another
 #   BENCH_SETTINGS="--no-stacks --no-switches default" bench/run.sh record_overhead
 #                                     # the cpuprof settings record_overhead compares
 #
@@ -28,7 +28,7 @@ PY="${PYTHON:-python3}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-ALL_BENCHES=(record_overhead churn)
+ALL_BENCHES=(record_overhead churn builds_matmul)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -152,13 +152,13 @@ machine() {
 # benchmarks
 # ---------------------------------------------------------------------------------------------
 
-# The recorder's cost on process churn: 300 short processes one after another (each a
-# `sh -c` loop of ~3 ms), the exit accounting's worst case (two netlink messages per task,
-# a command line read per exec). Unprofiled, this build and, with OLD_CPUPROF, another build
-# (the previous release) alternate run by run; each recorded with and without stacks.
-bench_churn() {
-    local inner='x=0; while [ $x -lt 300 ]; do x=$((x+1)); done'
-    local workload=(sh -c "i=0; while [ \$i -lt 300 ]; do sh -c '$inner'; i=\$((i+1)); done")
+# side_by_side TITLE DESCRIPTION -- WORKLOAD...: RUNS rounds of the unprofiled workload, then
+# this build and, with OLD_CPUPROF, another build (the previous release), each with and
+# without stacks; prints a table of wall time, slowdown and cpuprof's own CPU per build.
+side_by_side() {
+    local title="$1" what="$2"
+    shift 3
+    local workload=("$@")
     local builds=(new) b s i line json
     declare -A bin=([new]="$CPUPROF")
     if [ -n "${OLD_CPUPROF:-}" ]; then
@@ -173,7 +173,7 @@ bench_churn() {
         base+=("$(field wall_s "$line")")
         for b in "${builds[@]}"; do
             for s in default --no-stacks; do
-                json="$WORK/churn-$b.json"
+                json="$WORK/side-$b.json"
                 local flags=()
                 [ "$s" = default ] || flags=("$s")
                 line="$(timed "${bin[$b]}" -q "${flags[@]}" --json "$json" -- "${workload[@]}")"
@@ -184,10 +184,9 @@ bench_churn() {
             done
         done
     done
-    echo "### Recorder overhead: process churn (300 short processes)"
+    echo "### $title"
     echo
-    echo "Workload: \`sh -c 'i=0; while [ \$i -lt 300 ]; do sh -c \"<300 shell additions>\"; i=\$((i+1)); done'\`"
-    echo "($RUNS runs per setting, alternating; \`new\` = this build, \`old\` = \`OLD_CPUPROF\`)."
+    echo "Workload: $what ($RUNS runs per setting, alternating; \`new\` = this build, \`old\` = \`OLD_CPUPROF\`)."
     echo
     echo "| build | setting | median wall s | slowdown (95% interval) | median cpuprof CPU s | processes in the profile |"
     echo "|---|---|---|---|---|---|"
@@ -200,6 +199,23 @@ bench_churn() {
         done
     done
     echo
+}
+
+# The recorder's cost on process churn: 300 short processes one after another (each a
+# `sh -c` loop of ~3 ms), the exit accounting's worst case (two netlink messages per task,
+# a command line read per exec).
+bench_churn() {
+    local inner='x=0; while [ $x -lt 300 ]; do x=$((x+1)); done'
+    side_by_side "Recorder overhead: process churn (300 short processes)" \
+        "\`sh -c 'i=0; while [ \$i -lt 300 ]; do sh -c \"<300 shell additions>\"; i=\$((i+1)); done'\`" \
+        -- sh -c "i=0; while [ \$i -lt 300 ]; do sh -c '$inner'; i=\$((i+1)); done"
+}
+
+# The same comparison of builds on the reference workload.
+bench_builds_matmul() {
+    local workload=("$MATMUL" --size 2048 --iters 10 --procs "$(nproc)" --threads auto)
+    side_by_side "Recorder cost by build: oversubscribed matmul" \
+        "\`${workload[*]#"$BIN_DIR/"}\`" -- "${workload[@]}"
 }
 
 # The recorder's cost on the oversubscribed reference workload: its wall time unprofiled,

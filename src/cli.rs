@@ -120,8 +120,10 @@ pub struct RecordArgs {
 
     /// Where the final figures of tasks that end come from: `auto` = the kernel's exit
     /// notifications (taskstats: exact for every task, however short; needs root or
-    /// CAP_NET_ADMIN) when it may, else the last poll; `last-poll` = the last poll (up to one
-    /// interval of each task's CPU then shows in its parent's row).
+    /// CAP_NET_ADMIN) when it may, else perf's switch and exit records when perf sees every
+    /// switch, else the last poll; `perf` = perf's records (CPU exact, run-queue wait after
+    /// preemptions only); `last-poll` = the last poll (up to one interval of each task's CPU
+    /// then shows in its parent's row).
     #[arg(long, value_name = "SOURCE", value_enum, default_value_t = ExitSource::Auto)]
     pub exit_accounting: ExitSource,
 
@@ -133,8 +135,10 @@ pub struct RecordArgs {
 /// `--exit-accounting`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExitSource {
-    /// Taskstats when it may, else the last poll.
+    /// Taskstats when it may, else perf's records, else the last poll.
     Auto,
+    /// perf's switch and exit records.
+    Perf,
     /// The last poll.
     LastPoll,
 }

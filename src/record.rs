@@ -89,19 +89,13 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     poller.poll_now(); // the tree is known before the target runs
 
     // The kernel's exit notifications, registered before the target runs.
-    let exits = match args.exit_accounting {
+    let (exits, refused) = match args.exit_accounting {
         ExitSource::Auto => match ExitWatcher::open(target.pid(), tree.clone()) {
-            Ok(w) => Some(w),
-            Err(notice) => tx.send(Event::Notice(notice)).ok().and(None),
+            Ok(w) => (Some(w), None),
+            Err(notice) => (None, Some(notice)),
         },
-        ExitSource::LastPoll => None,
+        ExitSource::Perf | ExitSource::LastPoll => (None, None),
     };
-    let accounting = match exits {
-        Some(_) => ExitAccounting::Taskstats,
-        None => ExitAccounting::LastPoll,
-    };
-    poller.exits_exact(exits.is_some());
-    builder.handle(Event::ExitAccounting(accounting));
     let exits_handle = match exits {
         Some(w) => Some(
             w.spawn(tx.clone(), stop.clone())
@@ -112,6 +106,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
 
     // ---- perf sampler: start here (before the child is released / right after attach),
     //      with target.pid(), tree.clone(), tx.clone(), stop.clone(). ----
+    let mut sees_every_switch = false;
     let perf_handle = if args.no_stacks {
         None
     } else {
@@ -121,11 +116,35 @@ pub fn run(args: RecordArgs) -> Result<i32> {
             false => PerfTarget::Launch(target.pid()),
         };
         match PerfSampler::open(perf_target, &args.perf_options()) {
-            Ok(sampler) => Some(sampler.spawn(tx.clone(), stop.clone())),
+            Ok(sampler) => {
+                sees_every_switch = sampler.sees_every_switch();
+                Some(sampler.spawn(tx.clone(), stop.clone()))
+            }
             // No perf: one notice line, and procfs data only.
             Err(e) => tx.send(Event::Notice(e.notice())).ok().and(None),
         }
     };
+
+    // Which source gives the final figures of tasks that end (docs/summary-json.md).
+    let accounting = if exits_handle.is_some() {
+        ExitAccounting::Taskstats
+    } else if sees_every_switch && args.exit_accounting != ExitSource::LastPoll {
+        ExitAccounting::PerfSwitches
+    } else {
+        ExitAccounting::LastPoll
+    };
+    if let Some(notice) = refused {
+        let instead = match accounting {
+            ExitAccounting::PerfSwitches => "they come from perf's switch and exit records",
+            _ => {
+                "they come from their last poll: up to one polling interval of each task's CPU \
+                 shows in its parent instead"
+            }
+        };
+        tx.send(Event::Notice(format!("{notice}; {instead}"))).ok();
+    }
+    poller.exits_exact(accounting.is_exact());
+    builder.handle(Event::ExitAccounting(accounting));
 
     // ---- Python sampler: start here, with tree.clone(), tx.clone(), stop.clone(). ----
     let python_handle = cpuprof_python::PythonSampler::new(

@@ -239,13 +239,17 @@ impl ProfileBuilder {
                 command,
                 exe,
             } => {
-                // A perf record names the program only; keep a command line read earlier.
-                let keep = self
-                    .exec_names
-                    .get(&pid)
-                    .filter(|(c, cmd, _)| *c == comm && command.is_empty() && !cmd.is_empty());
-                if keep.is_none() {
-                    self.exec_names.insert(pid, (comm, command, exe));
+                // A perf record names the program only; the exit accounting's record has its
+                // command line (and comes first): merge the two.
+                let e = self.exec_names.entry(pid).or_default();
+                if !comm.is_empty() {
+                    e.0 = comm;
+                }
+                if !command.is_empty() {
+                    e.1 = command;
+                }
+                if exe.is_some() {
+                    e.2 = exe;
                 }
             }
             Event::TaskExit {
@@ -258,6 +262,14 @@ impl ProfileBuilder {
             } => self.task_exit(pid, tid, ppid, name, start_t, point),
             Event::ThreadBaseline { pid, tid, base } => {
                 self.baselines.insert((pid, tid), base);
+            }
+            Event::ThreadExited { t, pid, tid } => {
+                // The kernel's exit notification, when it serves, knows better.
+                if self.profile.meta.exit_accounting == ExitAccounting::PerfSwitches {
+                    let t = self.rel(t);
+                    self.exited.insert((pid, tid));
+                    self.thread_mut(pid, tid, t).end_ns = Some(t);
+                }
             }
             Event::ExitAccounting(source) => self.profile.meta.exit_accounting = source,
             Event::Lost(n) => self.profile.meta.lost_samples += n,
@@ -286,7 +298,7 @@ impl ProfileBuilder {
         self.close_unpolled();
         self.close_switches(wall);
         self.keep_forking_parents();
-        let exact = self.profile.meta.exit_accounting == ExitAccounting::Taskstats;
+        let exact = self.profile.meta.exit_accounting.is_exact();
         let p = &mut self.profile;
         for proc in &mut p.processes {
             // With exact exits a process's row is its own threads, every one of them known:
@@ -297,6 +309,10 @@ impl ProfileBuilder {
             };
             proc.cpu = process_cpu(&proc.threads, own);
             proc.runq_ns = proc.threads.iter().map(|t| t.runq_ns).sum();
+            // It started no later than any of its threads.
+            if let Some(first) = proc.threads.iter().map(|t| t.start_ns).min() {
+                proc.start_ns = proc.start_ns.min(first);
+            }
             // A process ends when its last thread exits, not when a poll found it gone.
             let all_exited = !proc.threads.is_empty()
                 && proc
@@ -510,10 +526,17 @@ impl ProfileBuilder {
             Some((th.start_ns, th.end_ns, cpu))
         });
         self.profile.meta.sched_bin_ns = bin_ns;
+        let from_switches = self.profile.meta.exit_accounting == ExitAccounting::PerfSwitches;
         for c in closed {
+            let exited = self.exited.contains(&(c.pid, c.tid));
             let th = self.thread_mut(c.pid, c.tid, c.first_t);
             th.preemptions = c.bins.iter().map(|b| u64::from(b.preemptions)).sum();
             th.blocks = c.bins.iter().map(|b| u64::from(b.blocks)).sum();
+            if from_switches && exited {
+                // Its first switch-in is its start (a sample names it only 4 ms later).
+                th.start_ns = th.start_ns.min(c.first_t);
+                close_from_switches(th, &c.bins);
+            }
             th.sched = c.bins;
         }
     }
@@ -557,6 +580,55 @@ impl ProfileBuilder {
         };
         &mut p.threads[idx]
     }
+}
+
+/// An ended thread's final figures from its on-CPU intervals (perf's switch records, its
+/// last switch-out included): its CPU after its last poll, or all of it if none saw it.
+fn close_from_switches(th: &mut Thread, bins: &[crate::sched::SchedBin]) {
+    let running: u64 = bins.iter().map(|b| u64::from(b.running_us) * 1000).sum();
+    let waiting: u64 = bins.iter().map(|b| u64::from(b.waiting_us) * 1000).sum();
+    let end = th.end_ns.unwrap_or(th.start_ns);
+    if running <= th.cpu_ns && waiting <= th.runq_ns {
+        return;
+    }
+    let last = th.points.last().copied();
+    if last.is_none() {
+        th.points.push(ThreadPoint {
+            t: th.start_ns,
+            ..Default::default()
+        });
+    }
+    let last = last.unwrap_or_default();
+    let cpu = running.max(th.cpu_ns);
+    let ticks = last.user_ns + last.sys_ns;
+    let split = match ticks {
+        0 => CpuTimes {
+            user_ns: cpu,
+            sys_ns: 0,
+        },
+        _ => split_like(
+            cpu,
+            CpuTimes {
+                user_ns: last.user_ns,
+                sys_ns: last.sys_ns,
+            },
+        ),
+    };
+    let point = ThreadPoint {
+        t: end.max(last.t),
+        cpu_ns: cpu,
+        runq_ns: waiting.max(th.runq_ns),
+        user_ns: split.user_ns.max(last.user_ns),
+        sys_ns: split.sys_ns.max(last.sys_ns),
+        state: crate::profile::RunState::Dead,
+        vcsw: last.vcsw,
+        ivcsw: last.ivcsw,
+    };
+    th.cpu_ns = point.cpu_ns;
+    th.runq_ns = point.runq_ns;
+    th.user_ns = point.user_ns;
+    th.sys_ns = point.sys_ns;
+    th.points.push(point);
 }
 
 /// A process's CPU: the larger of the sum of its threads (precise, `schedstat`) and its own

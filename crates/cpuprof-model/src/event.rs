@@ -158,6 +158,15 @@ pub enum Event {
         /// Its counters then.
         base: ThreadPoint,
     },
+    /// A thread exited at `t` (perf's exit record: the kernel's time, not a poll's).
+    ThreadExited {
+        /// When.
+        t: u64,
+        /// Process.
+        pid: Pid,
+        /// Thread.
+        tid: Tid,
+    },
     /// Where the final figures of tasks that ended come from.
     ExitAccounting(ExitAccounting),
     /// The kernel dropped this many samples.

@@ -83,6 +83,10 @@ pub enum ExitAccounting {
     /// events connector): every task's exact CPU, run-queue wait, start and end, however
     /// short it lived.
     Taskstats,
+    /// perf's context-switch and exit records (when taskstats is refused): every on-CPU
+    /// interval of a task from its first switch-in to its exit, which add up to its CPU; its
+    /// run-queue wait counts the waits after preemptions only (not after wake-ups).
+    PerfSwitches,
     /// The last poll before the task vanished: up to one interval of its CPU is missing
     /// from its row (it shows in its parent's, from the kernel's child counters).
     #[default]
@@ -90,10 +94,16 @@ pub enum ExitAccounting {
 }
 
 impl ExitAccounting {
+    /// Every task's final figures are its own (not the last poll's).
+    pub fn is_exact(self) -> bool {
+        self != ExitAccounting::LastPoll
+    }
+
     /// Its name in the summary JSON and the terminal.
     pub fn name(self) -> &'static str {
         match self {
             ExitAccounting::Taskstats => "taskstats",
+            ExitAccounting::PerfSwitches => "perf_switches",
             ExitAccounting::LastPoll => "last_poll",
         }
     }

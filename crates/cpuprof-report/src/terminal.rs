@@ -167,6 +167,9 @@ fn header(profile: &Profile, st: &Style, o: &mut String) {
     );
     let exits = match meta.exit_accounting {
         ExitAccounting::Taskstats => "exact figures of every task at its exit (taskstats)",
+        ExitAccounting::PerfSwitches => {
+            "every task's CPU from its on-CPU intervals (perf switch and exit records)"
+        }
         ExitAccounting::LastPoll => "tasks that ended counted to their last poll",
     };
     let teardown = meta

@@ -27,6 +27,7 @@ mod attr;
 mod cpus;
 mod error;
 mod members;
+mod on_cpu;
 mod period;
 mod records;
 mod ring;

@@ -88,6 +88,8 @@ pub enum Record<'a> {
         pid: u32,
         /// Thread.
         tid: u32,
+        /// Monotonic ns.
+        time: u64,
     },
     /// A context switch of the sampled thread.
     Switch {
@@ -246,7 +248,13 @@ pub fn parse(record: &[u8]) -> Option<Record<'_>> {
         RECORD_EXIT => {
             let pid = c.u32()?;
             let _ppid = c.u32()?;
-            Record::Exit { pid, tid: c.u32()? }
+            let tid = c.u32()?;
+            let _ptid = c.u32()?;
+            Record::Exit {
+                pid,
+                tid,
+                time: c.u64()?,
+            }
         }
         // The CPU-wide form adds the other task's pid and tid before the trailer.
         RECORD_SWITCH | RECORD_SWITCH_CPU_WIDE => {
@@ -287,6 +295,24 @@ mod tests {
         v.extend_from_slice(&tid.to_ne_bytes());
         v.extend_from_slice(&time.to_ne_bytes());
         v
+    }
+
+    #[test]
+    fn exit_records_carry_the_kernels_exit_time() {
+        let mut body = Vec::new();
+        for v in [10u32, 1, 11, 11] {
+            body.extend_from_slice(&v.to_ne_bytes());
+        }
+        body.extend_from_slice(&777u64.to_ne_bytes());
+        body.extend_from_slice(&id_trailer(10, 11, 777));
+        assert_eq!(
+            parse(&record(RECORD_EXIT, 0, &body)),
+            Some(Record::Exit {
+                pid: 10,
+                tid: 11,
+                time: 777
+            })
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::attr::{self, PerfEventAttr, SamplingAttr};
 use super::cpus;
 use super::error::PerfError;
 use super::members::Members;
+use super::on_cpu::OnCpu;
 use super::records::{self, Record};
 use super::ring::Ring;
 use crate::clock::thread_cpu_ns;
@@ -136,6 +137,10 @@ pub struct PerfSampler {
     switches: Vec<Switch>,
     /// Samples and other events of the current drain, sent as one batch.
     outbox: Vec<Event>,
+    /// Per ring (CPU): the task that last switched in on it.
+    on_cpu: OnCpu,
+    /// Switch records are on.
+    context_switches: bool,
 }
 
 impl PerfSampler {
@@ -201,6 +206,8 @@ impl PerfSampler {
             stats: PerfStats::default(),
             switches: Vec::new(),
             outbox: Vec::new(),
+            on_cpu: OnCpu::default(),
+            context_switches: opts.context_switches,
         };
         if opts.machine_wide && sampler.open_machine_wide(&attr_cpu_wide).is_ok() {
             sampler.members = Some(Members::new(match &target {
@@ -241,6 +248,12 @@ impl PerfSampler {
             }
         }
         Ok(sampler)
+    }
+
+    /// Whether its records give every task's on-CPU intervals from its first switch-in to its
+    /// exit: one event per CPU (forks followed from the first task) with switch records.
+    pub fn sees_every_switch(&self) -> bool {
+        self.stats.machine_wide && self.context_switches
     }
 
     /// Runs [`run`](PerfSampler::run) on a new thread.
@@ -342,10 +355,11 @@ impl PerfSampler {
                 });
             }
         }
-        for ((_, ring), &head) in rings.iter_mut().zip(&heads) {
+        for (i, ((_, ring), &head)) in rings.iter_mut().zip(&heads).enumerate() {
             busy |= ring.pending() > ring.size() / BEHIND_FRACTION;
             ring.drain_to(head, |bytes| {
                 if let Some(r) = records::parse(bytes) {
+                    let r = self.on_cpu.resolve(i, r);
                     self.handle(r);
                 }
             });
@@ -472,7 +486,10 @@ impl PerfSampler {
                     parent_tid: ptid,
                 });
             }
-            Record::Exit { pid, tid } => {
+            Record::Exit { pid, tid, time } => {
+                if is_task(pid, tid) {
+                    self.outbox.push(Event::ThreadExited { t: time, pid, tid });
+                }
                 self.symbolizer.thread_exit(tid);
                 if pid == tid {
                     self.symbolizer.exit(pid);
