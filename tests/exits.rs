@@ -92,6 +92,18 @@ const MODES: [(&[&str], &str); 3] = [
     (&["--exit-accounting", "perf"], "perf_switches"),
 ];
 
+/// How far a figure may be from the task's own measurement, relative: the kernel's exit
+/// figures are exact; perf's on-CPU intervals also hold interrupts and, on a virtual machine,
+/// the host's steal time (measured here: 20 ms threads read 20.2–22.1 ms with two busy loops
+/// beside them, every switch record present).
+fn slack(source: &str) -> f64 {
+    if source == "taskstats" {
+        0.0
+    } else {
+        0.15
+    }
+}
+
 fn assert_source(s: &serde_json::Value, source: &str) {
     assert_eq!(s["exit_accounting"], source, "notices: {}", s["notices"]);
 }
@@ -130,12 +142,16 @@ fn check_sequential_short_processes(s: &serde_json::Value, shell_pid: u64, sourc
             .fold(0.0, f64::max);
         // The thread burned exactly 20 ms of its own clock; the process adds its start-up.
         assert!(
-            (burner - 0.020).abs() <= 0.001,
+            (burner - 0.020).abs() <= 0.001 + 0.020 * slack(source),
             "burning thread of {}: {burner}",
             p["pid"]
         );
         let cpu = num(p, "cpu_s");
-        assert!((cpu - 0.020).abs() <= 0.002, "process {}: {cpu}", p["pid"]);
+        assert!(
+            (cpu - 0.020).abs() <= 0.002 + 0.020 * slack(source),
+            "process {}: {cpu}",
+            p["pid"]
+        );
         assert_eq!(p["ppid"].as_u64(), Some(shell_pid), "{p}");
         // perf's records name the program only (its 15-byte `comm`), unless a poll saw it.
         if source == "taskstats" {
@@ -164,12 +180,14 @@ fn forty_short_processes_each_show_their_own_20_ms() {
         // The shell's row is its own CPU, not that of the 40 children it reaped.
         let sh = processes(&s).iter().find(|p| p["pid"] == s["pid"]).unwrap();
         assert!(num(sh, "cpu_s") < 0.1, "shell row {}", num(sh, "cpu_s"));
-        // The tree's total is still the kernel's rusage of the launched child.
+        // The tree's total is still the kernel's rusage of the launched child (exactly with
+        // taskstats; on-CPU intervals also hold interrupts and a VM's steal time).
+        let tolerance = if source == "taskstats" { 0.001 } else { 0.02 };
         assert_close(
             "tree total vs rusage",
             num(&s, "cpu_s"),
             num(&s, "tree_rusage_cpu_s"),
-            0.001,
+            tolerance,
         );
     }
 }
@@ -249,7 +267,7 @@ fn matmul_workers_rows_match_their_own_rusage() {
                 .unwrap_or_else(|| panic!("worker {pid} not in the profile"));
             let cpu = num(row, "cpu_s");
             assert!(
-                (cpu - own).abs() <= 0.02 * own + 0.003,
+                (cpu - own).abs() <= (0.02 + slack(source)) * own + 0.003,
                 "worker {pid}: row {cpu}, its own rusage {own}"
             );
         }
@@ -276,7 +294,10 @@ fn threads_of_one_second_show_one_second() {
         assert_eq!(measured.len(), 2);
         for (tid, own) in measured {
             let cpu = thread_cpu(&s, tid);
-            assert!((cpu - own).abs() <= 0.01, "thread {tid}: {cpu} vs {own}");
+            assert!(
+                (cpu - own).abs() <= 0.01 + own * slack(source),
+                "thread {tid}: {cpu} vs {own}"
+            );
             // Its end is its exit: before the process's, not at a later poll.
             let (p, t) = threads(&s)
                 .into_iter()
@@ -321,12 +342,12 @@ fn check_churn(exe: &std::path::Path, flags: &[&str], source: &str) {
         .collect();
     assert_eq!(workers.len(), 400, "threads in the profile");
     let sum: f64 = workers.iter().map(|t| num(t, "cpu_s")).sum();
-    assert_close("400 threads' CPU", sum, measured, 0.01);
+    assert_close("400 threads' CPU", sum, measured, 0.01 + slack(source));
     assert_close(
         "total vs rusage",
         num(&s, "cpu_s"),
         num(&s, "tree_rusage_cpu_s"),
-        0.01,
+        0.01 + slack(source),
     );
 }
 

@@ -35,6 +35,13 @@ pub struct ProfileBuilder {
     /// Exec records: a process's program name, command line and executable after its last
     /// `exec`.
     exec_names: HashMap<Pid, (String, Vec<String>, Option<String>)>,
+    /// When a process's last `exec` record came (with a command line read then, from the
+    /// exit accounting; with the program's name only, from perf).
+    exec_command_at: HashMap<Pid, Ns>,
+    /// When a poll last read a process's command line.
+    command_read_at: HashMap<Pid, Ns>,
+    /// The latest poll seen.
+    last_poll_t: Ns,
     /// Baselines of threads that existed before an attached recording began.
     baselines: HashMap<(Pid, Tid), ThreadPoint>,
     /// Threads whose final figures came from the kernel's exit accounting.
@@ -59,6 +66,9 @@ impl ProfileBuilder {
             polled: HashSet::new(),
             forks: HashMap::new(),
             exec_names: HashMap::new(),
+            exec_command_at: HashMap::new(),
+            command_read_at: HashMap::new(),
+            last_poll_t: 0,
             baselines: HashMap::new(),
             exited: HashSet::new(),
         }
@@ -86,6 +96,9 @@ impl ProfileBuilder {
             } => {
                 let t = self.rel(t);
                 self.polled.insert(pid);
+                if !command.is_empty() {
+                    self.command_read_at.insert(pid, t);
+                }
                 let p = self.process_mut(pid, t);
                 p.ppid = ppid;
                 if !command.is_empty() {
@@ -104,8 +117,13 @@ impl ProfileBuilder {
                 rss_kb,
                 cpu,
             } => {
+                // Sent after the poll's thread points: read at the latest poll.
+                let command = command.filter(|c| !c.is_empty());
+                if command.is_some() {
+                    self.command_read_at.insert(pid, self.last_poll_t);
+                }
                 let p = self.process_mut(pid, 0);
-                if let Some(c) = command.filter(|c| !c.is_empty()) {
+                if let Some(c) = command {
                     p.command = c;
                 }
                 if exe.is_some() {
@@ -140,6 +158,7 @@ impl ProfileBuilder {
                 mut point,
             } => {
                 point.t = self.rel(point.t);
+                self.last_poll_t = self.last_poll_t.max(point.t);
                 self.polled.insert(pid);
                 let python_named = self.python_named.contains(&(pid, tid));
                 let th = self.thread_mut(pid, tid, point.t);
@@ -234,11 +253,13 @@ impl ProfileBuilder {
                 self.forks.insert(pid, (ppid, parent_tid));
             }
             Event::Exec {
+                t,
                 pid,
                 comm,
                 command,
                 exe,
             } => {
+                let t = self.rel(t);
                 // A perf record names the program only; the exit accounting's record has its
                 // command line (and comes first): merge the two.
                 let e = self.exec_names.entry(pid).or_default();
@@ -248,6 +269,7 @@ impl ProfileBuilder {
                 if !command.is_empty() {
                     e.1 = command;
                 }
+                self.exec_command_at.insert(pid, t);
                 if exe.is_some() {
                     e.2 = exe;
                 }
@@ -419,15 +441,30 @@ impl ProfileBuilder {
     fn name_unpolled(&mut self) {
         for i in 0..self.profile.processes.len() {
             let p = &self.profile.processes[i];
-            if !p.command.is_empty() {
+            let pid = p.pid;
+            // A command line read at an exec after the last poll that read one is newer: the
+            // poll caught a forked child before its exec (it then ran its parent's program),
+            // or mid-exec (an empty command line).
+            let exec_at = self.exec_command_at.get(&pid);
+            let newer = exec_at.is_some_and(|&e| {
+                p.command.is_empty() || self.command_read_at.get(&pid).is_none_or(|&r| e >= r)
+            });
+            if !p.command.is_empty() && !newer {
                 continue;
             }
-            let pid = p.pid;
-            // A poll that caught a process mid-exec read no command line; the exec record
-            // read it when the exec was done.
-            if let Some((_, command, exe)) = self.exec_names.get(&pid).filter(|e| !e.1.is_empty()) {
+            let polled = self.polled.contains(&pid);
+            if let Some((comm, command, exe)) =
+                self.exec_names.get(&pid).filter(|_| newer && polled)
+            {
+                // Without a command line read at the exec, the program's name is still
+                // truer than the parent's command a poll read before it.
+                let command = match command.is_empty() {
+                    true if !comm.is_empty() => vec![comm.clone()],
+                    true => continue,
+                    false => command.clone(),
+                };
                 let p = &mut self.profile.processes[i];
-                p.command = command.clone();
+                p.command = command;
                 p.exe = p.exe.take().or_else(|| exe.clone());
                 continue;
             }
@@ -535,7 +572,7 @@ impl ProfileBuilder {
             if from_switches && exited {
                 // Its first switch-in is its start (a sample names it only 4 ms later).
                 th.start_ns = th.start_ns.min(c.first_t);
-                close_from_switches(th, &c.bins);
+                close_from_switches(th, &c.bins, bin_ns);
             }
             th.sched = c.bins;
         }
@@ -583,15 +620,32 @@ impl ProfileBuilder {
 }
 
 /// An ended thread's final figures from its on-CPU intervals (perf's switch records, its
-/// last switch-out included): its CPU after its last poll, or all of it if none saw it.
-fn close_from_switches(th: &mut Thread, bins: &[crate::sched::SchedBin]) {
-    let running: u64 = bins.iter().map(|b| u64::from(b.running_us) * 1000).sum();
-    let waiting: u64 = bins.iter().map(|b| u64::from(b.waiting_us) * 1000).sum();
+/// last switch-out included): its last poll's counters plus what the records show after that
+/// poll, or all of it if no poll saw it. Only the tail comes from the records: on a virtual
+/// machine an on-CPU interval also holds time the host took (steal) and interrupts, which the
+/// kernel's CPU counters leave out (measured here: 1 ms per second of CPU on a quiet machine,
+/// 50 ms under load).
+fn close_from_switches(th: &mut Thread, bins: &[crate::sched::SchedBin], bin_ns: u64) {
+    let last = th.points.last().copied();
+    let since = last.map_or(0, |p| p.t);
+    // The share of each bin after `since` (a bin's time is taken as spread evenly over it).
+    let after = |us: u32, bin: u32| -> u64 {
+        let (b0, b1) = (u64::from(bin) * bin_ns, (u64::from(bin) + 1) * bin_ns);
+        let ns = u64::from(us) * 1000;
+        if b0 >= since || last.is_none() {
+            ns
+        } else if b1 <= since {
+            0
+        } else {
+            (u128::from(ns) * u128::from(b1 - since) / u128::from(bin_ns.max(1))) as u64
+        }
+    };
+    let running: u64 = bins.iter().map(|b| after(b.running_us, b.bin)).sum();
+    let waiting: u64 = bins.iter().map(|b| after(b.waiting_us, b.bin)).sum();
     let end = th.end_ns.unwrap_or(th.start_ns);
-    if running <= th.cpu_ns && waiting <= th.runq_ns {
+    if running == 0 && waiting == 0 {
         return;
     }
-    let last = th.points.last().copied();
     if last.is_none() {
         th.points.push(ThreadPoint {
             t: th.start_ns,
@@ -599,7 +653,7 @@ fn close_from_switches(th: &mut Thread, bins: &[crate::sched::SchedBin]) {
         });
     }
     let last = last.unwrap_or_default();
-    let cpu = running.max(th.cpu_ns);
+    let cpu = last.cpu_ns + running;
     let ticks = last.user_ns + last.sys_ns;
     let split = match ticks {
         0 => CpuTimes {
@@ -617,7 +671,7 @@ fn close_from_switches(th: &mut Thread, bins: &[crate::sched::SchedBin]) {
     let point = ThreadPoint {
         t: end.max(last.t),
         cpu_ns: cpu,
-        runq_ns: waiting.max(th.runq_ns),
+        runq_ns: last.runq_ns + waiting,
         user_ns: split.user_ns.max(last.user_ns),
         sys_ns: split.sys_ns.max(last.sys_ns),
         state: crate::profile::RunState::Dead,
@@ -856,6 +910,7 @@ mod tests {
             });
         }
         b.handle(Event::Exec {
+            t: 2000,
             pid: 13,
             comm: "cc1".into(),
             command: vec![],
@@ -1014,5 +1069,44 @@ mod tests {
             exe: None,
         });
         assert_eq!(b.finish(3000).process(30).unwrap().ppid, 20);
+    }
+
+    #[test]
+    fn an_exec_after_the_poll_that_read_a_command_line_gives_the_newer_one() {
+        let mut b = builder();
+        let sh = vec!["sh".to_string(), "-c".into(), "loop".into()];
+        // A poll at 2000 caught 20 just forked, still running its parent's program.
+        b.handle(Event::ProcessStart {
+            t: 2000,
+            pid: 20,
+            ppid: 10,
+            command: sh.clone(),
+            exe: None,
+        });
+        b.handle(Event::Exec {
+            t: 2100,
+            pid: 20,
+            comm: String::new(),
+            command: vec!["./burn".into(), "1".into()],
+            exe: None,
+        });
+        // 30 exec'd at 1500, and a poll at 2000 read what it runs now (it set its title).
+        b.handle(Event::Exec {
+            t: 1500,
+            pid: 30,
+            comm: String::new(),
+            command: vec!["worker".into()],
+            exe: None,
+        });
+        b.handle(Event::ProcessStart {
+            t: 2000,
+            pid: 30,
+            ppid: 10,
+            command: vec!["worker: idle".into()],
+            exe: None,
+        });
+        let p = b.finish(3000);
+        assert_eq!(p.process(20).unwrap().command, vec!["./burn", "1"]);
+        assert_eq!(p.process(30).unwrap().command, vec!["worker: idle"]);
     }
 }

@@ -123,6 +123,8 @@ pub enum Event {
     /// A process of the tree called `exec` (perf's comm record, or the process events
     /// connector): its new short name, and its command line when it could be read then.
     Exec {
+        /// When (monotonic ns).
+        t: u64,
         /// The process.
         pid: Pid,
         /// The program's name, as the kernel keeps it (at most 15 bytes).

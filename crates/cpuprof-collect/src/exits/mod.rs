@@ -219,7 +219,7 @@ impl ExitWatcher {
                     self.members.remove(&child_pid);
                 }
             }
-            ProcEvent::Exec { pid, .. } if self.is_member(pid) => {
+            ProcEvent::Exec { t, pid } if self.is_member(pid) => {
                 // Read at once: a process that lives 5 ms is gone before the next poll. Only
                 // the command line: its name comes with its exit, its executable from a poll.
                 let command = std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -227,6 +227,7 @@ impl ExitWatcher {
                     .unwrap_or_default();
                 if !command.is_empty() {
                     self.out.push(Event::Exec {
+                        t,
                         pid,
                         comm: String::new(),
                         command,

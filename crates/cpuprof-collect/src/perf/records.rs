@@ -70,6 +70,8 @@ pub enum Record<'a> {
         exec: bool,
         /// The new name (at most 15 bytes).
         comm: String,
+        /// Monotonic ns (0 if the record has no trailer).
+        time: u64,
     },
     /// A task was created (`pid != ppid`: a new process).
     Fork {
@@ -231,6 +233,7 @@ pub fn parse(record: &[u8]) -> Option<Record<'_>> {
                 tid,
                 exec: misc & MISC_COMM_EXEC != 0,
                 comm: String::from_utf8_lossy(&rest[..end]).into_owned(),
+                time: trailer(body).map_or(0, |(_, _, t)| t),
             }
         }
         RECORD_FORK => {
@@ -464,7 +467,8 @@ mod tests {
                 pid: 7,
                 tid: 7,
                 exec: true,
-                comm: "python3".into()
+                comm: "python3".into(),
+                time: 1,
             })
         );
     }

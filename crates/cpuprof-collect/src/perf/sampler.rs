@@ -462,10 +462,12 @@ impl PerfSampler {
                 pid,
                 exec: true,
                 comm,
+                time,
                 ..
             } => {
                 self.symbolizer.exec(pid);
                 self.outbox.push(Event::Exec {
+                    t: time,
                     pid,
                     comm,
                     command: Vec::new(),
