@@ -86,6 +86,7 @@ pub fn native(name: &str, module: &str) -> Frame {
         name: name.into(),
         module: Some(module.into()),
         line: None,
+        short_file: None,
     }
 }
 
@@ -96,6 +97,7 @@ pub fn py(name: &str, file: &str) -> Frame {
         name: name.into(),
         module: Some(file.into()),
         line: Some(1),
+        short_file: None,
     }
 }
 

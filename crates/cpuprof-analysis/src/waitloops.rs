@@ -165,7 +165,8 @@ mod tests {
                     kind: FrameKind::Kernel,
                     name: "do_sched_yield".into(),
                     module: None,
-                    line: None
+                    line: None,
+                    short_file: None,
                 }
             ]),
             Some("OpenBLAS")

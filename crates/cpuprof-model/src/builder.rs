@@ -860,6 +860,7 @@ mod tests {
             name: n.into(),
             module: None,
             line: None,
+            short_file: None,
         };
         b.handle(Event::Sample {
             t: 3000,

@@ -38,6 +38,11 @@ pub struct Frame {
     /// Source line (Python frames).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
+    /// The source file as its user knows it (Python frames): relative to the `sys.path`
+    /// entry it was imported from (`multiprocessing/process.py`, as py-spy shows it), where
+    /// `module` keeps the full path. Labels use it; without it, the base name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_file: Option<String>,
 }
 
 impl Frame {
@@ -49,9 +54,10 @@ impl Frame {
     }
 
     /// The label used in flamegraphs and collapsed stacks: `name` for native frames,
-    /// `name (file.py:line)` for Python frames.
+    /// `name (package/file.py:line)` for Python frames.
     pub fn label(&self) -> String {
-        match (self.kind, self.module_name(), self.line) {
+        let file = self.short_file.as_deref().or(self.module_name());
+        match (self.kind, file, self.line) {
             (FrameKind::Python, Some(file), Some(line)) => format!("{} ({file}:{line})", self.name),
             (FrameKind::Python, Some(file), None) => format!("{} ({file})", self.name),
             _ => self.name.clone(),
@@ -178,6 +184,7 @@ mod tests {
             name: name.into(),
             module: None,
             line: None,
+            short_file: None,
         }
     }
 
@@ -217,6 +224,7 @@ mod tests {
             name: "train_step".into(),
             module: Some("/src/model.py".into()),
             line: Some(88),
+            short_file: None,
         };
         assert_eq!(f.label(), "train_step (model.py:88)");
     }

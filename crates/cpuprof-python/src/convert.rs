@@ -7,9 +7,11 @@ use cpuprof_model::{Event, Frame, FrameKind, Pid};
 use py_spy::StackTrace;
 
 /// The [`Event::PythonSample`] of one thread's trace taken at monotonic time `t`; `None` when
-/// py-spy could not tell which OS thread the trace belongs to.
+/// no OS thread is known for it (or it is 0: a thread state being torn down).
 pub fn to_event(pid: Pid, t: u64, trace: &StackTrace) -> Option<Event> {
-    let tid = u32::try_from(trace.os_thread_id?).ok()?;
+    let tid = u32::try_from(trace.os_thread_id?)
+        .ok()
+        .filter(|&t| t != 0)?;
     let frames = trace
         .frames
         .iter()
@@ -19,6 +21,8 @@ pub fn to_event(pid: Pid, t: u64, trace: &StackTrace) -> Option<Event> {
             name: f.name.clone(),
             module: Some(f.filename.clone()),
             line: u32::try_from(f.line).ok().filter(|&l| l > 0),
+            // py-spy's: the path below the outermost package (`multiprocessing/process.py`).
+            short_file: f.short_filename.clone().filter(|s| !s.is_empty()),
         })
         .collect();
     Some(Event::PythonSample {

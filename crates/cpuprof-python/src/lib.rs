@@ -25,6 +25,7 @@
 mod convert;
 pub mod detect;
 mod merge;
+mod native_tid;
 mod pause;
 mod sampler;
 

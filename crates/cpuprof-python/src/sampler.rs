@@ -22,12 +22,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cpuprof_collect::procfs::{stat, ProcReader};
-use cpuprof_model::{Event, Pid};
+use cpuprof_model::{Event, Pid, Tid};
 use py_spy::config::LockingStrategy;
-use py_spy::{Config, PythonSpy};
+use py_spy::{Config, PythonSpy, StackTrace};
 
 use crate::convert::{looks_idle, to_event};
 use crate::detect::{self, Kind};
+use crate::native_tid::{self, NativeTids};
 use crate::pause::{pause, RunHistory};
 use crate::{clock_ns, Error, PidSource};
 
@@ -95,6 +96,9 @@ pub struct PythonSampler<S: PidSource> {
     reader: ProcReader,
     /// Samples of the current tick, sent as one batch (one wakeup of the receiver per tick).
     outbox: Vec<Event>,
+    /// Where the tid is in a thread descriptor, per libc ([`native_tid`]): forked workers and
+    /// every interpreter of a machine share one.
+    libc_offsets: HashMap<String, Result<u64, String>>,
 }
 
 /// What the sampler knows of one pid, for one program image (executable + command line).
@@ -121,6 +125,8 @@ enum State {
         failures: u32,
         /// CPU of its threads at the last pause (blocking mode).
         history: RunHistory,
+        /// Which OS thread each Python thread runs on.
+        threads: Box<ThreadMap>,
     },
     /// Reported unreadable; skipped until it execs something else.
     GaveUp,
@@ -144,6 +150,7 @@ impl<S: PidSource> PythonSampler<S> {
             idle: true,
             reader: ProcReader::new(),
             outbox: Vec::new(),
+            libc_offsets: HashMap::new(),
         }
     }
 
@@ -272,6 +279,7 @@ impl<S: PidSource> PythonSampler<S> {
                             spy: Box::new(spy),
                             failures: 0,
                             history: RunHistory::default(),
+                            threads: Box::default(),
                         };
                         self.sample(pid);
                     }
@@ -297,6 +305,7 @@ impl<S: PidSource> PythonSampler<S> {
                 spy,
                 failures,
                 history,
+                threads,
             } => {
                 let before = clock_ns();
                 let paused = if blocking { pause(pid, history) } else { None };
@@ -311,6 +320,32 @@ impl<S: PidSource> PythonSampler<S> {
                 match result {
                     Ok(mut traces) => {
                         *failures = 0;
+                        let reader = &mut self.reader;
+                        let mut running = |tid: Tid| {
+                            reader
+                                .read_kept(pid, Some(tid), "stat")
+                                .ok()
+                                .and_then(|t| stat::parse(t, 100))
+                                .is_some_and(|s| s.state == 'R')
+                        };
+                        let unmapped = threads.map(
+                            pid,
+                            spy,
+                            &mut self.libc_offsets,
+                            &mut running,
+                            &mut traces,
+                        );
+                        if let Some(why) = unmapped {
+                            let msg = format!(
+                                "python: cannot tell which OS threads run the Python threads of \
+                                 pid {pid} ({}, Python {}): {why}; its Python stacks are not \
+                                 recorded",
+                                detect::image_exe(&target.image),
+                                spy.version
+                            );
+                            self.stats.notices += 1;
+                            let _ = self.tx.send(Event::Notice(msg));
+                        }
                         if let Some(p) = &paused {
                             for trace in &mut traces {
                                 let running =
@@ -349,6 +384,106 @@ impl<S: PidSource> PythonSampler<S> {
         self.stats.notices += 1;
         let _ = self.tx.send(Event::Notice(msg));
     }
+}
+
+/// Reads in a row in which no Python thread could be given its OS thread before the process
+/// is reported (a thread starting or ending is not a failure).
+const UNMAPPED_LIMIT: u32 = 20;
+
+/// Which OS thread each Python thread of one process runs on.
+#[derive(Debug, Default)]
+struct ThreadMap {
+    /// Interpreters before 3.11: `pthread_t` to tid through the thread descriptor.
+    native: Option<NativeTids>,
+    /// Why `native` cannot be had.
+    unavailable: Option<String>,
+    /// The OS thread each Python thread id was last seen on.
+    last_tid: HashMap<u64, Tid>,
+    /// Reads in a row with threads and none mapped.
+    unmapped: u32,
+    /// Reported once.
+    reported: bool,
+}
+
+impl ThreadMap {
+    /// Gives every trace its OS thread (py-spy has it from 3.11 on; before, the thread
+    /// descriptor has it) and drops the name py-spy cached for a Python thread id that now
+    /// runs on another OS thread (Python reuses ids; py-spy caches names by id). Returns why,
+    /// once, when the process's threads cannot be mapped at all.
+    ///
+    /// py-spy tells a thread that waits from one that runs by the OS thread's state, which it
+    /// cannot read for a trace it has no OS thread for: `running` reads it for those.
+    fn map(
+        &mut self,
+        pid: Pid,
+        spy: &mut PythonSpy,
+        offsets: &mut HashMap<String, Result<u64, String>>,
+        running: &mut dyn FnMut(Tid) -> bool,
+        traces: &mut [StackTrace],
+    ) -> Option<String> {
+        for trace in traces.iter_mut() {
+            // A 3.11+ thread state being torn down reads native id 0: no thread.
+            if trace.os_thread_id == Some(0) {
+                trace.os_thread_id = None;
+                continue;
+            }
+            if trace.os_thread_id.is_none() {
+                if self.native.is_none() && self.unavailable.is_none() {
+                    match native_tids(pid, offsets) {
+                        Ok(n) => self.native = Some(n),
+                        Err(e) => self.unavailable = Some(e),
+                    }
+                }
+                if let Some(n) = self.native.as_mut() {
+                    trace.os_thread_id = n.tid(trace.thread_id).map(u64::from);
+                    if let Some(tid) = trace.os_thread_id {
+                        trace.active = running(tid as Tid) && !looks_idle(trace);
+                    }
+                }
+            }
+            if let Some(tid) = trace.os_thread_id.and_then(|t| Tid::try_from(t).ok()) {
+                let before = self.last_tid.insert(trace.thread_id, tid);
+                if before.is_some_and(|b| b != tid) {
+                    spy.python_thread_names.clear();
+                    trace.thread_name = None;
+                }
+            }
+        }
+        let mapped = traces.iter().any(|t| t.os_thread_id.is_some());
+        self.unmapped = if traces.is_empty() || mapped {
+            0
+        } else {
+            self.unmapped + 1
+        };
+        let give_up = self.unavailable.is_some() || self.unmapped >= UNMAPPED_LIMIT;
+        if mapped || !give_up || self.reported {
+            return None;
+        }
+        self.reported = true;
+        Some(
+            self.unavailable
+                .clone()
+                .unwrap_or_else(|| "its thread descriptors name none of its threads".to_string()),
+        )
+    }
+}
+
+/// The `pthread_t` → tid reader for `pid`, from its libc (looked up once per libc).
+fn native_tids(
+    pid: Pid,
+    offsets: &mut HashMap<String, Result<u64, String>>,
+) -> Result<NativeTids, String> {
+    let libc = native_tid::libc_of(pid)
+        .ok_or("it maps no glibc (a static or musl build: no thread descriptor to read)")?;
+    let offset = offsets
+        .entry(libc.clone())
+        .or_insert_with(|| {
+            // A process in another mount namespace (a container) sees its own files.
+            native_tid::tid_offset(&libc)
+                .or_else(|_| native_tid::tid_offset(&format!("/proc/{pid}/root{libc}")))
+        })
+        .clone()?;
+    Ok(NativeTids::new(pid, offset))
 }
 
 /// The py-spy configuration: Python frames only, every thread (idle ones too), thread names.

@@ -196,7 +196,8 @@ var Flame = (function () {
     var share = n.value / Math.max(1, tree.value);
     var cpu = D.sample_s ? ', ' + fmtS(n.value * D.sample_s) + ' CPU' : '';
     var spinTxt = (n.frame !== undefined && spin[n.frame]) ? '\nruntime wait loop (spin-waiting burns CPU without work)' : '';
-    showTip(ev, n.name + '\n' + n.value + ' samples (' + pct(share) + cpu + '), self ' + n.self + spinTxt);
+    var file = n.frame !== undefined && F.files && F.files[n.frame] ? '\n' + F.files[n.frame] : '';
+    showTip(ev, n.name + file + '\n' + n.value + ' samples (' + pct(share) + cpu + '), self ' + n.self + spinTxt);
   });
   canvas.addEventListener('mouseleave', hideTip);
   canvas.addEventListener('click', function (ev) {

@@ -92,13 +92,18 @@ pub struct TopFunction {
     pub samples: u64,
     /// Share of the thread's samples, 0..1.
     pub share: f64,
+    /// The source file's full path (Python frames).
+    pub file: Option<String>,
 }
 
 /// Per (pid, tid): sample count and leaf-function counts.
 #[derive(Debug, Default)]
 pub struct LeafCounts {
-    per_thread: HashMap<(Pid, Tid), (u64, HashMap<String, u64>)>,
+    per_thread: HashMap<(Pid, Tid), (u64, LeafMap)>,
 }
+
+/// Per leaf label: samples, and the full path of a Python frame's file.
+type LeafMap = HashMap<String, (u64, Option<String>)>;
 
 impl LeafCounts {
     /// Counts the leaves of `samples`.
@@ -108,15 +113,17 @@ impl LeafCounts {
         for s in samples {
             *by_stack.entry((s.pid, s.tid, s.stack)).or_default() += 1;
         }
-        let mut per_thread: HashMap<(Pid, Tid), (u64, HashMap<String, u64>)> = HashMap::new();
+        let mut per_thread: HashMap<(Pid, Tid), (u64, LeafMap)> = HashMap::new();
         for ((pid, tid, stack), n) in by_stack {
             let e = per_thread.entry((pid, tid)).or_default();
             e.0 += n;
-            let label = stack
-                .and_then(|id| profile.stacks.leaf(id))
-                .map(|f| f.label())
-                .unwrap_or_else(|| UNKNOWN.to_string());
-            *e.1.entry(label).or_default() += n;
+            let leaf = stack.and_then(|id| profile.stacks.leaf(id));
+            let label = leaf.map_or_else(|| UNKNOWN.to_string(), |f| f.label());
+            let file = leaf
+                .filter(|f| f.kind == cpuprof_model::FrameKind::Python)
+                .and_then(|f| f.module.clone());
+            let slot = e.1.entry(label).or_insert((0, file));
+            slot.0 += n;
         }
         LeafCounts { per_thread }
     }
@@ -132,13 +139,14 @@ impl LeafCounts {
             return Vec::new();
         };
         let mut v: Vec<_> = counts.iter().collect();
-        v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
         v.into_iter()
             .take(n)
-            .map(|(name, &c)| TopFunction {
+            .map(|(name, (c, file))| TopFunction {
                 name: name.clone(),
-                samples: c,
-                share: c as f64 / (*total).max(1) as f64,
+                samples: *c,
+                share: *c as f64 / (*total).max(1) as f64,
+                file: file.clone(),
             })
             .collect()
     }

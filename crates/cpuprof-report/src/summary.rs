@@ -131,7 +131,13 @@ fn thread_json(p: &Process, t: &Thread, analysis: &Analysis, leaves: &LeafCounts
     let top: Vec<Value> = leaves
         .top(p.pid, t.tid, TOP_FUNCTIONS)
         .into_iter()
-        .map(|f| json!({"name": f.name, "samples": f.samples, "share": f.share}))
+        .map(|f| {
+            let mut v = json!({"name": f.name, "samples": f.samples, "share": f.share});
+            if let Some(file) = &f.file {
+                v["file"] = json!(file);
+            }
+            v
+        })
         .collect();
     json!({
         "tid": t.tid,

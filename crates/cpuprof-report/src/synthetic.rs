@@ -58,6 +58,7 @@ fn frame(kind: FrameKind, name: &str, module: &str, line: Option<u32>) -> Frame 
         name: name.into(),
         module: Some(module.into()),
         line,
+        short_file: None,
     }
 }
 

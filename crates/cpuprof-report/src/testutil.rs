@@ -13,6 +13,7 @@ fn native(name: &str) -> Frame {
         name: name.into(),
         module: Some("/usr/lib/libopenblas.so.0".into()),
         line: None,
+        short_file: None,
     }
 }
 
@@ -22,6 +23,7 @@ fn py(name: &str, line: u32) -> Frame {
         name: name.into(),
         module: Some("/src/x.py".into()),
         line: Some(line),
+        short_file: None,
     }
 }
 

@@ -299,6 +299,7 @@ impl Symbolizer {
                 name: format!("{addr:#x}"),
                 module: None,
                 line: None,
+                short_file: None,
             };
         };
         let svma = lookup.wrapping_sub(m.bias);
@@ -320,6 +321,7 @@ impl Symbolizer {
             name: symbol.unwrap_or_else(|| format!("{}+{:#x}", m.mapping.base_name(), svma)),
             module: Some(m.mapping.path.clone()),
             line: None,
+            short_file: None,
         };
         self.names.insert((identity, svma), frame.clone());
         frame

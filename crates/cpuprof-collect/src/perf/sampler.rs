@@ -419,6 +419,7 @@ impl PerfSampler {
                         name: "[kernel]".into(),
                         module: None,
                         line: None,
+                        short_file: None,
                     });
                 }
                 self.stats.samples += 1;

@@ -11,6 +11,7 @@ fn native(name: &str, module: &str) -> Frame {
         name: name.into(),
         module: Some(module.into()),
         line: None,
+        short_file: None,
     }
 }
 
@@ -20,6 +21,7 @@ fn py(name: &str, line: u32) -> Frame {
         name: name.into(),
         module: Some("/src/work.py".into()),
         line: Some(line),
+        short_file: None,
     }
 }
 

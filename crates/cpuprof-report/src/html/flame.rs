@@ -30,8 +30,8 @@ pub struct FlameData {
     pub entries: BTreeMap<(u32, u32, i64), u64>,
     /// Used stack nodes: (parent index or -1, frame index into `frames`).
     pub nodes: Vec<(i64, u32)>,
-    /// Used frames: (label, kind, wait loop).
-    pub frames: Vec<(String, FrameKind, bool)>,
+    /// Used frames: (label, kind, wait loop, full path of a Python frame's file).
+    pub frames: Vec<(String, FrameKind, bool, Option<String>)>,
 }
 
 /// Aggregates `samples`; `lanes` maps (pid, tid) to the lane index of the timeline.
@@ -86,7 +86,10 @@ pub fn build(
         let (parent, frame) = profile.stacks.nodes[id];
         let f = *frame_map.entry(frame).or_insert_with(|| {
             let fr = profile.stacks.frame(frame);
-            frames.push((fr.label(), fr.kind, wait_frames.contains(&frame)));
+            let file = (fr.kind == FrameKind::Python)
+                .then(|| fr.module.clone())
+                .flatten();
+            frames.push((fr.label(), fr.kind, wait_frames.contains(&frame), file));
             (frames.len() - 1) as u32
         });
         let p = parent.map_or(-1, |p| node_map[p as usize]);
@@ -141,6 +144,8 @@ impl FlameData {
             "n": self.buckets,
             "dt": self.bucket_ns / 1e9,
             "labels": self.frames.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+            // Full paths for the tooltip (the labels show the package-relative file).
+            "files": self.frames.iter().map(|f| f.3.as_deref()).collect::<Vec<_>>(),
             "kinds": kinds,
             "spin": spin,
             "parent": self.nodes.iter().map(|n| n.0).collect::<Vec<_>>(),
@@ -203,6 +208,7 @@ mod tests {
             name: "f".into(),
             module: None,
             line: None,
+            short_file: None,
         }];
         let f = build(&p, &BTreeSet::new(), &samples, &lanes);
         assert!(f.entries.len() <= MAX_ENTRIES);
