@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cpuprof_collect::procfs::{stat, ProcReader};
+use cpuprof_collect::procfs::{schedstat, stat, ProcReader};
 use cpuprof_model::{Event, Pid, Tid};
 use py_spy::config::LockingStrategy;
 use py_spy::{Config, PythonSpy, StackTrace};
@@ -80,6 +80,8 @@ pub struct SamplerStats {
     pub read_ns: u64,
     /// Time targets spent stopped by blocking reads, ns (summed over processes).
     pub paused_ns: u64,
+    /// Reads saved because no Python thread of the process had run since the last one.
+    pub reused: u64,
 }
 
 /// The sampler thread: Python stacks of every Python process a [`PidSource`] names.
@@ -127,6 +129,8 @@ enum State {
         history: RunHistory,
         /// Which OS thread each Python thread runs on.
         threads: Box<ThreadMap>,
+        /// The last read, while none of its threads has run since.
+        last: Option<LastRead>,
     },
     /// Reported unreadable; skipped until it execs something else.
     GaveUp,
@@ -280,6 +284,7 @@ impl<S: PidSource> PythonSampler<S> {
                             failures: 0,
                             history: RunHistory::default(),
                             threads: Box::default(),
+                            last: None,
                         };
                         self.sample(pid);
                     }
@@ -306,7 +311,25 @@ impl<S: PidSource> PythonSampler<S> {
                 failures,
                 history,
                 threads,
+                last,
             } => {
+                // A stack changes only while its thread runs: when none of the process's
+                // Python threads used CPU since the last read, that read still holds (an
+                // idle pool parent, a worker waiting for its next task).
+                let now = clock_ns();
+                if let Some(l) = last.as_ref() {
+                    if now.saturating_sub(l.t) < REUSE_MAX_NS
+                        && l.cpu
+                            .iter()
+                            .all(|&(tid, c)| thread_cpu(&mut self.reader, pid, tid) == Some(c))
+                    {
+                        self.stats.reused += 1;
+                        self.stats.samples += l.events.len() as u64;
+                        self.outbox.extend(l.events.iter().map(|e| l.again(e, now)));
+                        return;
+                    }
+                }
+                *last = None;
                 let before = clock_ns();
                 let paused = if blocking { pause(pid, history) } else { None };
                 let result = spy.get_stack_traces();
@@ -354,11 +377,28 @@ impl<S: PidSource> PythonSampler<S> {
                             }
                         }
                         drop(paused);
+                        let mut read = LastRead {
+                            t: before,
+                            cpu: Vec::new(),
+                            events: Vec::new(),
+                        };
                         for trace in &traces {
                             if let Some(ev) = to_event(pid, t, trace) {
                                 self.stats.samples += 1;
+                                read.events.push(ev.clone());
                                 self.outbox.push(ev);
                             }
+                        }
+                        // What each thread had used when its stack was read (read after: a
+                        // thread that ran meanwhile shows as changed at the next tick).
+                        let cpu: Option<Vec<(Tid, u64)>> = traces
+                            .iter()
+                            .filter_map(|t| t.os_thread_id.and_then(|id| Tid::try_from(id).ok()))
+                            .map(|tid| Some((tid, thread_cpu(&mut self.reader, pid, tid)?)))
+                            .collect();
+                        if let Some(cpu) = cpu.filter(|c| !c.is_empty()) {
+                            read.cpu = cpu;
+                            *last = Some(read);
                         }
                     }
                     Err(e) => {
@@ -384,6 +424,51 @@ impl<S: PidSource> PythonSampler<S> {
         self.stats.notices += 1;
         let _ = self.tx.send(Event::Notice(msg));
     }
+}
+
+/// Longest a read is reused while its threads do not run: a thread a C extension attaches to
+/// the interpreter, or a name set from a thread that is not Python's, shows within this.
+const REUSE_MAX_NS: u64 = 1_000_000_000;
+
+/// A process's last stack read, kept while none of its Python threads runs.
+struct LastRead {
+    /// When it was read (monotonic ns).
+    t: u64,
+    /// Each Python thread's CPU then, ns (`schedstat`).
+    cpu: Vec<(Tid, u64)>,
+    /// The samples it gave.
+    events: Vec<Event>,
+}
+
+impl LastRead {
+    /// Sample `e` again at `t`: the same stack, not running (no thread ran since).
+    fn again(&self, e: &Event, t: u64) -> Event {
+        match e.clone() {
+            Event::PythonSample {
+                pid,
+                tid,
+                thread_name,
+                frames,
+                owns_gil,
+                ..
+            } => Event::PythonSample {
+                t,
+                pid,
+                tid,
+                thread_name,
+                frames,
+                owns_gil,
+                active: false,
+            },
+            other => other,
+        }
+    }
+}
+
+/// A thread's CPU so far, ns (`schedstat`, through a kept descriptor); `None` if it is gone.
+fn thread_cpu(reader: &mut ProcReader, pid: Pid, tid: Tid) -> Option<u64> {
+    let text = reader.read_kept(pid, Some(tid), "schedstat").ok()?;
+    schedstat::parse(text).map(|s| s.cpu_ns)
 }
 
 /// Reads in a row in which no Python thread could be given its OS thread before the process

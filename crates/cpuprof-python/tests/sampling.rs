@@ -303,3 +303,47 @@ fn an_unreadable_python_is_reported_once() {
     );
     assert_eq!(run.samples().count(), 0);
 }
+
+const SLEEPERS: &str = r#"
+import threading, time
+def nap():
+    time.sleep(1.2)
+ts = [threading.Thread(target=nap, name="napper-%d" % i) for i in range(3)]
+for t in ts:
+    t.start()
+time.sleep(1.2)
+for t in ts:
+    t.join()
+"#;
+
+#[test]
+fn a_process_whose_threads_do_not_run_is_not_read_again() {
+    let (_dir, path) = script("sleepers.py", SLEEPERS);
+    let run = sample_run(
+        &venv_python(),
+        &[path.to_str().unwrap()],
+        PythonOptions::default(),
+    );
+    // Four sleeping threads for 1.2 s: most ticks reuse the last read (its stacks still hold),
+    // and every tick still gives every thread a sample, none of them running.
+    assert!(
+        run.stats.reused * 2 >= run.stats.reads,
+        "reused {} of {} reads + reuses: {:?}",
+        run.stats.reused,
+        run.stats.reads + run.stats.reused,
+        run.stats
+    );
+    let nappers = run
+        .samples()
+        .filter(|e| {
+            matches!(e, Event::PythonSample { thread_name: Some(n), active: false, .. }
+                if n.starts_with("napper-"))
+        })
+        .count() as u64;
+    assert!(
+        nappers >= 3 * 60,
+        "{nappers} idle napper samples; {:?}",
+        run.stats
+    );
+    assert!(run.notices().is_empty(), "{:?}", run.notices());
+}
