@@ -28,7 +28,7 @@ PY="${PYTHON:-python3}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-ALL_BENCHES=(record_overhead churn builds_matmul)
+ALL_BENCHES=(record_overhead churn builds_matmul python_pool)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -216,6 +216,55 @@ bench_builds_matmul() {
     local workload=("$MATMUL" --size 2048 --iters 10 --procs "$(nproc)" --threads auto)
     side_by_side "Recorder cost by build: oversubscribed matmul" \
         "\`${workload[*]#"$BIN_DIR/"}\`" -- "${workload[@]}"
+}
+
+# The cost of recording a Python pool (issue 13): a two-worker multiprocessing.Pool of NumPy
+# products with BLAS limited to one thread, unprofiled, under cpuprof (default: perf + Python
+# stacks; `--no-stacks`: procfs + Python stacks) and under `py-spy record --subprocesses
+# --nonblocking` at the same 100 Hz, alternating run by run; cpuprof's own CPU from its summary.
+bench_python_pool() {
+    local venv=.venv/bin
+    [ -x "$venv/py-spy" ] || { echo "bench python_pool: $venv/py-spy missing (make setup)" >&2; return 1; }
+    local workload=("$venv/python" examples/pool_matmul.py fixed --workers 2 --size 1024 --tasks 48)
+    local base=() line i s json
+    declare -A pwall=() pcpu=()
+    local settings=(default --no-stacks py-spy)
+    "${workload[@]}" >/dev/null
+    for ((i = 0; i < RUNS; i++)); do
+        line="$(timed "${workload[@]}")"
+        base+=("$(field wall_s "$line")")
+        for s in "${settings[@]}"; do
+            json="$WORK/pool.json"
+            case "$s" in
+                py-spy)
+                    line="$(timed "$venv/py-spy" record --subprocesses --nonblocking --rate 100 \
+                        --format raw -o "$WORK/pyspy.txt" -- "${workload[@]}")" ;;
+                default)
+                    line="$(timed "$CPUPROF" -q --json "$json" -- "${workload[@]}")" ;;
+                *)
+                    line="$(timed "$CPUPROF" -q "$s" --json "$json" -- "${workload[@]}")" ;;
+            esac
+            [ "$(field exit "$line")" = 0 ] || { echo "$s failed: $line" >&2; return 1; }
+            pwall[$s]+="$(field wall_s "$line") "
+            [ "$s" = py-spy ] || pcpu[$s]+="$(json_field "$json" cpuprof_cpu_s) "
+        done
+    done
+    echo "### Recorder overhead: Python pool (2 workers, NumPy, 1 BLAS thread each)"
+    echo
+    echo "Workload: \`${workload[*]}\` ($RUNS runs per setting, alternating; py-spy $("$venv/py-spy" --version | cut -d' ' -f2))."
+    echo
+    echo "| recorder | median wall s | slowdown (95% interval) | median recorder CPU s |"
+    echo "|---|---|---|---|"
+    echo "| unprofiled | $(median "${base[@]}") | | |"
+    for s in "${settings[@]}"; do
+        local cpu="(not reported)"
+        # shellcheck disable=SC2086
+        [ "$s" = py-spy ] || cpu="$(median ${pcpu[$s]})"
+        # shellcheck disable=SC2086
+        echo "| \`$([ "$s" = py-spy ] && echo "py-spy record --subprocesses --nonblocking --rate 100" || echo "cpuprof $s")\` |" \
+            "$(median ${pwall[$s]}) | $(paired "${base[*]}" "${pwall[$s]}") | $cpu |"
+    done
+    echo
 }
 
 # The recorder's cost on the oversubscribed reference workload: its wall time unprofiled,
