@@ -127,9 +127,9 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SOURCE", value_enum, default_value_t = ExitSource::Auto)]
     pub exit_accounting: ExitSource,
 
-    /// The command to run, after `--`.
-    #[arg(last = true, value_name = "COMMAND", num_args = 1..)]
-    pub cmd: Vec<String>,
+    /// The command to run, after `--` (any bytes: it is passed on as given).
+    #[arg(last = true, value_name = "COMMAND", num_args = 1.., value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub cmd: Vec<std::ffi::OsString>,
 }
 
 /// `--exit-accounting`.
@@ -235,17 +235,29 @@ fn parse_time(s: &str, default_unit: f64) -> Result<Duration, String> {
     if !v.is_finite() || v <= 0.0 {
         return Err(format!("'{s}' must be more than zero"));
     }
-    Ok(Duration::from_secs_f64(v * unit))
+    Duration::try_from_secs_f64(v * unit).map_err(|_| format!("'{s}' is too long"))
 }
 
+/// Longest `--duration`: a year (an attach that long is a service, not a recording).
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Longest `--interval`: a poll a minute still shows a timeline.
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    parse_time(s, 1.0)
+    let d = parse_time(s, 1.0)?;
+    if d > MAX_DURATION {
+        return Err(format!("'{s}' is longer than a year"));
+    }
+    Ok(d)
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_time(s, 1e-3)?;
     if d < Duration::from_millis(1) {
         return Err(format!("'{s}' is shorter than 1ms"));
+    }
+    if d > MAX_INTERVAL {
+        return Err(format!("'{s}' is longer than 60s"));
     }
     Ok(d)
 }
@@ -295,6 +307,14 @@ mod tests {
         assert!(parse_duration("-1").is_err());
         assert!(parse_interval("0.1ms").is_err());
         assert!(parse_duration("abc").is_err());
+        // Out of range: an error, never a panic.
+        assert!(parse_duration("1e20").unwrap_err().contains("too long"));
+        assert!(parse_duration("600000m").unwrap_err().contains("year"));
+        assert!(parse_duration("525000m").is_ok());
+        assert!(parse_interval("1e20").is_err());
+        assert!(parse_interval("61s").unwrap_err().contains("60s"));
+        assert!(parse_duration("inf").is_err());
+        assert!(parse_duration("nan").is_err());
     }
 
     #[test]

@@ -31,6 +31,16 @@ const CGROUP_CHECK_NS: u64 = 250_000_000;
 
 /// Runs `record`; returns cpuprof's exit code (the target's, in launch mode).
 pub fn run(args: RecordArgs) -> Result<i32> {
+    // Every output path is checked before anything runs: a recording cannot be made again.
+    let out = Outputs {
+        save: args.save.clone(),
+        json: args.json.clone(),
+        html: args.output.clone(),
+        collapsed: args.collapsed.clone(),
+        quiet: args.quiet,
+        rescue: true,
+    };
+    out.check()?;
     let origin = monotonic_ns();
     let start_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -40,6 +50,9 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     let (tx, rx) = mpsc::channel::<Event>();
     let tree = LiveTree::default();
 
+    // Without a terminal, the target gets a process group of its own, and cpuprof passes
+    // signals on (src/signals.rs).
+    let own_group = args.pid.is_none() && !launcher::has_controlling_terminal();
     // Launch paused, or check the process to attach to. The fork happens while cpuprof is
     // still single-threaded.
     let (target, mut child) = match args.pid {
@@ -49,14 +62,14 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         }
         None => {
             launcher::become_subreaper()?;
-            let child = PausedChild::spawn(&args.cmd)?;
+            let child = PausedChild::spawn(&args.cmd, own_group)?;
             (Target::Launched(child.pid()), Some(child))
         }
     };
     // After the fork: the target keeps the limit it was started with.
     launcher::raise_open_files_limit();
     let attached = matches!(target, Target::Attached(_));
-    signals::install((!attached).then_some(target.pid()));
+    signals::install((!attached).then_some(target.pid()), own_group);
 
     let machine = cpuprof_collect::budget::read_machine(target.pid());
     let command = if attached {
@@ -65,7 +78,10 @@ pub fn run(args: RecordArgs) -> Result<i32> {
             .map(|t| cpuprof_collect::procfs::cmdline::parse(&t))
             .unwrap_or_default()
     } else {
-        args.cmd.clone()
+        args.cmd
+            .iter()
+            .map(|a| cpuprof_collect::procfs::cmdline::arg_text(a.as_encoded_bytes()))
+            .collect()
     };
     let mut meta = Meta::new(command);
     meta.pid = target.pid();
@@ -244,20 +260,21 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     cpuprof_python::merge(&mut profile);
 
     let analysis = cpuprof_analysis::analyze(&profile);
-    let out = Outputs {
-        save: args.save,
-        json: args.json,
-        // Interactive runs get a report by default; scripts and tests only what they ask for.
-        html: args.output.or_else(|| {
-            (!args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .then(|| cpuprof_report::html::default_file_name(&profile).into())
-        }),
-        collapsed: args.collapsed,
-        quiet: args.quiet,
-    };
-    outputs::write_all(&out, &profile, &analysis)?;
+    let mut out = out;
+    // Interactive runs get a report by default; scripts and tests only what they ask for.
+    if out.html.is_none() && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        out.html = Some(cpuprof_report::html::default_file_name(&profile).into());
+    }
+    let written = outputs::write_all(&out, &profile, &analysis);
     let code = exit_code(&profile.meta, attached, stopped_early);
-    Ok(crate::cli::gate(args.fail_on, &analysis, code))
+    let code = crate::cli::gate(args.fail_on, &analysis, code);
+    // An output that could not be written is an error unless the target's own failure says
+    // more (its code is kept).
+    Ok(if !written.ok() && code == 0 {
+        outputs::OUTPUT_FAILED
+    } else {
+        code
+    })
 }
 
 /// cpuprof's exit code: the target's (128+N for signal N) in launch mode; 0 when attached or

@@ -8,6 +8,12 @@ use crate::outputs::{self, Outputs};
 
 /// Runs `report`; returns the exit code.
 pub fn run(args: ReportArgs) -> Result<i32> {
+    if args.path.is_dir() {
+        anyhow::bail!(
+            "cannot read profile '{}': it is a directory (give a file saved with --save)",
+            args.path.display()
+        );
+    }
     let profile = cpuprof_model::file::load(&args.path)
         .with_context(|| format!("cannot read profile '{}'", args.path.display()))?;
     let analysis = cpuprof_analysis::analyze(&profile);
@@ -17,7 +23,12 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         html: args.output,
         collapsed: args.collapsed,
         quiet: args.quiet,
+        rescue: false,
     };
-    outputs::write_all(&out, &profile, &analysis)?;
+    out.check()?;
+    let written = outputs::write_all(&out, &profile, &analysis);
+    if !written.ok() {
+        return Ok(outputs::OUTPUT_FAILED);
+    }
     Ok(crate::cli::gate(args.fail_on, &analysis, 0))
 }

@@ -15,8 +15,12 @@ pub fn check_attachable(pid: u32) -> Result<(), CollectError> {
     let stat = format!("/proc/{pid}/stat");
     match std::fs::read(&stat) {
         Ok(text) => {
-            if crate::procfs::stat::parse(&text, 100).is_some_and(|s| s.state == 'Z') {
+            let parsed = crate::procfs::stat::parse(&text, 100);
+            if parsed.as_ref().is_some_and(|s| s.state == 'Z') {
                 return Err(CollectError::NoSuchProcess(pid));
+            }
+            if let Some(s) = parsed.filter(|s| s.is_kernel_thread()) {
+                return Err(CollectError::KernelThread { pid, name: s.comm });
             }
         }
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(CollectError::NoSuchProcess(pid)),

@@ -25,6 +25,17 @@ pub enum CollectError {
     /// No process with this pid exists.
     #[error("no process with pid {0} (it is not running)")]
     NoSuchProcess(u32),
+    /// The pid is a kernel thread: there is no program to watch.
+    #[error(
+        "pid {pid} is the kernel thread '{name}', not a program: give the pid of a process \
+         (`ps -o pid,comm -p PID`)"
+    )]
+    KernelThread {
+        /// Its pid.
+        pid: u32,
+        /// Its name.
+        name: String,
+    },
     /// The process exists but its `/proc` files cannot be read by this user.
     #[error(
         "cannot read process {pid} ({path}: permission denied); run cpuprof as the same user \

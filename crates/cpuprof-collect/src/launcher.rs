@@ -10,8 +10,9 @@
 //! orphaned by their parents are re-parented to cpuprof instead of init, so the poller reaps
 //! them and their CPU still counts.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 
 use crate::CollectError;
 
@@ -54,6 +55,22 @@ pub fn raise_open_files_limit() {
     }
 }
 
+/// Whether cpuprof has a controlling terminal (`/dev/tty` opens).
+pub fn has_controlling_terminal() -> bool {
+    // SAFETY: a constant NUL-terminated path; the descriptor is closed at once.
+    unsafe {
+        let fd = libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_RDONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return false;
+        }
+        libc::close(fd);
+        true
+    }
+}
+
 fn pipe_cloexec() -> Result<[libc::c_int; 2], CollectError> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
@@ -71,14 +88,22 @@ fn close(fd: libc::c_int) {
 impl PausedChild {
     /// Forks a child that will run `command` once released. Call this while the process is
     /// still single-threaded (before starting collector threads): the child runs `execvp`.
-    pub fn spawn(command: &[String]) -> Result<PausedChild, CollectError> {
+    /// The arguments are passed as the bytes they are (any command, UTF-8 or not).
+    /// `own_group`: the child starts a process group of its own (see `src/signals.rs` for
+    /// when and why).
+    pub fn spawn<A: AsRef<OsStr>>(
+        command: &[A],
+        own_group: bool,
+    ) -> Result<PausedChild, CollectError> {
         let name = command
             .first()
             .ok_or_else(|| CollectError::BadCommand("no command given".into()))?
-            .clone();
+            .as_ref()
+            .to_string_lossy()
+            .into_owned();
         let args: Vec<CString> = command
             .iter()
-            .map(|a| CString::new(a.as_bytes()))
+            .map(|a| CString::new(a.as_ref().as_bytes()))
             .collect::<Result<_, _>>()
             .map_err(|_| CollectError::BadCommand(format!("'{name}' contains a NUL byte")))?;
         let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
@@ -104,7 +129,13 @@ impl PausedChild {
         }
         if pid == 0 {
             // Child.
-            unsafe { child_after_fork(go, err, &argv) }
+            unsafe { child_after_fork(go, err, &argv, own_group) }
+        }
+        if own_group {
+            // Also from here, so that the group exists before the parent signals it (the
+            // child may not have run yet); EACCES once the child has exec'd is harmless.
+            // SAFETY: setpgid on our own child.
+            unsafe { libc::setpgid(pid, pid) };
         }
         close(go[0]);
         close(err[1]);
@@ -187,10 +218,14 @@ unsafe fn child_after_fork(
     go: [libc::c_int; 2],
     err: [libc::c_int; 2],
     argv: &[*const libc::c_char],
+    own_group: bool,
 ) -> ! {
     unsafe {
         libc::close(go[1]);
         libc::close(err[0]);
+        if own_group {
+            libc::setpgid(0, 0);
+        }
         let mut b = 0u8;
         loop {
             let n = libc::read(go[0], (&mut b as *mut u8).cast(), 1);
@@ -203,14 +238,14 @@ unsafe fn child_after_fork(
             }
         }
         libc::close(go[0]);
-        // The target gets a clean signal state: Rust ignores SIGPIPE, cpuprof may block
-        // signals in its own threads.
+        // The target gets the signal state cpuprof was started with: the fork comes before
+        // cpuprof installs its handlers, so a signal ignored by whoever started cpuprof
+        // (`nohup`: SIGHUP; a script's background job: SIGINT) stays ignored. Only what Rust
+        // itself changed is undone (it ignores SIGPIPE), and the mask is cleared.
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
-            libc::signal(sig, libc::SIG_DFL);
-        }
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::execvp(argv[0], argv.as_ptr());
         let errno = *libc::__errno_location();
         let bytes = errno.to_ne_bytes();
@@ -250,7 +285,7 @@ mod tests {
 
     #[test]
     fn runs_after_release_and_reports_exec_failures() {
-        let mut c = PausedChild::spawn(&["sh".into(), "-c".into(), "exit 3".into()]).unwrap();
+        let mut c = PausedChild::spawn(&["sh", "-c", "exit 3"], false).unwrap();
         // Paused: still our forked copy, blocked on the pipe.
         let comm = std::fs::read_to_string(format!("/proc/{}/comm", c.pid())).unwrap();
         assert_ne!(comm.trim(), "sh");
@@ -258,7 +293,7 @@ mod tests {
         let st = wait(c.pid());
         assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 3);
 
-        let mut c = PausedChild::spawn(&["cpuprof-no-such-command-xyz".into()]).unwrap();
+        let mut c = PausedChild::spawn(&["cpuprof-no-such-command-xyz"], false).unwrap();
         let e = c.release().unwrap_err();
         assert_eq!(e.launch_exit_code(), Some(127));
         assert_eq!(
@@ -269,7 +304,7 @@ mod tests {
 
         let file = std::env::temp_dir().join(format!("cpuprof-noexec-{}", std::process::id()));
         std::fs::write(&file, "echo hi\n").unwrap();
-        let mut c = PausedChild::spawn(&[file.display().to_string()]).unwrap();
+        let mut c = PausedChild::spawn(&[file.display().to_string()], false).unwrap();
         assert_eq!(c.release().unwrap_err().launch_exit_code(), Some(126));
         wait(c.pid());
         std::fs::remove_file(file).unwrap();
@@ -277,7 +312,7 @@ mod tests {
 
     #[test]
     fn dropping_unreleased_kills_the_child() {
-        let c = PausedChild::spawn(&["true".into()]).unwrap();
+        let c = PausedChild::spawn(&["true"], false).unwrap();
         let pid = c.pid();
         drop(c);
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());

@@ -54,7 +54,7 @@ fn record_with(
     command: &[String],
     opts: &PerfOptions,
 ) -> (Vec<Event>, cpuprof_collect::perf::PerfStats) {
-    let mut child = PausedChild::spawn(command).expect("spawn");
+    let mut child = PausedChild::spawn(command, false).expect("spawn");
     let sampler = PerfSampler::open(PerfTarget::Launch(child.pid()), opts)
         .expect("perf_event_open works on this machine");
     let (tx, rx) = mpsc::channel();

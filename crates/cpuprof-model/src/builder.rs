@@ -572,7 +572,7 @@ impl ProfileBuilder {
             if from_switches && exited {
                 // Its first switch-in is its start (a sample names it only 4 ms later).
                 th.start_ns = th.start_ns.min(c.first_t);
-                close_from_switches(th, &c.bins, bin_ns);
+                close_from_switches(th, &c.bins, bin_ns, c.recorded_running_ns);
             }
             th.sched = c.bins;
         }
@@ -625,7 +625,16 @@ impl ProfileBuilder {
 /// machine an on-CPU interval also holds time the host took (steal) and interrupts, which the
 /// kernel's CPU counters leave out (measured here: 1 ms per second of CPU on a quiet machine,
 /// 50 ms under load).
-fn close_from_switches(th: &mut Thread, bins: &[crate::sched::SchedBin], bin_ns: u64) {
+///
+/// A thread no poll saw takes only its recorded intervals (`recorded`): its first switch-in
+/// can be missed (a fork record read one drain after its child's first switch), and the bins'
+/// estimate for the time before a first switch-out would then count from too early.
+fn close_from_switches(
+    th: &mut Thread,
+    bins: &[crate::sched::SchedBin],
+    bin_ns: u64,
+    recorded: u64,
+) {
     let last = th.points.last().copied();
     let since = last.map_or(0, |p| p.t);
     // The share of each bin after `since` (a bin's time is taken as spread evenly over it).
@@ -640,7 +649,10 @@ fn close_from_switches(th: &mut Thread, bins: &[crate::sched::SchedBin], bin_ns:
             (u128::from(ns) * u128::from(b1 - since) / u128::from(bin_ns.max(1))) as u64
         }
     };
-    let running: u64 = bins.iter().map(|b| after(b.running_us, b.bin)).sum();
+    let running: u64 = match last {
+        None => recorded,
+        Some(_) => bins.iter().map(|b| after(b.running_us, b.bin)).sum(),
+    };
     let waiting: u64 = bins.iter().map(|b| after(b.waiting_us, b.bin)).sum();
     let end = th.end_ns.unwrap_or(th.start_ns);
     if running == 0 && waiting == 0 {

@@ -100,7 +100,7 @@ pub fn read(input: impl Read) -> Result<Profile, FileError> {
     }
     let env: EnvelopeIn =
         serde_json::from_slice(&json).map_err(|e| FileError::Corrupt(e.to_string()))?;
-    env.profile.stacks.validate().map_err(FileError::Corrupt)?;
+    env.profile.validate().map_err(FileError::Corrupt)?;
     Ok(env.profile)
 }
 

@@ -372,6 +372,11 @@ pub struct Switch {
     pub preempted: bool,
 }
 
+/// Longest recording a profile can hold: two years, in ns.
+const MAX_WALL_NS: u64 = 2 * 366 * 24 * 3600 * 1_000_000_000;
+/// How far after the recording's end a time may be (records drained after the last poll).
+const LATE_NS: u64 = 60 * 1_000_000_000;
+
 impl Profile {
     /// The process with this pid.
     pub fn process(&self, pid: Pid) -> Option<&Process> {
@@ -394,6 +399,113 @@ impl Profile {
     /// Total run-queue wait of the tree, ns.
     pub fn runq_ns(&self) -> u64 {
         self.processes.iter().map(|p| p.runq_ns).sum()
+    }
+
+    /// Checks what a loaded file could get wrong and the analysis and report index by: every
+    /// stack node's frame and parent, every sample's stack and process/thread, every time in
+    /// order within the recording. The error names the first bad item.
+    pub fn validate(&self) -> Result<(), String> {
+        self.stacks.validate()?;
+        let nodes = self.stacks.nodes.len();
+        let threads: std::collections::HashSet<(Pid, Tid)> = self
+            .processes
+            .iter()
+            .flat_map(|p| p.threads.iter().map(move |t| (p.pid, t.tid)))
+            .collect();
+        let known = |pid: Pid, tid: Tid| threads.contains(&(pid, tid));
+        for (i, s) in self.samples.iter().enumerate() {
+            if s.stack.is_some_and(|id| id as usize >= nodes) {
+                return Err(format!(
+                    "sample {i} names stack {:?}, which does not exist",
+                    s.stack
+                ));
+            }
+            if !known(s.pid, s.tid) {
+                return Err(format!(
+                    "sample {i} is of thread {}/{} of no process",
+                    s.pid, s.tid
+                ));
+            }
+        }
+        for (i, s) in self.python_samples.iter().enumerate() {
+            if s.stack.is_some_and(|id| id as usize >= nodes) {
+                return Err(format!(
+                    "Python sample {i} names stack {:?}, which does not exist",
+                    s.stack
+                ));
+            }
+            if !known(s.pid, s.tid) {
+                return Err(format!(
+                    "Python sample {i} is of thread {}/{} of no process",
+                    s.pid, s.tid
+                ));
+            }
+        }
+        if self
+            .meta
+            .sample_rate_hz
+            .is_some_and(|r| r == 0 || r > 1_000_000)
+        {
+            return Err(format!(
+                "the sample rate {:?} Hz is impossible",
+                self.meta.sample_rate_hz
+            ));
+        }
+        // Times beyond the recording's end (with a margin for records drained after the
+        // last poll) would make every timeline as long as they say.
+        if self.meta.wall_ns > MAX_WALL_NS {
+            return Err(format!(
+                "a recording of {} ns is impossible",
+                self.meta.wall_ns
+            ));
+        }
+        let end = self.meta.wall_ns + LATE_NS;
+        let late = |t: u64, what: &dyn Fn() -> String| {
+            if t > end {
+                Err(format!("{} at {t} ns, after the recording's end", what()))
+            } else {
+                Ok(())
+            }
+        };
+        for (i, s) in self.samples.iter().enumerate() {
+            late(s.t, &|| format!("sample {i}"))?;
+        }
+        for (i, s) in self.python_samples.iter().enumerate() {
+            late(s.t, &|| format!("Python sample {i}"))?;
+        }
+        let has_bins = self
+            .processes
+            .iter()
+            .any(|p| p.threads.iter().any(|t| !t.sched.is_empty()));
+        if has_bins && self.meta.sched_bin_ns == 0 {
+            return Err("switch bins of width 0".into());
+        }
+        for p in &self.processes {
+            late(p.start_ns, &|| format!("process {} starts", p.pid))?;
+            late(p.end_ns.unwrap_or(0), &|| format!("process {} ends", p.pid))?;
+            for t in &p.threads {
+                let name = || format!("thread {}/{}", p.pid, t.tid);
+                if t.points.windows(2).any(|w| w[1].t < w[0].t) {
+                    return Err(format!("{}: its polls are out of order", name()));
+                }
+                if t.end_ns.is_some_and(|e| e < t.start_ns) {
+                    return Err(format!("{} ends before it starts", name()));
+                }
+                late(t.start_ns, &|| format!("{} starts", name()))?;
+                late(t.end_ns.unwrap_or(0), &|| format!("{} ends", name()))?;
+                late(t.points.last().map_or(0, |p| p.t), &|| {
+                    format!("{} is polled", name())
+                })?;
+                if t.sched.windows(2).any(|w| w[1].bin <= w[0].bin) {
+                    return Err(format!("{}: its switch bins are out of order", name()));
+                }
+                let last_bin = t.sched.last().map_or(0, |b| u64::from(b.bin));
+                late(last_bin.saturating_mul(self.meta.sched_bin_ns), &|| {
+                    format!("{}'s switch bins", name())
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Number of threads over all processes.

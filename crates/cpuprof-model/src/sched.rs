@@ -77,6 +77,9 @@ pub(crate) struct ClosedThread {
     /// Time of its first record (its start, if nothing else saw it).
     pub(crate) first_t: Ns,
     pub(crate) bins: Vec<SchedBin>,
+    /// On-CPU time between its records only (switch-in to switch-out), without the estimates
+    /// for before its first record and after its last.
+    pub(crate) recorded_running_ns: u64,
 }
 
 /// Turns a stream of switch records into per-thread bins.
@@ -150,6 +153,7 @@ impl SwitchBinner {
                 tid,
                 first_t: ts.first.t,
                 bins: ts.bins,
+                recorded_running_ns: ts.running_ns,
             });
         }
         out.sort_by_key(|c| c.tid);

@@ -194,10 +194,15 @@ impl PerfSampler {
             rings,
             attr: restrict(PerfEventAttr::sampling(sampling)),
             notice: user_only.then(|| {
-                "native stacks cover user-space CPU only (perf_event_paranoid = 2 without \
-                 CAP_PERFMON): time in the kernel is not sampled; `sudo sysctl \
-                 kernel.perf_event_paranoid=1` samples it too"
-                    .to_string()
+                // The value read now, not the one this rule is usually met with.
+                let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "unknown".into());
+                format!(
+                    "native stacks cover user-space CPU only (perf_event_paranoid = {paranoid} \
+                     without CAP_PERFMON): time in the kernel is not sampled; `sudo sysctl \
+                     kernel.perf_event_paranoid=1` samples it too"
+                )
             }),
             events: HashMap::new(),
             members: None,

@@ -40,12 +40,19 @@ pub struct Stat {
 
 /// `PF_EXITING`: set when the task starts to exit, before it leaves its cgroups.
 const PF_EXITING: u64 = 0x4;
+/// `PF_KTHREAD`: a kernel thread (no program, no memory of its own to read).
+const PF_KTHREAD: u64 = 0x0020_0000;
 
 impl Stat {
     /// The task has begun to exit (or is a zombie): some of what `/proc` says of it is no
     /// longer its own (a zombie's `cgroup` file names the root groups).
     pub fn exiting(&self) -> bool {
         self.flags & PF_EXITING != 0 || matches!(self.state, 'Z' | 'X')
+    }
+
+    /// A kernel thread (`kthreadd`, `kworker/...`): nothing of a program to record.
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
     }
 }
 
