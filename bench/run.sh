@@ -28,7 +28,7 @@ PY="${PYTHON:-python3}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-ALL_BENCHES=(record_overhead churn builds_matmul python_pool)
+ALL_BENCHES=(record_overhead churn builds_matmul python_pool memory)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -263,6 +263,49 @@ bench_python_pool() {
         # shellcheck disable=SC2086
         echo "| \`$([ "$s" = py-spy ] && echo "py-spy record --subprocesses --nonblocking --rate 100" || echo "cpuprof $s")\` |" \
             "$(median ${pwall[$s]}) | $(paired "${base[*]}" "${pwall[$s]}") | $cpu |"
+    done
+    echo
+}
+
+# Memory of a long recording of many threads (issue 14): bench/threads.c with
+# BENCH_THREADS threads (1000) recorded for each of BENCH_SECS (60 300); cpuprof's largest
+# resident set (`cpuprof_max_rss_kb`), the saved file's size and the time `cpuprof report`
+# takes to render the HTML from it. Growth per minute between the two lengths projects an
+# hour.
+bench_memory() {
+    local n="${BENCH_THREADS:-1000}" exe="$WORK/threads" secs line json save
+    # shellcheck disable=SC2206
+    local lengths=(${BENCH_SECS:-60 300})
+    gcc -O2 -pthread -o "$exe" bench/threads.c
+    echo "### Memory: $n threads recorded for ${lengths[*]} s"
+    echo
+    echo "Workload: \`bench/threads.c $n SECONDS\` (each thread wakes every 100 ms for ~0.1 ms)."
+    echo "Recorded with \`cpuprof -q --save FILE --json FILE\` (default interval and rate)."
+    echo
+    echo "| seconds | cpuprof max RSS MB | saved file MB | report render s | cpuprof CPU s | thread points kept |"
+    echo "|---|---|---|---|---|---|"
+    local prev_rss="" prev_secs=""
+    for secs in "${lengths[@]}"; do
+        json="$WORK/mem.json"
+        save="$WORK/mem.cpuprof"
+        line="$(timed "$CPUPROF" -q --save "$save" --json "$json" -- "$exe" "$n" "$secs")"
+        [ "$(field exit "$line")" = 0 ] || { echo "cpuprof failed: $line" >&2; return 1; }
+        local rss file render points
+        rss="$(awk -v k="$(json_field "$json" cpuprof_max_rss_kb)" 'BEGIN { printf "%.1f", k / 1024 }')"
+        file="$(awk -v b="$(stat -c %s "$save")" 'BEGIN { printf "%.1f", b / 1048576 }')"
+        render="$(field wall_s "$(timed "$CPUPROF" report -q "$save" -o "$WORK/mem.html")")"
+        points="$("$PY" - "$save" <<'PY'
+import gzip, json, sys
+p = json.load(gzip.open(sys.argv[1]))["profile"]
+print(sum(len(t["points"]) for pr in p["processes"] for t in pr["threads"]))
+PY
+)"
+        echo "| $secs | $rss | $file | $render | $(json_field "$json" cpuprof_cpu_s) | $points |"
+        if [ -n "$prev_rss" ]; then
+            echo "| (growth per minute, $prev_secs→$secs s) | $(awk -v a="$prev_rss" -v b="$rss" -v s="$prev_secs" -v e="$secs" 'BEGIN { printf "%.2f", (b - a) / ((e - s) / 60) }') | | | | |"
+        fi
+        prev_rss="$rss"
+        prev_secs="$secs"
     done
     echo
 }

@@ -255,6 +255,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     builder.handle(Event::Machine(end_machine));
     let mut profile = builder.finish(outcome.end_ns);
     profile.meta.recorder_cpu = Some(cpuprof_collect::rusage::own_cpu());
+    profile.meta.recorder_max_rss_kb = Some(cpuprof_collect::rusage::own_max_rss_kb());
 
     // ---- Python stack merge here: cpuprof_python::merge(&mut profile); ----
     cpuprof_python::merge(&mut profile);

@@ -24,6 +24,17 @@ pub fn own_cpu() -> CpuTimes {
     cpu_times(&ru)
 }
 
+/// This process's largest resident set so far, KiB.
+pub fn own_max_rss_kb() -> u64 {
+    // SAFETY: as in `own_cpu`.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    ru.ru_maxrss.max(0) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

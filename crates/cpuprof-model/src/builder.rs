@@ -46,7 +46,16 @@ pub struct ProfileBuilder {
     baselines: HashMap<(Pid, Tid), ThreadPoint>,
     /// Threads whose final figures came from the kernel's exit accounting.
     exited: HashSet<(Pid, Tid)>,
+    /// Points kept over all threads, and the least time between two kept points of a
+    /// thread (0: every poll).
+    total_points: usize,
+    point_spacing: Ns,
 }
+
+/// Most thread points kept in memory (about 64 bytes each): past it, every thread's series
+/// halves its resolution, so a recording's memory grows with its threads, not with time
+/// (docs/profile-format.md, "Memory").
+pub const POINT_BUDGET: usize = 1_000_000;
 
 impl ProfileBuilder {
     /// A builder for a recording that started at monotonic time `origin_ns`.
@@ -71,6 +80,8 @@ impl ProfileBuilder {
             last_poll_t: 0,
             baselines: HashMap::new(),
             exited: HashSet::new(),
+            total_points: 0,
+            point_spacing: 0,
         }
     }
 
@@ -161,6 +172,7 @@ impl ProfileBuilder {
                 self.last_poll_t = self.last_poll_t.max(point.t);
                 self.polled.insert(pid);
                 let python_named = self.python_named.contains(&(pid, tid));
+                let spacing = self.point_spacing;
                 let th = self.thread_mut(pid, tid, point.t);
                 if !name.is_empty() && !python_named {
                     th.name = name;
@@ -181,7 +193,22 @@ impl ProfileBuilder {
                 th.sys_ns = point.sys_ns;
                 th.vcsw = point.vcsw;
                 th.ivcsw = point.ivcsw;
-                th.points.push(point);
+                let n = th.points.len();
+                // Coarser than the polls once the budget was reached: the last point moves
+                // forward (the counters are cumulative, so nothing is lost but resolution).
+                let pushed = if n >= 2 && point.t.saturating_sub(th.points[n - 2].t) < spacing {
+                    th.points[n - 1] = point;
+                    false
+                } else {
+                    th.points.push(point);
+                    true
+                };
+                if pushed {
+                    self.total_points += 1;
+                    if self.total_points > POINT_BUDGET {
+                        self.coarsen_points();
+                    }
+                }
             }
             Event::ThreadEnd { t, pid, tid } => {
                 let t = self.rel(t);
@@ -433,6 +460,35 @@ impl ProfileBuilder {
         th.vcsw = th.vcsw.max(point.vcsw);
         th.ivcsw = th.ivcsw.max(point.ivcsw);
         th.end_ns = Some(point.t);
+    }
+
+    /// Halves the resolution of every thread's series: the spacing doubles (from the poll
+    /// interval at first) and each series keeps its first and last point and those at least
+    /// that far apart.
+    fn coarsen_points(&mut self) {
+        let interval = self.profile.meta.interval_ns.max(1_000_000);
+        self.point_spacing = (self.point_spacing * 2).max(interval * 2);
+        let spacing = self.point_spacing;
+        let mut total = 0;
+        for p in &mut self.profile.processes {
+            for th in &mut p.threads {
+                let n = th.points.len();
+                if n > 2 {
+                    let last = th.points[n - 1];
+                    let mut kept: Vec<ThreadPoint> = Vec::with_capacity(n / 2 + 2);
+                    for &pt in &th.points[..n - 1] {
+                        match kept.last() {
+                            Some(k) if pt.t.saturating_sub(k.t) < spacing => {}
+                            _ => kept.push(pt),
+                        }
+                    }
+                    kept.push(last);
+                    th.points = kept;
+                }
+                total += th.points.len();
+            }
+        }
+        self.total_points = total;
     }
 
     /// Names the processes seen only in perf records (they lived shorter than one poll): the
@@ -1121,5 +1177,37 @@ mod tests {
         let p = b.finish(3000);
         assert_eq!(p.process(20).unwrap().command, vec!["./burn", "1"]);
         assert_eq!(p.process(30).unwrap().command, vec!["worker: idle"]);
+    }
+
+    #[test]
+    fn thread_series_coarsen_within_the_point_budget_and_keep_their_totals() {
+        let mut meta = Meta::new(vec!["x".into()]);
+        meta.interval_ns = 50_000_000;
+        let mut b = ProfileBuilder::new(meta, Machine::default(), 0);
+        let threads = 400u32;
+        let polls = (POINT_BUDGET as u64 / u64::from(threads)) * 3;
+        for i in 1..=polls {
+            let t = i * 50_000_000;
+            for tid in 1..=threads {
+                b.handle(Event::ThreadPoint {
+                    pid: 1,
+                    tid,
+                    name: "w".into(),
+                    point: point(t, i * 1000 + u64::from(tid), 0, 0),
+                });
+            }
+        }
+        let p = b.finish(polls * 50_000_000 + 1);
+        let total: usize = p.processes[0].threads.iter().map(|t| t.points.len()).sum();
+        assert!(total <= POINT_BUDGET, "{total} points kept");
+        assert!(total >= POINT_BUDGET / 4, "only {total} points kept");
+        for th in &p.processes[0].threads {
+            // The first poll and the last counters stay exact.
+            assert_eq!(th.points[0].t, 50_000_000);
+            let last = th.points.last().unwrap();
+            assert_eq!(last.cpu_ns, polls * 1000 + u64::from(th.tid));
+            assert_eq!(th.cpu_ns, last.cpu_ns);
+            assert!(th.points.windows(2).all(|w| w[0].t < w[1].t));
+        }
     }
 }

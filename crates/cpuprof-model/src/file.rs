@@ -63,8 +63,11 @@ struct EnvelopeIn {
 /// Writes `profile` in the file format.
 pub fn write(profile: &Profile, out: impl Write) -> Result<(), FileError> {
     let mut gz = GzEncoder::new(BufWriter::new(out), Compression::new(6));
+    // serde_json writes a few bytes at a time: buffered, the compressor runs on large blocks
+    // (unbuffered, saving 1000 threads' 5 s took 3 s).
+    let mut json = BufWriter::with_capacity(1 << 16, &mut gz);
     serde_json::to_writer(
-        &mut gz,
+        &mut json,
         &EnvelopeOut {
             format: FORMAT,
             version: VERSION,
@@ -72,6 +75,8 @@ pub fn write(profile: &Profile, out: impl Write) -> Result<(), FileError> {
         },
     )
     .map_err(std::io::Error::other)?;
+    json.flush()?;
+    drop(json);
     gz.finish()?.flush()?;
     Ok(())
 }

@@ -64,6 +64,9 @@ pub struct Meta {
     /// the recording ended): what watching cost.
     #[serde(default)]
     pub recorder_cpu: Option<CpuTimes>,
+    /// cpuprof's largest resident set while recording, KiB (`ru_maxrss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder_max_rss_kb: Option<u64>,
     /// Where the final figures of tasks that ended come from.
     #[serde(default)]
     pub exit_accounting: ExitAccounting,

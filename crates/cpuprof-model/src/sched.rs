@@ -21,8 +21,8 @@ use crate::{Ns, Pid, Tid};
 /// Bin width at the start of a recording: finer than the 50 ms polls, which already give
 /// running and waiting time per interval.
 pub const INITIAL_BIN_NS: u64 = 5_000_000;
-/// Most bins kept over all threads (about 20 bytes each) before the width doubles.
-pub const MAX_BINS: usize = 4_000_000;
+/// Most bins kept over all threads (20 bytes each: 40 MB) before the width doubles.
+pub const MAX_BINS: usize = 2_000_000;
 /// How far behind the newest record a record may arrive (perf drains its per-CPU rings every
 /// ~50 ms; one second leaves a wide margin for a slow drain).
 pub const REORDER_WINDOW_NS: u64 = 1_000_000_000;

@@ -64,6 +64,7 @@ pub fn to_json(profile: &Profile, analysis: &Analysis) -> Value {
         "samples": samples.len(),
         "lost_samples": meta.lost_samples,
         "cpuprof_cpu_s": meta.recorder_cpu.map(|r| secs(r.total_ns())),
+        "cpuprof_max_rss_kb": meta.recorder_max_rss_kb,
         "processes": processes,
         "findings": analysis.findings.iter().map(|f| serde_json::to_value(f).unwrap_or(Value::Null)).collect::<Vec<_>>(),
         "notices": profile.notices,

@@ -167,6 +167,16 @@ impl Library {
         self.map.get(end - n as usize..end)
     }
 
+    /// The `n` bytes of code at file address `svma`.
+    pub fn code_at(&self, svma: u64, n: u64) -> Option<&[u8]> {
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| s.vaddr <= svma && svma + n <= s.vaddr + s.filesz)?;
+        let start = (svma - seg.vaddr + seg.offset) as usize;
+        self.map.get(start..start + n as usize)
+    }
+
     /// Whether file address `svma` lies in a PLT stub (calls to other libraries go there).
     pub fn in_plt(&self, svma: u64) -> bool {
         self.plt.iter().any(|r| r.contains(&svma))

@@ -53,9 +53,50 @@ pub fn direct_call_target(before: &[u8], return_address: u64) -> Option<u64> {
     Some(return_address.wrapping_add(rel as i64 as u64))
 }
 
+/// For `call *disp32(%rip)` (`ff 15`, how code built with `-fno-plt` calls another
+/// library) ending at `return_address`, the address of the slot it calls through.
+pub fn rip_call_slot(before: &[u8], return_address: u64) -> Option<u64> {
+    let n = before.len();
+    if n < 6 || before[n - 6..n - 4] != [0xff, 0x15] {
+        return None;
+    }
+    let disp = i32::from_le_bytes(before[n - 4..].try_into().ok()?);
+    Some(return_address.wrapping_add(disp as i64 as u64))
+}
+
+/// The address of the GOT slot a PLT stub jumps through: the first `jmp *disp32(%rip)`
+/// (`ff 25`, after an optional `endbr64` and `bnd` prefix) in the stub's first bytes `code`,
+/// which start at `stub`.
+pub fn plt_slot(code: &[u8], stub: u64) -> Option<u64> {
+    let at = code.windows(2).take(10).position(|w| w == [0xff, 0x25])?;
+    let disp = i32::from_le_bytes(code.get(at + 2..at + 6)?.try_into().ok()?);
+    let next = stub.wrapping_add(at as u64 + 6);
+    Some(next.wrapping_add(disp as i64 as u64))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{direct_call_target, follows_call};
+    use super::{direct_call_target, follows_call, plt_slot, rip_call_slot};
+
+    #[test]
+    fn rip_relative_calls_name_their_slot() {
+        let code = [0, 0xff, 0x15, 0x10, 0, 0, 0];
+        assert_eq!(rip_call_slot(&code, 0x1000), Some(0x1010));
+        assert_eq!(rip_call_slot(&[0, 0, 0xe8, 1, 2, 3, 4], 0x1000), None);
+    }
+
+    #[test]
+    fn plt_stubs_name_their_got_slot() {
+        // .plt.sec: endbr64; bnd jmp *0x2fe2(%rip); nop
+        let sec = [
+            0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25, 0xe2, 0x2f, 0, 0, 0x0f, 0x1f,
+        ];
+        assert_eq!(plt_slot(&sec, 0x1000), Some(0x1000 + 11 + 0x2fe2));
+        // .plt: jmp *0x10(%rip); push; jmp
+        let lazy = [0xff, 0x25, 0x10, 0, 0, 0, 0x68, 1, 0, 0, 0];
+        assert_eq!(plt_slot(&lazy, 0x2000), Some(0x2000 + 6 + 0x10));
+        assert_eq!(plt_slot(&[0x90; 16], 0x2000), None);
+    }
 
     #[test]
     fn direct_and_indirect_calls() {

@@ -17,7 +17,7 @@ use crate::demangle::demangle;
 use crate::library::Library;
 use crate::live_stack::{LiveStack, ProcessMemory};
 use crate::maps::{self, Mapping};
-use crate::scan::{direct_call_target, follows_call};
+use crate::scan::{direct_call_target, follows_call, plt_slot, rip_call_slot};
 
 /// The user registers framehop needs on x86_64.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -244,6 +244,11 @@ impl Symbolizer {
             past_end.set(true);
             Err(())
         };
+        let memory = self
+            .memories
+            .entry(pid)
+            .or_insert_with(|| ProcessMemory::open(pid))
+            .as_ref();
         let mut walker = Walker {
             past_end: &past_end,
             copy: (sp0, stack),
@@ -252,6 +257,7 @@ impl Symbolizer {
             read_stack: &mut read_stack,
             scans: 0,
             resume: None,
+            memory,
         };
         let mut end = walker.walk(
             UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
@@ -268,11 +274,7 @@ impl Symbolizer {
                 .take(2)
                 .map(|&(ra, _, sp)| (sp - 8, ra))
                 .collect();
-            let memory = self
-                .memories
-                .entry(pid)
-                .or_insert_with(|| ProcessMemory::open(pid));
-            if let (Some(memory), Some((r, a))) = (memory.as_ref(), walker.resume.take()) {
+            if let (Some(memory), Some((r, a))) = (memory, walker.resume.take()) {
                 if LiveStack::still_matches(memory, &slots) {
                     *live.borrow_mut() = Some(LiveStack::new(memory, copy_end));
                     past_end.set(false);
@@ -391,6 +393,8 @@ struct Walker<'a, F> {
     scans: u64,
     /// Where a walk that ran past the copy can go on from: registers and frame address.
     resume: Option<(UnwindRegsX86_64, FrameAddress)>,
+    /// The process's memory, to read the GOT slots of PLT stubs.
+    memory: Option<&'a ProcessMemory>,
 }
 
 impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
@@ -518,16 +522,68 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             return false;
         }
         match (direct_call_target(before, value), callee) {
-            (Some(target), Some(callee)) => {
-                target == callee
-                    || self
-                        .space
-                        .find(target)
-                        .and_then(|t| t.library.as_ref().map(|l| (l, t.bias)))
-                        .is_some_and(|(l, bias)| l.in_plt(target.wrapping_sub(bias)))
+            (Some(target), Some(callee)) => target == callee || self.plt_may_reach(target, callee),
+            (None, Some(callee)) => match rip_call_slot(before, value) {
+                Some(slot) => self.slot_may_reach(slot, callee),
+                None => true,
+            },
+            _ => true,
+        }
+    }
+
+    /// Whether a call through the pointer at `slot` (a GOT entry) may end in `callee`: the
+    /// pointer leads into the callee's library. Unreadable: the benefit of the doubt.
+    fn slot_may_reach(&self, slot: u64, callee: u64) -> bool {
+        let Some(dest) = self.memory.and_then(|m| m.word(slot)) else {
+            return true;
+        };
+        dest == callee || self.same_library(dest, callee)
+    }
+
+    /// Whether two addresses lie in the same library, when both are known.
+    fn same_library(&self, a: u64, b: u64) -> bool {
+        match (self.space.find(a), self.space.find(b)) {
+            (Some(x), Some(y)) => {
+                x.library.as_ref().map(|l| l.path()) == y.library.as_ref().map(|l| l.path())
             }
             _ => true,
         }
+    }
+
+    /// Whether a direct call to `target` may end up in `callee`: `target` is a PLT stub and,
+    /// where the process's GOT can be read, the slot it jumps through points into the
+    /// callee's library. (A stale return address from an earlier call through a PLT, to
+    /// `wcslen` in libc say, is taken for the caller of an OpenBLAS kernel otherwise.) An
+    /// unreadable or not yet resolved slot (lazy binding) gives the benefit of the doubt.
+    fn plt_may_reach(&self, target: u64, callee: u64) -> bool {
+        let Some(t) = self.space.find(target) else {
+            return false;
+        };
+        let Some(lib) = t.library.as_ref() else {
+            return false;
+        };
+        let svma = target.wrapping_sub(t.bias);
+        if !lib.in_plt(svma) {
+            return false;
+        }
+        let Some(memory) = self.memory else {
+            return true;
+        };
+        let Some(slot) = lib
+            .code_at(svma, 16)
+            .and_then(|code| plt_slot(code, svma))
+            .map(|s| s.wrapping_add(t.bias))
+        else {
+            return true;
+        };
+        let Some(dest) = memory.word(slot) else {
+            return true;
+        };
+        // Still the lazy-binding stub of the same PLT: not resolved yet.
+        if self.space.find(dest).is_some_and(|d| std::ptr::eq(d, t)) {
+            return true;
+        }
+        dest == callee || self.same_library(dest, callee)
     }
 }
 
