@@ -139,8 +139,9 @@ fn activity(p: &Profile) -> BTreeMap<String, (usize, usize)> {
     let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for s in &p.python_samples {
         let e = out.entry(names[&(s.pid, s.tid)].clone()).or_default();
-        e.0 += 1;
-        e.1 += usize::from(s.active);
+        // A waiting thread's unchanged reads are kept as one sample that counts them.
+        e.0 += s.repeats as usize;
+        e.1 += usize::from(s.active) * s.repeats as usize;
     }
     out
 }

@@ -127,13 +127,16 @@ fn leaves(p: &Profile, pid: Pid, thread: Option<&str>) -> Vec<(String, Option<u3
         .filter(|s| thread.is_none_or(|n| proc_.thread(s.tid).is_some_and(|t| t.name == n)))
         .filter_map(|s| {
             let f = p.stacks.leaf(s.stack?)?;
-            Some((
+            let one = (
                 f.name.clone(),
                 f.line,
                 f.module.clone().unwrap_or_default(),
                 s.active,
-            ))
+            );
+            // A sample standing for several reads of a waiting thread counts as many.
+            Some(std::iter::repeat_n(one, s.repeats as usize))
         })
+        .flatten()
         .collect()
 }
 

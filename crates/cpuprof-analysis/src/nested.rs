@@ -229,6 +229,7 @@ mod tests {
             stack,
             owns_gil: true,
             active: true,
+            repeats: 1,
         });
         p
     }

@@ -50,7 +50,15 @@ pub struct ProfileBuilder {
     /// thread (0: every poll).
     total_points: usize,
     point_spacing: Ns,
+    /// Per thread, its last kept Python sample.
+    last_python: HashMap<(Pid, Tid), LastPython>,
 }
+
+/// A thread's last kept Python sample: (time, stack, active, index in `python_samples`).
+type LastPython = (Ns, Option<crate::StackId>, bool, usize);
+
+/// How often a Python thread that waits with an unchanged stack keeps a sample.
+pub const IDLE_SAMPLE_NS: Ns = 1_000_000_000;
 
 /// Most thread points kept in memory (about 64 bytes each): past it, every thread's series
 /// halves its resolution, so a recording's memory grows with its threads, not with time
@@ -82,6 +90,7 @@ impl ProfileBuilder {
             exited: HashSet::new(),
             total_points: 0,
             point_spacing: 0,
+            last_python: HashMap::new(),
         }
     }
 
@@ -250,14 +259,32 @@ impl ProfileBuilder {
                     .map(|f| self.profile.stacks.intern_frame(f))
                     .collect();
                 let stack = self.profile.stacks.intern_stack(&ids);
-                self.profile.python_samples.push(PythonSample {
-                    t,
-                    pid,
-                    tid,
-                    stack,
-                    owns_gil,
-                    active,
+                // A thread that waits with the same stack says nothing new 100 times a
+                // second: one sample per IDLE_SAMPLE_NS is kept (a server's thousand idle
+                // threads would otherwise grow the profile without bound).
+                let last = self.last_python.get(&(pid, tid)).copied();
+                let repeat = last.filter(|&(lt, ls, la, _)| {
+                    !active && !la && ls == stack && t.saturating_sub(lt) < IDLE_SAMPLE_NS
                 });
+                match repeat {
+                    Some((_, _, _, i)) => {
+                        let kept = &mut self.profile.python_samples[i];
+                        kept.repeats = kept.repeats.saturating_add(1);
+                    }
+                    None => {
+                        let i = self.profile.python_samples.len();
+                        self.last_python.insert((pid, tid), (t, stack, active, i));
+                        self.profile.python_samples.push(PythonSample {
+                            t,
+                            pid,
+                            tid,
+                            stack,
+                            owns_gil,
+                            active,
+                            repeats: 1,
+                        });
+                    }
+                }
             }
             Event::Switches(batch) => {
                 for mut s in batch {
@@ -1209,5 +1236,49 @@ mod tests {
             assert_eq!(th.cpu_ns, last.cpu_ns);
             assert!(th.points.windows(2).all(|w| w[0].t < w[1].t));
         }
+    }
+
+    #[test]
+    fn a_waiting_python_thread_keeps_one_sample_a_second_that_counts_its_reads() {
+        let mut b = builder();
+        let f = |n: &str| Frame {
+            kind: FrameKind::Python,
+            name: n.into(),
+            module: Some("/x.py".into()),
+            line: Some(1),
+            short_file: None,
+        };
+        let sample = |t: u64, name: &str, active: bool| Event::PythonSample {
+            t,
+            pid: 1,
+            tid: 2,
+            thread_name: None,
+            frames: vec![f(name)],
+            owns_gil: false,
+            active,
+        };
+        // 2.5 s of reads at 100 Hz waiting in `wait`, then one running `work`.
+        for i in 0..250u64 {
+            b.handle(sample(1000 + i * 10_000_000, "wait", false));
+        }
+        b.handle(sample(2_600_000_000, "work", true));
+        b.handle(sample(2_610_000_000, "work", true));
+        let p = b.finish(3_000_000_000);
+        let kept: Vec<(bool, u32)> = p
+            .python_samples
+            .iter()
+            .map(|s| (s.active, s.repeats))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (false, 100),
+                (false, 100),
+                (false, 50),
+                (true, 1),
+                (true, 1)
+            ]
+        );
+        assert_eq!(p.python_samples.iter().map(|s| s.repeats).sum::<u32>(), 252);
     }
 }

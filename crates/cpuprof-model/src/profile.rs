@@ -356,6 +356,18 @@ pub struct PythonSample {
     pub owns_gil: bool,
     /// py-spy considered the thread active (not idle/waiting).
     pub active: bool,
+    /// How many reads this sample stands for: a waiting thread's reads with an unchanged
+    /// stack are kept as one sample per second (`IDLE_SAMPLE_NS`), counted here.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub repeats: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// A context switch of one thread (perf `PERF_RECORD_SWITCH`), as the perf sampler reports it;

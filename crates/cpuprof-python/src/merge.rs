@@ -158,7 +158,14 @@ fn fallback_to_python_samples(profile: &mut Profile) {
     }
     samples.sort_by_key(|s| s.t);
     if profile.meta.sample_rate_hz.is_none() {
-        let by_thread = python_samples_by_thread(&profile.python_samples);
+        // From the running threads' samples: a waiting thread's are kept sparser.
+        let active: Vec<PythonSample> = profile
+            .python_samples
+            .iter()
+            .filter(|s| s.active)
+            .copied()
+            .collect();
+        let by_thread = python_samples_by_thread(&active);
         let mut gaps: Vec<u64> = by_thread
             .values()
             .flat_map(|v| v.windows(2).map(|w| w[1].t - w[0].t))

@@ -254,6 +254,7 @@ fn window_is_twice_the_median_gap() {
         stack: None,
         owns_gil: false,
         active: true,
+        repeats: 1,
     };
     assert_eq!(window_ns(&[s(0), s(50 * MS), s(100 * MS)]), 100 * MS);
     assert_eq!(window_ns(&[s(0), s(MS), s(2 * MS)]), MIN_WINDOW_NS);
