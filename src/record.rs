@@ -159,6 +159,15 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         };
         tx.send(Event::Notice(format!("{notice}; {instead}"))).ok();
     }
+    if args.exit_accounting == ExitSource::Perf && accounting != ExitAccounting::PerfSwitches {
+        tx.send(Event::Notice(
+            "--exit-accounting perf needs perf sampling with switch records on every CPU \
+             (no --no-stacks, --no-switches or --per-task-events; perf allowed): figures of \
+             tasks that ended come from their last poll"
+                .into(),
+        ))
+        .ok();
+    }
     poller.exits_exact(accounting.is_exact());
     builder.handle(Event::ExitAccounting(accounting));
 

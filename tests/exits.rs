@@ -416,6 +416,22 @@ fn last_poll_accounting_is_said_and_still_adds_up() {
         num(&s, "tree_rusage_cpu_s"),
         0.01,
     );
+    // perf's records asked for where perf cannot give them: said, and the last poll serves.
+    let r = record(
+        dir.path(),
+        &["--no-stacks", "--exit-accounting", "perf"],
+        &["sh", "-c", &script],
+    );
+    let s = r.json.unwrap();
+    assert_eq!(s["exit_accounting"], "last_poll");
+    assert!(
+        s["notices"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .starts_with("--exit-accounting perf needs")),
+        "{}",
+        s["notices"]
+    );
     // And the terminal says which source served, in one line.
     let r = run(&[
         "--exit-accounting",

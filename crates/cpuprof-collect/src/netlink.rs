@@ -134,6 +134,22 @@ impl Socket {
         Ok(Some(&buf[..n as usize]))
     }
 
+    /// Receives every waiting datagram without blocking, calling `each` with each one.
+    /// Returns how many times the kernel reported that it dropped messages (`ENOBUFS`: the
+    /// receive buffer overflowed); the socket stays usable.
+    pub fn drain(&self, buf: &mut [u8], mut each: impl FnMut(&[u8])) -> u64 {
+        let mut dropped = 0;
+        loop {
+            match self.recv(buf) {
+                Ok(Some(d)) => each(d),
+                Ok(None) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => dropped += 1,
+                Err(_) => break,
+            }
+        }
+        dropped
+    }
+
     /// Waits up to `timeout_ms` for a message, returning the next one (blocking receive for
     /// replies to a request).
     pub fn recv_wait<'b>(&self, buf: &'b mut [u8], timeout_ms: i32) -> io::Result<&'b [u8]> {

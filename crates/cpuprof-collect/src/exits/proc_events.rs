@@ -96,24 +96,13 @@ impl Listener {
     /// Reads every waiting event without blocking. Returns how many times the kernel
     /// reported dropped events.
     pub fn drain(&mut self, mut each: impl FnMut(ProcEvent)) -> u64 {
-        let mut dropped = 0;
-        loop {
-            let datagram = match self.sock.recv(&mut self.buf) {
-                Ok(Some(d)) => d,
-                Ok(None) => break,
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    dropped += 1;
-                    continue;
-                }
-                Err(_) => break,
-            };
+        self.sock.drain(&mut self.buf, |datagram| {
             for m in messages(datagram) {
                 if let Some(e) = m.payload.get(CN_MSG_LEN..).and_then(parse) {
                     each(e);
                 }
             }
-        }
-        dropped
+        })
     }
 }
 
