@@ -4,7 +4,8 @@ use serde_json::Value;
 
 /// `burn NTHREADS MS LINGER`: every thread burns MS ms of its own CPU time, prints
 /// `tid cpu_ns`, and (LINGER=1) stays alive, idle, until all are done and 200 ms more, so
-/// that a poll sees its final counters; the process then sleeps another 300 ms. Finally prints `wall_ns`.
+/// that a poll sees its final counters; the process then sleeps another 300 ms. Finally prints
+/// `wall_ns` and `process PID cpu_ns` (its own CPU clock, start-up included).
 pub const BURN_C: &str = r#"
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -33,6 +34,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
     if (linger) usleep(300000);
     printf("wall_ns %lld\n", now(CLOCK_MONOTONIC) - t0);
+    printf("process %d %lld\n", (int)getpid(), now(CLOCK_PROCESS_CPUTIME_ID));
     return 0;
 }
 "#;
@@ -45,6 +47,7 @@ pub fn burn_output(stdout: &str) -> (Vec<(u64, f64)>, f64) {
         let mut it = line.split_whitespace();
         match (it.next(), it.next()) {
             (Some("wall_ns"), Some(w)) => wall = w.parse::<f64>().unwrap() / 1e9,
+            (Some("process"), _) => {}
             (Some(tid), Some(ns)) => {
                 threads.push((tid.parse().unwrap(), ns.parse::<f64>().unwrap() / 1e9))
             }
@@ -61,4 +64,17 @@ pub fn thread_cpu(summary: &Value, tid: u64) -> f64 {
         .find(|(_, t)| t["tid"].as_u64() == Some(tid))
         .unwrap_or_else(|| panic!("thread {tid} not in the summary"));
     super::num(t, "cpu_s")
+}
+
+/// The `process PID cpu_ns` lines of `burn` runs: each process's own CPU, seconds, by pid.
+pub fn burn_processes(stdout: &str) -> std::collections::HashMap<u64, f64> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.strip_prefix("process ")?.split_whitespace();
+            let pid = it.next()?.parse().ok()?;
+            let ns: f64 = it.next()?.parse().ok()?;
+            Some((pid, ns / 1e9))
+        })
+        .collect()
 }
