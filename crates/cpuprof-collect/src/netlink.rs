@@ -150,6 +150,12 @@ impl Socket {
         dropped
     }
 
+    /// Sends a request and waits up to a second for the kernel's reply, read into `buf`.
+    pub fn request<'b>(&self, msg: &[u8], buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
+        self.send(msg)?;
+        self.recv_wait(buf, 1000)
+    }
+
     /// Waits up to `timeout_ms` for a message, returning the next one (blocking receive for
     /// replies to a request).
     pub fn recv_wait<'b>(&self, buf: &'b mut [u8], timeout_ms: i32) -> io::Result<&'b [u8]> {
@@ -284,6 +290,14 @@ impl Builder {
         self.buf.extend_from_slice(payload);
         self.buf.resize(align(self.buf.len()), 0);
         self
+    }
+
+    /// Appends one attribute holding `text` as a C string (NUL-terminated).
+    pub fn attr_str(self, kind: u16, text: &str) -> Self {
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(0);
+        self.attr(kind, &bytes)
     }
 
     /// The finished message, its length filled in.

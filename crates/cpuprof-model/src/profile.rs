@@ -428,34 +428,6 @@ impl Profile {
             .flat_map(|p| p.threads.iter().map(move |t| (p.pid, t.tid)))
             .collect();
         let known = |pid: Pid, tid: Tid| threads.contains(&(pid, tid));
-        for (i, s) in self.samples.iter().enumerate() {
-            if s.stack.is_some_and(|id| id as usize >= nodes) {
-                return Err(format!(
-                    "sample {i} names stack {:?}, which does not exist",
-                    s.stack
-                ));
-            }
-            if !known(s.pid, s.tid) {
-                return Err(format!(
-                    "sample {i} is of thread {}/{} of no process",
-                    s.pid, s.tid
-                ));
-            }
-        }
-        for (i, s) in self.python_samples.iter().enumerate() {
-            if s.stack.is_some_and(|id| id as usize >= nodes) {
-                return Err(format!(
-                    "Python sample {i} names stack {:?}, which does not exist",
-                    s.stack
-                ));
-            }
-            if !known(s.pid, s.tid) {
-                return Err(format!(
-                    "Python sample {i} is of thread {}/{} of no process",
-                    s.pid, s.tid
-                ));
-            }
-        }
         if self
             .meta
             .sample_rate_hz
@@ -482,11 +454,25 @@ impl Profile {
                 Ok(())
             }
         };
-        for (i, s) in self.samples.iter().enumerate() {
-            late(s.t, &|| format!("sample {i}"))?;
-        }
-        for (i, s) in self.python_samples.iter().enumerate() {
-            late(s.t, &|| format!("Python sample {i}"))?;
+        // Native and Python samples alike: a stack that exists, a thread of a process, a time
+        // within the recording, in one pass over each.
+        let native = self.samples.iter().map(|s| (s.t, s.pid, s.tid, s.stack));
+        let python = self
+            .python_samples
+            .iter()
+            .map(|s| (s.t, s.pid, s.tid, s.stack));
+        let all = (native.enumerate().map(|(i, x)| ("sample", i, x)))
+            .chain(python.enumerate().map(|(i, x)| ("Python sample", i, x)));
+        for (kind, i, (t, pid, tid, stack)) in all {
+            if stack.is_some_and(|id| id as usize >= nodes) {
+                return Err(format!(
+                    "{kind} {i} names stack {stack:?}, which does not exist"
+                ));
+            }
+            if !known(pid, tid) {
+                return Err(format!("{kind} {i} is of thread {pid}/{tid} of no process"));
+            }
+            late(t, &|| format!("{kind} {i}"))?;
         }
         let has_bins = self
             .processes

@@ -111,15 +111,12 @@ impl Listener {
     pub fn register(cpus: &str) -> io::Result<Listener> {
         let sock = Socket::open(libc::NETLINK_GENERIC, 0, 8 << 20)?;
         let family = resolve_family(&sock, "TASKSTATS")?;
-        let mut mask = cpus.as_bytes().to_vec();
-        mask.push(0);
         let msg = Builder::new(family, netlink::NLM_F_REQUEST | netlink::NLM_F_ACK, 2)
             .bytes(&[TASKSTATS_CMD_GET, 1, 0, 0])
-            .attr(TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, &mask)
+            .attr_str(TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, cpus)
             .finish();
-        sock.send(&msg)?;
         let mut buf = vec![0u8; 64 << 10];
-        let reply = sock.recv_wait(&mut buf, 1000)?;
+        let reply = sock.request(&msg, &mut buf)?;
         for m in messages(reply) {
             if let Some(code) = m.error_code() {
                 if code != 0 {
@@ -180,15 +177,12 @@ fn parse_notification(attrs: &[u8], delayacct: bool) -> Option<TaskStats> {
 
 /// The id of the generic netlink family `name`.
 fn resolve_family(sock: &Socket, name: &str) -> io::Result<u16> {
-    let mut n = name.as_bytes().to_vec();
-    n.push(0);
     let msg = Builder::new(GENL_ID_CTRL, netlink::NLM_F_REQUEST, 1)
         .bytes(&[CTRL_CMD_GETFAMILY, 1, 0, 0])
-        .attr(CTRL_ATTR_FAMILY_NAME, &n)
+        .attr_str(CTRL_ATTR_FAMILY_NAME, name)
         .finish();
-    sock.send(&msg)?;
     let mut buf = vec![0u8; 16 << 10];
-    let reply = sock.recv_wait(&mut buf, 1000)?;
+    let reply = sock.request(&msg, &mut buf)?;
     for m in messages(reply) {
         if let Some(code) = m.error_code() {
             return Err(io::Error::from_raw_os_error(-code));
