@@ -17,6 +17,12 @@ const DEFAULT_BIN_NS: u64 = 100_000_000;
 const MIN_BIN_NS: u64 = 10_000_000;
 /// Most bins kept; longer recordings get wider bins (a 2-hour attach at 100 ms = 72k bins).
 const MAX_BINS: u64 = 20_000;
+/// A thread's wait counts as demand up to this many times its CPU over the same poll. N
+/// always-runnable threads on C cores wait (N/C - 1) times their CPU, so this credits up to
+/// 11x the cores in full. A thread that wakes often to find nothing to do (an event loop, a
+/// Rayon worker told about a job another thread takes) waits far longer than it runs: its
+/// waiting says the machine was busy, not that it wanted the core.
+pub const MAX_WAIT_PER_CPU: f64 = 10.0;
 
 /// Per-bin CPU and demand of one thread.
 #[derive(Debug, Clone, Default)]
@@ -84,7 +90,9 @@ impl Demand {
                     }
                     let span = (pt.t - t0) as f64;
                     let dcpu = (pt.cpu_ns.saturating_sub(cpu0) as f64).min(span);
-                    let drun = (dcpu + pt.runq_ns.saturating_sub(rq0) as f64).min(span);
+                    let dwait =
+                        (pt.runq_ns.saturating_sub(rq0) as f64).min(MAX_WAIT_PER_CPU * dcpu);
+                    let drun = (dcpu + dwait).min(span);
                     spread(&mut s.cpu, bin_ns, t0, pt.t, dcpu);
                     spread(&mut s.runnable, bin_ns, t0, pt.t, drun);
                 }

@@ -9,8 +9,14 @@ use crate::runtimes::{Family, Runtime};
 
 /// Threads per process that fit the budget: `max(1, floor(budget) / processes)`.
 pub fn threads_per_process(budget: f64, processes: usize) -> u32 {
+    threads_per_caller(budget, processes, 1)
+}
+
+/// Pool size that fits the budget when `processes` processes each have `callers` threads
+/// calling into the pool at once: `max(1, floor(budget) / (processes × callers))`.
+pub fn threads_per_caller(budget: f64, processes: usize, callers: usize) -> u32 {
     let cores = budget.floor().max(1.0) as u32;
-    (cores / processes.max(1) as u32).max(1)
+    (cores / (processes.max(1) * callers.max(1)) as u32).max(1)
 }
 
 /// The threadpoolctl `user_api` for a runtime.
@@ -32,22 +38,85 @@ pub fn cores(budget: f64) -> String {
 }
 
 /// Limit a runtime's pool to `k` threads, worded for a Python or a native program.
+///
+/// The variable is read once, when the pool starts (for Python: at the import that loads the
+/// library), so it goes into the environment of the launch, or into the script before that
+/// import. Worker processes inherit the environment of the parent at the time they start,
+/// which is why the environment works where a pool initializer may not (a task that imports
+/// NumPy after the initializer ran starts a full-width pool).
 pub fn limit_pool(rt: &Runtime, k: u32, python: bool) -> String {
-    let var = if rt.limit_var.is_empty() {
-        "OMP_NUM_THREADS"
-    } else {
-        rt.limit_var
-    };
-    if python {
-        format!(
-            "{var}={k} in the environment before NumPy is imported (shell: `export {var}={k}`; \
-             or first thing in the script: `os.environ[\"{var}\"] = \"{k}\"` before `import numpy`); \
-             at run time: `threadpoolctl.threadpool_limits({k}, user_api=\"{}\")`",
-            user_api(rt)
-        )
-    } else {
-        format!("{var}={k} in the program's environment (`export {var}={k}`)")
+    if rt.limit_var.is_empty() {
+        return match rt.call(k) {
+            Some(call) => format!(
+                "{} has no variable for its pool: `{call}` before the work starts",
+                rt.name
+            ),
+            None => format!("limit {}'s pool to {k} threads", rt.name),
+        };
     }
+    let var = rt.limit_var;
+    if !python {
+        return format!("{var}={k} in the program's environment (`export {var}={k}`)");
+    }
+    let import = if rt.import.is_empty() {
+        "the library that starts the pool".to_string()
+    } else {
+        format!("`import {}`", rt.import)
+    };
+    let mut s = format!(
+        "{var}={k} in the environment before the interpreter starts (shell: `export {var}={k}`), \
+         or first thing in the script, before {import} and before any worker starts: \
+         `os.environ[\"{var}\"] = \"{k}\"`"
+    );
+    if let Some(call) = rt.call(k) {
+        s.push_str(&format!(
+            "; at run time, in the code that calls it (in each worker, not a pool initializer): `{call}`"
+        ));
+    }
+    s
+}
+
+/// Limit a pool cpuprof does not know: name it, and the knobs of the loaded runtimes that
+/// might own it.
+pub fn limit_unknown(label: &str, candidates: &[&'static Runtime], k: u32, python: bool) -> String {
+    let mut s =
+        format!("limit the pool of {label} threads to {k}: cpuprof does not know its setting");
+    let knobs: Vec<String> = candidates
+        .iter()
+        .map(|r| {
+            if r.limit_var.is_empty() {
+                r.call(k).unwrap_or_else(|| r.name.to_string())
+            } else {
+                format!("{}={k}", r.limit_var)
+            }
+        })
+        .collect();
+    if !knobs.is_empty() {
+        s.push_str(&format!(
+            "; the runtimes loaded that start such threads: {} ({}{})",
+            candidates
+                .iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+            knobs.join(", "),
+            if python {
+                ", in the environment before the interpreter starts"
+            } else {
+                ""
+            }
+        ));
+    }
+    s
+}
+
+/// Fewer single-threaded processes.
+pub fn fewer_processes(budget: f64) -> String {
+    let n = budget.floor().max(1.0);
+    format!(
+        "use {n} processes (`multiprocessing.Pool({n})`, `n_jobs={n}`, `make -j{n}`): the same \
+         throughput with less memory and no time-slicing"
+    )
 }
 
 /// Stop a runtime's workers from spinning.
@@ -57,7 +126,10 @@ pub fn stop_spinning(rt: &Runtime) -> String {
                        of 2^28, ~0.1 s); if the matrices are small, OPENBLAS_NUM_THREADS=1"
             .to_string(),
         "GNU OpenMP" => "OMP_WAIT_POLICY=passive (or GOMP_SPINCOUNT=0)".to_string(),
-        "Intel/LLVM OpenMP" | "MKL" => "KMP_BLOCKTIME=0 (or OMP_WAIT_POLICY=passive)".to_string(),
+        "LLVM OpenMP" | "Intel OpenMP" | "MKL" => {
+            "KMP_BLOCKTIME=0 (or OMP_WAIT_POLICY=passive)".to_string()
+        }
+        "OpenBLAS (OpenMP build)" => "OMP_WAIT_POLICY=passive (or GOMP_SPINCOUNT=0)".to_string(),
         _ => "OMP_WAIT_POLICY=passive".to_string(),
     }
 }
@@ -65,7 +137,7 @@ pub fn stop_spinning(rt: &Runtime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtimes::{GNU_OPENMP, OPENBLAS};
+    use crate::runtimes::{GNU_OPENMP, ONNXRUNTIME, OPENBLAS, POLARS};
 
     #[test]
     fn per_process_threads() {
@@ -80,7 +152,13 @@ mod tests {
         assert_eq!(cores(2.0), "2 cores");
         assert_eq!(cores(0.5), "0.50 CPUs");
         assert!(limit_pool(&OPENBLAS, 1, true).starts_with("OPENBLAS_NUM_THREADS=1"));
+        assert!(limit_pool(&OPENBLAS, 1, true).contains("before `import numpy`"));
         assert!(limit_pool(&GNU_OPENMP, 1, true).contains("user_api=\"openmp\""));
+        assert!(limit_pool(&POLARS, 1, true).starts_with("POLARS_MAX_THREADS=1"));
+        assert!(!limit_pool(&POLARS, 1, true).contains("at run time"));
+        assert!(limit_pool(&ONNXRUNTIME, 1, true).contains("intra_op_num_threads = 1"));
+        assert_eq!(threads_per_caller(2.0, 1, 2), 1);
+        assert_eq!(threads_per_caller(8.0, 2, 2), 2);
         assert!(stop_spinning(&GNU_OPENMP).contains("OMP_WAIT_POLICY=passive"));
     }
 }

@@ -20,12 +20,13 @@
 
 use std::collections::BTreeMap;
 
-use cpuprof_model::{Analysis, Pid, ProcessRuntime, Profile, ThreadClass, Tid};
+use cpuprof_model::{Analysis, Pid, ProcessRuntime, Profile, Severity, ThreadClass, Tid};
 
 pub mod demand;
 pub mod fixes;
 pub mod nested;
 pub mod oversubscription;
+pub mod pools;
 pub mod quota;
 pub mod roles;
 pub mod runtimes;
@@ -46,6 +47,8 @@ pub struct Context<'a> {
     pub loaded: BTreeMap<Pid, Vec<runtimes::Loaded>>,
     /// Role of every thread.
     pub classes: BTreeMap<Tid, ThreadClass>,
+    /// Thread pools of every process.
+    pub pools: BTreeMap<Pid, Vec<pools::Pool>>,
     /// Runnable demand over time.
     pub demand: demand::Demand,
 }
@@ -63,55 +66,70 @@ impl<'a> Context<'a> {
             })
             .collect();
         let classes = roles::classify(profile, &loaded);
+        let pools = pools::find(profile, &loaded, &classes);
         Context {
             profile,
             budget: profile.machine.cpu_budget(),
             loaded,
             classes,
+            pools,
             demand: demand::Demand::of(profile),
         }
     }
 
-    /// The pool runtime (BLAS or OpenMP) that a process's workers belong to, if any: the one
-    /// most of its classified workers name, else the first loaded.
+    /// The known runtime whose pool in a process has the most threads, if any.
     pub fn pool_runtime(&self, pid: Pid) -> Option<&'static runtimes::Runtime> {
-        let loaded = self.loaded.get(&pid)?;
-        let p = self.profile.process(pid)?;
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for th in &p.threads {
-            if let Some(rt) = self.classes.get(&th.tid).and_then(|c| c.runtime.as_deref()) {
-                *counts.entry(rt).or_default() += 1;
-            }
-        }
-        let best = counts.iter().max_by_key(|(_, n)| **n).map(|(n, _)| *n);
-        loaded
+        self.pools
+            .get(&pid)?
             .iter()
-            .map(|l| l.runtime)
-            .find(|r| Some(r.name) == best)
-            .or_else(|| {
-                loaded
-                    .iter()
-                    .map(|l| l.runtime)
-                    .find(|r| matches!(r.family, runtimes::Family::Blas | runtimes::Family::OpenMp))
-            })
+            .filter_map(|p| Some((p.runtime()?, p.threads.len())))
+            .max_by_key(|(_, n)| *n)
+            .map(|(r, _)| r)
     }
 
-    /// Worker threads of a process's pools.
-    pub fn workers(&self, pid: Pid) -> Vec<Tid> {
-        self.profile
-            .process(pid)
-            .map(|p| {
-                p.threads
-                    .iter()
-                    .filter(|t| {
-                        self.classes
-                            .get(&t.tid)
-                            .is_some_and(|c| c.runtime.is_some())
-                    })
-                    .map(|t| t.tid)
-                    .collect()
+    /// The pool a thread belongs to.
+    pub fn pool_of(&self, pid: Pid, tid: Tid) -> Option<&pools::Pool> {
+        self.pools
+            .get(&pid)?
+            .iter()
+            .find(|p| p.threads.contains(&tid))
+    }
+
+    /// Worker threads of a process's known pool of this runtime.
+    pub fn workers_of(&self, pid: Pid, rt: &runtimes::Runtime) -> Vec<Tid> {
+        self.pools
+            .get(&pid)
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p.runtime().is_some_and(|r| r.name == rt.name))
             })
+            .map(|p| p.threads.clone())
             .unwrap_or_default()
+    }
+}
+
+/// A finding is an error when its fix is estimated to save at least this share of the wall
+/// time or of the CPU: a tenth is what a user notices without measuring.
+pub const ERROR_SAVING_SHARE: f64 = 0.10;
+/// ...a warning from this share: 2% is about the run-to-run noise of a quiet machine, so less
+/// is not worth a setting.
+pub const WARNING_SAVING_SHARE: f64 = 0.02;
+/// ...information from this share; below it the finding is dropped (a pool that is wider than
+/// the budget but costs nothing measurable is not worth a line).
+pub const INFO_SAVING_SHARE: f64 = 0.005;
+
+/// Severity from what the fix saves; `None` drops the finding. `too-many-processes` saves no
+/// time by construction and stays as information.
+pub fn severity_from_cost(f: &cpuprof_model::Finding, wall_s: f64, cpu_s: f64) -> Option<Severity> {
+    let share = (f.est_saving_wall_s / wall_s.max(1e-9)).max(f.est_saving_cpu_s / cpu_s.max(1e-9));
+    if share >= ERROR_SAVING_SHARE {
+        Some(Severity::Error)
+    } else if share >= WARNING_SAVING_SHARE {
+        Some(Severity::Warning)
+    } else if share >= INFO_SAVING_SHARE || f.id == "too-many-processes" {
+        Some(Severity::Info)
+    } else {
+        None
     }
 }
 
@@ -124,6 +142,15 @@ pub fn analyze(profile: &Profile) -> Analysis {
     findings.extend(quota::check(&cx, over.as_ref()));
     findings.extend(spin::check(&cx, over.as_ref()));
     findings.extend(over.map(|o| o.finding));
+    let wall_s = profile.meta.wall_ns as f64 / 1e9;
+    let cpu_s = profile.cpu().total_ns() as f64 / 1e9;
+    findings.retain_mut(|f| match severity_from_cost(f, wall_s, cpu_s) {
+        Some(s) => {
+            f.severity = s;
+            true
+        }
+        None => false,
+    });
     findings.sort_by(|a, b| {
         let cost = |f: &cpuprof_model::Finding| f.est_saving_wall_s + 0.1 * f.est_saving_cpu_s;
         cost(b)

@@ -13,7 +13,7 @@ use cpuprof_model::{Finding, Pid, Profile};
 use crate::fixes;
 use crate::oversubscription::Over;
 use crate::roles::is_python;
-use crate::runtimes::{self, Runtime};
+use crate::runtimes::Runtime;
 use crate::Context;
 
 /// A process-pool framework.
@@ -85,32 +85,46 @@ pub fn framework(profile: &Profile, pids: &BTreeSet<Pid>) -> Option<Framework> {
         .map(|(_, f)| *f)
 }
 
-/// The framework-specific fix.
+/// The framework-specific fix. Order matters: a pool is sized when its library loads, so the
+/// setting must be in place before the worker imports it. The environment of the parent, set
+/// before the workers start, always is (they inherit it); a pool `initializer=` that calls
+/// threadpoolctl only limits pools that already exist when it runs.
 pub fn fix_for(fw: Option<Framework>, rt: &Runtime, k: u32, python: bool) -> String {
-    let api = fixes::user_api(rt);
     let env = fixes::limit_pool(rt, k, python);
+    let var = if rt.limit_var.is_empty() {
+        "OMP_NUM_THREADS"
+    } else {
+        rt.limit_var
+    };
+    let in_task = rt
+        .call(k)
+        .map(|c| format!("; or `{c}` at the start of the task function itself"))
+        .unwrap_or_default();
     match fw {
-        Some(Framework::Multiprocessing) => format!(
-            "multiprocessing.Pool(n, initializer=threadpoolctl.threadpool_limits, \
-             initargs=({k}, \"{api}\")), or {env}"
-        ),
-        Some(Framework::ConcurrentFutures) => format!(
-            "ProcessPoolExecutor(n, initializer=threadpoolctl.threadpool_limits, \
-             initargs=({k}, \"{api}\")), or {env}"
+        Some(Framework::Multiprocessing) | Some(Framework::ConcurrentFutures) => format!(
+            "{env}. The workers inherit the parent's environment when they start, so set it \
+             before the pool is created{in_task} — not in an `initializer=`: a task that \
+             imports {} after the initializer ran still starts a full-width pool",
+            if rt.import.is_empty() {
+                "the library"
+            } else {
+                rt.import
+            }
         ),
         Some(Framework::Joblib) => format!(
-            "use joblib's loky backend (the default; it limits inner threads to cpu_count // n_jobs) \
-             or `with joblib.parallel_config(inner_max_num_threads={k}):` around the Parallel call"
+            "use joblib's loky backend (the default; it sets {var} and friends to \
+             cpu_count // n_jobs in each worker), with `with joblib.parallel_config(\
+             inner_max_num_threads={k}):` around the Parallel call; for other backends: {env}"
         ),
         Some(Framework::Dask) => format!(
             "start workers under the nanny (the default; it sets the thread variables to 1), or \
-             `dask.config.set({{\"distributed.nanny.pre-spawn-environ.{}\": {k}}})`",
-            rt.limit_var
+             `dask.config.set({{\"distributed.nanny.pre-spawn-environ.{var}\": {k}}})` before \
+             the cluster starts"
         ),
         Some(Framework::DataLoader) => format!(
-            "DataLoader(..., worker_init_fn=lambda _: threadpoolctl.threadpool_limits({k}, \
-             user_api=\"{api}\")) — torch.set_num_threads does not limit NumPy's {}",
-            rt.name
+            "DataLoader(..., worker_init_fn=lambda _: (torch.set_num_threads({k}), \
+             threadpoolctl.threadpool_limits({k}))) — the workers are forked after NumPy and \
+             torch are imported, so the run-time calls reach their pools; or {env}"
         ),
         None => env,
     }
@@ -119,6 +133,7 @@ pub fn fix_for(fw: Option<Framework>, rt: &Runtime, k: u32, python: bool) -> Str
 /// Checks whether the oversubscription comes from a process pool of wide pools.
 pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     let over = over?;
+    let rt = over.blamed.as_ref()?.runtime()?;
     // Members that share a parent: the pool's workers.
     let mut by_parent: BTreeMap<Pid, Vec<&crate::oversubscription::Member>> = BTreeMap::new();
     for m in &over.members {
@@ -132,18 +147,16 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         return None;
     }
     let per_worker = cx.budget / n as f64;
-    // Each worker's own pool: its workers plus the calling thread.
+    // Each worker's own pool: its workers plus the calling thread when it takes part.
+    let size = |pid: Pid| cx.workers_of(pid, rt).len() + usize::from(rt.caller_works());
     let wide: Vec<_> = workers
         .iter()
-        .filter(|m| m.runtime.is_some() && (cx.workers(m.pid).len() + 1) as f64 > per_worker)
+        .filter(|m| m.workers > 0 && size(m.pid) as f64 > per_worker)
         .collect();
     if wide.len() < 2 {
         return None;
     }
-    let rt = runtimes::ALL
-        .iter()
-        .find(|r| Some(r.name) == wide[0].runtime)?;
-    let pool = cx.workers(wide[0].pid).len() + 1;
+    let pool = size(wide[0].pid);
     let mut pids: BTreeSet<Pid> = workers.iter().map(|m| m.pid).collect();
     pids.insert(parent);
     let fw = framework(cx.profile, &pids);
@@ -155,7 +168,8 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     if fw.is_none() && !python {
         return None;
     }
-    let k = fixes::threads_per_process(cx.budget, n);
+    let callers = wide.iter().map(|m| m.callers).max().unwrap_or(1);
+    let k = fixes::threads_per_caller(cx.budget, n, callers);
     let share = wide.iter().map(|m| m.active.len()).sum::<usize>() as f64
         / over
             .members
@@ -247,7 +261,8 @@ mod tests {
             f.title,
             "multiprocessing pool of 2 workers, each with 2 OpenBLAS threads"
         );
-        assert!(f.fix.contains("initargs=(1, \"blas\")"), "{}", f.fix);
+        assert!(f.fix.starts_with("OPENBLAS_NUM_THREADS=1"), "{}", f.fix);
+        assert!(f.fix.contains("not in an `initializer=`"), "{}", f.fix);
         assert!(a.findings.iter().any(|f| f.id == "oversubscription"));
     }
 

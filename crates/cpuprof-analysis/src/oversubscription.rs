@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use cpuprof_model::{Finding, Pid, Severity, Tid};
 
 use crate::fixes;
+use crate::pools::{Kind, Pool};
 use crate::roles::is_python;
 use crate::spin;
 use crate::Context;
@@ -37,23 +38,32 @@ pub const PROCESS_SHARE: f64 = 0.05;
 /// A thread counts in the shape when it was runnable at least this share of the
 /// oversubscribed time (a pool worker spins or works; an idle helper thread does not).
 pub const ACTIVE_THREAD: f64 = 0.25;
-/// Error rather than warning when the wait reaches this per CPU second (1.5x the cores).
-pub const ERROR_WAIT_PER_CPU: f64 = 0.5;
 /// Without stacks, the share of the excess demand assumed wasted: synchronous pools
 /// (barriers, spinning workers) lose about half the time a preempted partner is off-CPU.
 /// Calibrated on DESIGN.md's measurement: 4 OpenBLAS threads on 2 cores used 1.4x the CPU,
 /// i.e. 29% waste, against 0.5 x (1 - 2/4) = 25% from this model.
 pub const NO_STACKS_WASTE: f64 = 0.5;
 
+/// A pool is blamed when its own threads hold at least this share of the runnable demand of
+/// the processes involved; below it, the demand is the program's own threads or processes.
+pub const BLAME_SHARE: f64 = 0.25;
+
 /// One process's share of the oversubscription.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
     /// The process.
     pub pid: Pid,
-    /// Its pool runtime, if one is loaded.
+    /// The known runtime of the blamed pool, when this process runs it.
     pub runtime: Option<&'static str>,
+    /// The blamed pool's label in this process (`OpenBLAS`, "`worker-N`, started in ...").
+    pub pool: Option<String>,
     /// Its threads that were runnable during the oversubscribed time.
     pub active: Vec<Tid>,
+    /// Of them, workers of the blamed pool.
+    pub workers: usize,
+    /// Of them, threads outside the pool that call into it at once (at least 1 when the
+    /// process runs the pool).
+    pub callers: usize,
 }
 
 /// The oversubscription finding and what the other rules reuse of it.
@@ -69,6 +79,8 @@ pub struct Over {
     pub waste_cpu_s: f64,
     /// Mean demand (threads) during the oversubscribed time.
     pub mean_demand: f64,
+    /// The pool blamed, if the demand is a pool's.
+    pub blamed: Option<Pool>,
 }
 
 /// Checks the profile for oversubscription.
@@ -93,9 +105,10 @@ pub fn check(cx: &Context) -> Option<Over> {
         / n_over as f64;
 
     // Per process, per thread: CPU and runnable time in the oversubscribed bins.
-    let mut members = Vec::new();
     let (mut total_run, mut total_cpu) = (0.0, 0.0);
-    let mut per_proc: Vec<(Pid, f64, f64, Vec<Tid>)> = Vec::new();
+    // (pid, CPU ns, runnable ns, active threads with their runnable ns)
+    type ProcessDemand = (Pid, f64, f64, Vec<(Tid, f64)>);
+    let mut per_proc: Vec<ProcessDemand> = Vec::new();
     for p in &cx.profile.processes {
         let (mut c, mut r) = (0.0, 0.0);
         let mut active = Vec::new();
@@ -104,7 +117,7 @@ pub fn check(cx: &Context) -> Option<Over> {
             c += tc;
             r += tr;
             if tr >= ACTIVE_THREAD * over_s * 1e9 {
-                active.push(th.tid);
+                active.push((th.tid, tr));
             }
         }
         total_run += r;
@@ -112,47 +125,103 @@ pub fn check(cx: &Context) -> Option<Over> {
         per_proc.push((p.pid, c, r, active));
     }
     let (mut cpu_ns, mut wait_ns) = (0.0, 0.0);
+    let mut involved: Vec<(Pid, Vec<(Tid, f64)>)> = Vec::new();
     for (pid, c, r, active) in per_proc {
         if r < PROCESS_SHARE * total_run || c < PROCESS_SHARE * total_cpu || active.is_empty() {
             continue;
         }
         cpu_ns += c;
         wait_ns += r - c;
-        members.push(Member {
-            pid,
-            runtime: cx.pool_runtime(pid).map(|r| r.name),
-            active,
-        });
+        involved.push((pid, active));
     }
-    if members.is_empty() || wait_ns < MIN_WAIT_PER_CPU * cpu_ns {
+    if involved.is_empty() || wait_ns < MIN_WAIT_PER_CPU * cpu_ns {
         return None;
     }
+
+    // Blame by demand: the pool whose own threads wanted the most core time.
+    let mut by_pool: BTreeMap<String, (f64, Pool)> = BTreeMap::new();
+    let mut member_run = 0.0;
+    for (pid, active) in &involved {
+        for (tid, run) in active {
+            member_run += run;
+            if let Some(pool) = cx.pool_of(*pid, *tid) {
+                let e = by_pool.entry(pool.key()).or_insert((0.0, pool.clone()));
+                e.0 += run;
+            }
+        }
+    }
+    let blamed = by_pool
+        .into_values()
+        .filter(|(run, _)| *run >= BLAME_SHARE * member_run)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, p)| p);
+    let blamed_key = blamed.as_ref().map(Pool::key);
+    let members: Vec<Member> = involved
+        .iter()
+        .map(|(pid, active)| {
+            let tids: Vec<Tid> = active.iter().map(|(t, _)| *t).collect();
+            let pool = cx.pools.get(pid).and_then(|ps| {
+                ps.iter()
+                    .find(|p| Some(p.key()) == blamed_key)
+                    .map(|p| p.label())
+            });
+            let in_pool = |t: Tid| {
+                cx.pool_of(*pid, t)
+                    .is_some_and(|p| Some(p.key()) == blamed_key)
+            };
+            let workers = tids.iter().filter(|t| in_pool(**t)).count();
+            let callers = if workers == 0 {
+                0
+            } else {
+                callers(
+                    cx,
+                    *pid,
+                    &tids,
+                    blamed.as_ref().and_then(Pool::runtime),
+                    &in_pool,
+                )
+            };
+            Member {
+                pid: *pid,
+                runtime: blamed
+                    .as_ref()
+                    .and_then(Pool::runtime)
+                    .filter(|_| workers > 0)
+                    .map(|r| r.name),
+                pool: pool.filter(|_| workers > 0),
+                active: tids,
+                workers,
+                callers,
+            }
+        })
+        .collect();
     let wait_per_cpu = wait_ns / cpu_ns.max(1.0);
     let pids: Vec<Pid> = members.iter().map(|m| m.pid).collect();
     let tids: Vec<Tid> = members.iter().flat_map(|m| m.active.clone()).collect();
 
     // Preemptions of the member processes over the whole run.
-    let ivcsw: u64 = cx
-        .profile
-        .processes
-        .iter()
-        .filter(|p| pids.contains(&p.pid))
-        .flat_map(|p| p.threads.iter())
-        .map(|t| t.ivcsw)
-        .sum();
-    let preempted: u64 = cx
-        .profile
-        .processes
-        .iter()
-        .filter(|p| pids.contains(&p.pid))
-        .flat_map(|p| p.threads.iter())
-        .map(|t| t.preemptions)
-        .sum();
+    let member_threads = || {
+        cx.profile
+            .processes
+            .iter()
+            .filter(|p| pids.contains(&p.pid))
+            .flat_map(|p| p.threads.iter())
+    };
+    let ivcsw: u64 = member_threads().map(|t| t.ivcsw).sum();
+    let preempted: u64 = member_threads().map(|t| t.preemptions).sum();
 
     // Waste: measured spinning when there are stacks, else the model. The fix shrinks the
     // pools, so all the spinning of these processes goes (CPU); only the spinning done while
     // cores were oversubscribed delayed other threads (wall).
-    let sampled = cx.profile.samples.iter().any(|s| pids.contains(&s.pid));
+    // Only the BLAS and OpenMP runtimes' wait loops are known ([`crate::waitloops`]): the
+    // others' (Rayon's, numexpr's, an unknown pool's) waiting is modelled.
+    let known_loops = blamed
+        .as_ref()
+        .and_then(Pool::runtime)
+        .is_none_or(|r| r.family != crate::runtimes::Family::Pool);
+    let sampled = known_loops
+        && blamed.as_ref().is_none_or(|p| p.runtime().is_some())
+        && cx.profile.samples.iter().any(|s| pids.contains(&s.pid));
     let bin_ns = d.bin_ns;
     let in_over = |t: u64| bins.get((t / bin_ns) as usize).copied().unwrap_or(false);
     let spin = if sampled {
@@ -163,11 +232,11 @@ pub fn check(cx: &Context) -> Option<Over> {
         None
     };
     let model_s = NO_STACKS_WASTE * (1.0 - cx.budget / mean_demand).max(0.0) * cpu_ns / 1e9;
-    let (waste_cpu_s, waste_over_s) = spin.unwrap_or((model_s, model_s));
+    let (mut waste_cpu_s, waste_over_s) = spin.unwrap_or((model_s, model_s));
     // The wasted CPU would have gone to work at the rate the program actually got cores
     // (the budget on an idle machine, less when other load shared them).
     let rate = (cpu_ns / 1e9 / over_s).clamp(0.05, cx.budget);
-    let wall_s = (waste_over_s / rate).min(over_s);
+    let mut wall_s = (waste_over_s / rate).min(over_s);
 
     let shape = shape(&members, cx.budget);
     let wall = cx.profile.meta.wall_ns as f64 / 1e9;
@@ -200,35 +269,70 @@ pub fn check(cx: &Context) -> Option<Over> {
              of it while oversubscribed."
         )),
         None => detail.push_str(&format!(
-            " No stacks: estimated waste {model_s:.2} s of CPU (model, see docs/findings.md)."
+            " Estimated waste {model_s:.2} s of CPU (model, see docs/findings.md: {}).",
+            if cx.profile.samples.is_empty() {
+                "no stacks"
+            } else {
+                "this pool's wait loops are not known"
+            }
         )),
     }
 
-    let k = fixes::threads_per_process(cx.budget, members.len());
     let python = members
         .iter()
         .any(|m| cx.profile.process(m.pid).is_some_and(is_python));
-    let rt = members
+    let with_pool: Vec<&Member> = members.iter().filter(|m| m.workers > 0).collect();
+    let callers = with_pool
         .iter()
-        .filter_map(|m| m.runtime)
-        .next()
-        .and_then(|n| crate::runtimes::ALL.iter().find(|r| r.name == n));
-    let fix = match rt {
-        Some(rt) => fixes::limit_pool(rt, k, python),
+        .map(|m| m.callers)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let k = fixes::threads_per_caller(cx.budget, with_pool.len(), callers);
+    let mut id = "oversubscription";
+    let mut title = format!("Oversubscribed: {shape}");
+    let fix = match &blamed {
+        Some(pool) => {
+            detail.push_str(&format!(
+                " Pool size {k} = {} // ({} process{} × {callers} calling thread{}).",
+                cx.budget.floor().max(1.0),
+                with_pool.len(),
+                if with_pool.len() == 1 { "" } else { "es" },
+                if callers == 1 { "" } else { "s" },
+            ));
+            match &pool.kind {
+                Kind::Known(rt) => fixes::limit_pool(rt, k, python),
+                Kind::Unknown { candidates, .. } => {
+                    fixes::limit_unknown(&pool.label(), candidates, k, python)
+                }
+            }
+        }
+        None if members.len() as f64 > cx.budget && members.iter().all(|m| m.active.len() == 1) => {
+            // Single-threaded processes taking turns: the same work in fewer processes needs
+            // no time-slicing, but runs no faster. Waste is the switching only.
+            id = "too-many-processes";
+            title = format!(
+                "{} single-threaded processes on {}",
+                members.len(),
+                fixes::cores(cx.budget)
+            );
+            detail.push_str(
+                " Each process runs one thread: they take turns on the cores rather than fight \
+                 inside a pool, so the wall time is about what fewer processes would take.",
+            );
+            waste_cpu_s = 0.0;
+            wall_s = 0.0;
+            fixes::fewer_processes(cx.budget)
+        }
         None => format!(
             "limit the program to {} runnable threads in total ({k} per process)",
             cx.budget.floor().max(1.0)
         ),
     };
-    let severity = if wait_per_cpu >= ERROR_WAIT_PER_CPU && over_s >= 0.5 * busy_s {
-        Severity::Error
-    } else {
-        Severity::Warning
-    };
     let finding = Finding {
-        id: "oversubscription".into(),
-        severity,
-        title: format!("Oversubscribed: {shape}"),
+        id: id.into(),
+        severity: Severity::Warning,
+        title,
         detail,
         fix,
         est_saving_cpu_s: waste_cpu_s,
@@ -242,27 +346,95 @@ pub fn check(cx: &Context) -> Option<Over> {
         members,
         waste_cpu_s,
         mean_demand,
+        blamed,
     })
+}
+
+/// Threads of a process outside the pool that call into it at once: with stacks, the active
+/// threads whose samples enter the pool's library; without, every active thread outside it.
+fn callers(
+    cx: &Context,
+    pid: Pid,
+    active: &[Tid],
+    rt: Option<&'static crate::runtimes::Runtime>,
+    in_pool: &dyn Fn(Tid) -> bool,
+) -> usize {
+    let outside: Vec<Tid> = active.iter().copied().filter(|t| !in_pool(*t)).collect();
+    let sampled = cx.profile.samples.iter().any(|s| s.pid == pid);
+    let n = match rt {
+        Some(rt) if sampled => outside
+            .iter()
+            .filter(|t| calls_into(cx, pid, **t, rt))
+            .count(),
+        _ => outside.len(),
+    };
+    n.max(1)
+}
+
+/// Does a thread's sampled stack ever enter the runtime's library?
+fn calls_into(cx: &Context, pid: Pid, tid: Tid, rt: &crate::runtimes::Runtime) -> bool {
+    let p = cx.profile;
+    let mut seen = std::collections::BTreeSet::new();
+    p.samples
+        .iter()
+        .filter(|s| s.pid == pid && s.tid == tid)
+        .filter_map(|s| s.stack)
+        .filter(|st| seen.insert(*st))
+        .any(|st| {
+            p.stacks.frames_of(st).iter().any(|id| {
+                p.stacks
+                    .frame(*id)
+                    .module
+                    .as_deref()
+                    .and_then(crate::runtimes::runtime_of_library)
+                    .is_some_and(|r| r.name == rt.name)
+            })
+        })
 }
 
 /// "2 processes × 2 OpenBLAS threads = 4 threads on 2 cores".
 pub fn shape(members: &[Member], budget: f64) -> String {
-    let mut groups: BTreeMap<(Option<&str>, usize), usize> = BTreeMap::new();
+    type Key<'a> = (Option<&'a str>, usize, usize, usize);
+    let mut groups: BTreeMap<Key, usize> = BTreeMap::new();
     for m in members {
-        *groups.entry((m.runtime, m.active.len())).or_default() += 1;
+        *groups
+            .entry((m.pool.as_deref(), m.active.len(), m.workers, m.callers))
+            .or_default() += 1;
     }
-    let mut parts: Vec<((Option<&str>, usize), usize)> = groups.into_iter().collect();
+    let mut parts: Vec<(Key, usize)> = groups.into_iter().collect();
     parts.sort_by(|a, b| b.1.cmp(&a.1).then(b.0 .1.cmp(&a.0 .1)));
-    let total: usize = parts.iter().map(|((_, n), c)| n * c).sum();
+    let total: usize = parts.iter().map(|((_, n, _, _), c)| n * c).sum();
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            one.to_string()
+        } else {
+            many.to_string()
+        }
+    };
     let text: Vec<String> = parts
         .iter()
-        .map(|((rt, n), c)| {
-            format!(
-                "{c} process{} × {n} {}thread{}",
-                if *c == 1 { "" } else { "es" },
-                rt.map(|r| format!("{r} ")).unwrap_or_default(),
-                if *n == 1 { "" } else { "s" }
-            )
+        .map(|((pool, n, w, callers), c)| {
+            let procs = format!("{c} process{}", plural(*c, "", "es"));
+            let caller_works = members
+                .iter()
+                .find(|m| m.pool.as_deref() == *pool)
+                .and_then(|m| m.runtime)
+                .and_then(crate::runtimes::by_name)
+                .is_none_or(|r| r.caller_works());
+            match pool {
+                Some(pool) if *callers > 1 => format!(
+                    "{procs} × ({callers} threads calling {pool} + {w} {pool} worker{})",
+                    plural(*w, "", "s")
+                ),
+                Some(pool) if *n == w + 1 && caller_works => {
+                    format!("{procs} × {n} {pool} threads")
+                }
+                Some(pool) => format!(
+                    "{procs} × {n} threads ({w} {pool} worker{})",
+                    plural(*w, "", "s")
+                ),
+                None => format!("{procs} × {n} thread{}", plural(*n, "", "s")),
+            }
         })
         .collect();
     format!(
@@ -322,7 +494,10 @@ mod tests {
             o.finding.fix
         );
         assert!((o.mean_demand - 4.0).abs() < 0.1);
-        assert_eq!(o.finding.severity, Severity::Error);
+        assert_eq!(
+            crate::severity_from_cost(&o.finding, 3.0, 6.0),
+            Some(Severity::Error)
+        );
         // Model: 0.5 × (1 - 2/4) × 6 CPU s = 1.5 s.
         assert!(
             (o.finding.est_saving_cpu_s - 1.5).abs() < 0.1,
@@ -417,15 +592,187 @@ mod tests {
     }
 
     #[test]
+    fn callers_of_the_pool_are_counted_in_the_fix() {
+        use crate::testutil::{add_samples, native, py};
+        // Two Python threads each calling dgemm, one OpenBLAS worker: 3 on 2 cores.
+        let mut p = profile_with(
+            2,
+            vec![(
+                100,
+                vec![
+                    busy_thread(100, 3.0, 0.05, 0.0),
+                    busy_thread(101, 3.0, 0.66, 0.34),
+                    busy_thread(102, 3.0, 0.66, 0.34),
+                    busy_thread(103, 3.0, 0.66, 0.34),
+                ],
+            )],
+        );
+        p.processes[0].command = vec!["python3".into(), "x.py".into()];
+        with_library(&mut p, 100, OB);
+        let call = [
+            native("start_thread", "/lib/libc.so.6"),
+            native("dgemm_", OB),
+        ];
+        add_samples(&mut p, 100, 101, &call, 10);
+        add_samples(&mut p, 100, 102, &call, 10);
+        add_samples(
+            &mut p,
+            100,
+            103,
+            &[native("blas_thread_server", OB), native("dgemm_kernel", OB)],
+            10,
+        );
+        for tid in [100, 101, 102] {
+            let f = p.stacks.intern_frame(py("task", "/app/x.py"));
+            let stack = p.stacks.intern_stack(&[f]);
+            p.python_samples.push(cpuprof_model::PythonSample {
+                t: 0,
+                pid: 100,
+                tid,
+                stack,
+                owns_gil: false,
+                active: true,
+                repeats: 1,
+            });
+        }
+        let o = run(&p).expect("oversubscribed");
+        assert_eq!(
+            o.finding.title,
+            "Oversubscribed: 1 process × (2 threads calling OpenBLAS + 1 OpenBLAS worker) = 3 \
+             threads on 2 cores"
+        );
+        assert!(
+            o.finding.fix.starts_with("OPENBLAS_NUM_THREADS=1"),
+            "{}",
+            o.finding.fix
+        );
+        assert!(o
+            .finding
+            .detail
+            .contains("Pool size 1 = 2 // (1 process × 2 calling threads)"));
+    }
+
+    #[test]
+    fn the_pool_with_the_demand_is_blamed_not_an_idle_one() {
+        use crate::testutil::{add_samples, native};
+        // numexpr's two workers are busy in each of two processes; OpenBLAS's worker sleeps.
+        let ne = "/v/numexpr/interpreter.cpython-311-x86_64-linux-gnu.so";
+        let mut p = profile_with(
+            2,
+            [100, 110]
+                .into_iter()
+                .map(|pid| {
+                    (
+                        pid,
+                        vec![
+                            busy_thread(pid, 3.0, 0.02, 0.0),
+                            busy_thread(pid + 1, 3.0, 0.5, 0.5),
+                            busy_thread(pid + 2, 3.0, 0.5, 0.5),
+                            busy_thread(pid + 3, 3.0, 0.005, 0.0),
+                        ],
+                    )
+                })
+                .collect(),
+        );
+        for pid in [100, 110] {
+            with_library(&mut p, pid, OB);
+            with_library(&mut p, pid, ne);
+            let w = [
+                native("start_thread", "/lib/libc.so.6"),
+                native("th_worker", ne),
+            ];
+            add_samples(&mut p, pid, pid + 1, &w, 10);
+            add_samples(&mut p, pid, pid + 2, &w, 10);
+            add_samples(&mut p, pid, pid + 3, &[native("blas_thread_server", OB)], 1);
+        }
+        let o = run(&p).expect("oversubscribed");
+        assert_eq!(
+            o.blamed.as_ref().and_then(Pool::runtime).map(|r| r.name),
+            Some("numexpr")
+        );
+        assert!(
+            o.finding.fix.starts_with("NUMEXPR_NUM_THREADS=1"),
+            "{}",
+            o.finding.fix
+        );
+    }
+
+    #[test]
+    fn single_threaded_processes_are_too_many_processes_not_a_pool() {
+        let p = profile_with(
+            2,
+            (0..4)
+                .map(|i| (100 + i, vec![busy_thread(100 + i, 3.0, 0.5, 0.5)]))
+                .collect(),
+        );
+        let a = crate::analyze(&p);
+        assert_eq!(a.findings.len(), 1, "{:?}", a.findings);
+        let f = &a.findings[0];
+        assert_eq!(f.id, "too-many-processes");
+        assert_eq!(f.severity, Severity::Info);
+        assert!(f.fix.starts_with("use 2 processes"), "{}", f.fix);
+    }
+
+    #[test]
+    fn threads_that_wake_often_but_hardly_run_are_not_demand() {
+        // Two busy single-thread workers plus, in each, a helper that wakes often: on CPU 0.2%
+        // of the time, waiting 40% (the machine is busy when it wakes).
+        let p = profile_with(
+            2,
+            [100, 110]
+                .into_iter()
+                .map(|pid| {
+                    (
+                        pid,
+                        vec![
+                            busy_thread(pid, 3.0, 0.9, 0.1),
+                            busy_thread(pid + 1, 3.0, 0.002, 0.4),
+                        ],
+                    )
+                })
+                .collect(),
+        );
+        assert!(crate::analyze(&p).findings.is_empty());
+    }
+
+    #[test]
+    fn severity_follows_the_estimated_saving() {
+        let f = |wall: f64, cpu: f64| Finding {
+            id: "oversubscription".into(),
+            severity: Severity::Info,
+            title: String::new(),
+            detail: String::new(),
+            fix: String::new(),
+            est_saving_cpu_s: cpu,
+            est_saving_wall_s: wall,
+            pids: vec![],
+            tids: vec![],
+        };
+        let sev = |wall, cpu| crate::severity_from_cost(&f(wall, cpu), 10.0, 20.0);
+        assert_eq!(sev(1.0, 0.0), Some(Severity::Error));
+        assert_eq!(sev(0.0, 2.0), Some(Severity::Error));
+        assert_eq!(sev(0.3, 0.0), Some(Severity::Warning));
+        assert_eq!(sev(0.07, 0.0), Some(Severity::Info));
+        assert_eq!(sev(0.0, 0.05), None);
+    }
+
+    #[test]
     fn shape_text_mixes_groups() {
-        let m = |pid, rt, n: usize| Member {
+        let m = |pid, rt: Option<&'static str>, n: usize, callers| Member {
             pid,
             runtime: rt,
+            pool: rt.map(str::to_string),
             active: (0..n as u32).collect(),
+            workers: if rt.is_some() { n - callers } else { 0 },
+            callers,
         };
         assert_eq!(
-            shape(&[m(1, Some("GNU OpenMP"), 4), m(2, None, 1)], 2.0),
+            shape(&[m(1, Some("GNU OpenMP"), 4, 1), m(2, None, 1, 0)], 2.0),
             "1 process × 4 GNU OpenMP threads + 1 process × 1 thread = 5 threads on 2 cores"
+        );
+        assert_eq!(
+            shape(&[m(1, Some("OpenBLAS"), 3, 2)], 2.0),
+            "1 process × (2 threads calling OpenBLAS + 1 OpenBLAS worker) = 3 threads on 2 cores"
         );
     }
 }

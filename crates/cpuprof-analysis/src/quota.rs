@@ -32,8 +32,8 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         let Some(rt) = cx.pool_runtime(p.pid) else {
             continue;
         };
-        let workers = cx.workers(p.pid);
-        let size = workers.len() + 1;
+        let workers = cx.workers_of(p.pid, rt);
+        let size = workers.len() + usize::from(rt.caller_works());
         if size as f64 > q * OVER_FACTOR && size > 1 {
             wide.push((p, rt, size, workers));
         }

@@ -1,10 +1,14 @@
-//! What each thread is: main, Python, a BLAS or OpenMP pool worker, or other.
+//! What each thread is: main, Python, a worker of a known runtime's pool, or other.
 //!
 //! By where it runs when there are stacks: a worker's stacks start in the runtime's thread
-//! start routine (`blas_thread_server`, `gomp_thread_start`) or spend most samples inside the
-//! runtime's library. Without stacks (perf refused) by the one fact procfs gives: pool workers
-//! are created by the runtime with the process's name (`comm` is inherited), whereas threads a
-//! program names itself carry their own name.
+//! start routine (`blas_thread_server`, `gomp_thread_start`, `th_worker`, Rayon's registry)
+//! or spend most samples inside the runtime's library. OpenMP threads running a library's
+//! code belong to that library's pool (the OpenMP build of OpenBLAS, MKL, PyTorch): its knob
+//! sizes them. Then by the names some runtimes give their workers (`polars-0`). Without
+//! stacks (perf refused) by the one fact procfs gives: pool workers are created by the runtime
+//! with the process's name (`comm` is inherited), whereas threads a program names itself carry
+//! their own name — attributed to a runtime only when one runtime that names no threads is
+//! loaded; with several, they stay unattributed rather than pinned on a guess.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -47,11 +51,11 @@ fn stack_facts(profile: &Profile, stack: StackId) -> StackFacts {
                 f.inside.push(rt.name);
             }
         }
-        let name = frame.name.split('+').next().unwrap_or(&frame.name);
         if f.entry.is_none() {
+            let name = frame.name.split('+').next().unwrap_or(&frame.name);
             f.entry = runtimes::ALL
                 .iter()
-                .find(|r| r.worker_entries.contains(&name));
+                .find(|r| r.worker_frames.iter().any(|w| name.contains(w)));
         }
     }
     f
@@ -105,20 +109,32 @@ pub fn classify(
     for p in &profile.processes {
         let rts = loaded.get(&p.pid).map(Vec::as_slice).unwrap_or(&[]);
         let python = is_python(p);
-        let main_name = p.thread(p.pid).map(|t| t.name.as_str());
         // Without stacks: the runtime's workers are the first threads created with the
         // process's own name, as many as the pool has workers. The main thread's name may
         // be its Python name ("MainThread"), so the executable's names count too (`comm` is
         // the file name run, cut to 15 bytes).
-        let inherited: Vec<String> = main_name
-            .map(str::to_string)
-            .into_iter()
-            .chain(p.exe.as_deref().map(comm_of))
-            .chain(p.command.first().map(|c| comm_of(c)))
-            .collect();
-        let pool = rts
+        let inherited = inherited_names(p);
+        // Runtimes whose workers keep the inherited name. An OpenMP runtime loaded by the
+        // OpenMP build of OpenBLAS (or MKL, PyTorch) is that library's pool, not a second one.
+        let inheriting: Vec<&Loaded> = rts
             .iter()
-            .find(|l| matches!(l.runtime.family, Family::Blas | Family::OpenMp));
+            .filter(|l| l.runtime.thread_names.is_empty())
+            .collect();
+        let openmp_owned = inheriting.iter().any(|l| {
+            l.runtime.family != Family::OpenMp
+                && runtimes::OPENMP_OWNERS
+                    .iter()
+                    .any(|o| o.name == l.runtime.name)
+        });
+        let owners: Vec<&Loaded> = inheriting
+            .iter()
+            .copied()
+            .filter(|l| !(openmp_owned && l.runtime.family == Family::OpenMp))
+            .collect();
+        let pool = match owners.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        };
         let mut unnamed: Vec<&cpuprof_model::Thread> = p
             .threads
             .iter()
@@ -132,9 +148,13 @@ pub fn classify(
         unnamed.sort_by_key(|t| (t.start_ns, t.tid));
         let expected = pool
             .map(|l| {
-                runtimes::configured_threads(l.runtime, &l.knobs)
-                    .unwrap_or_else(|| host_cores(profile))
-                    .saturating_sub(1) as usize
+                let n = runtimes::configured_threads(l.runtime, &l.knobs)
+                    .unwrap_or_else(|| host_cores(profile));
+                if l.runtime.caller_works() {
+                    n.saturating_sub(1) as usize
+                } else {
+                    n as usize
+                }
             })
             .unwrap_or(0);
         let guessed: Vec<Tid> = unnamed.iter().take(expected).map(|t| t.tid).collect();
@@ -150,8 +170,14 @@ pub fn classify(
                     role: ThreadRole::Main,
                     runtime: None,
                 }
-            } else if let Some(ts) = per_thread.get(&key).filter(|t| t.total > 0) {
-                by_samples(ts, rts)
+            } else if let Some(c) = per_thread
+                .get(&key)
+                .filter(|t| t.total > 0)
+                .and_then(|ts| by_samples(ts, rts))
+            {
+                c
+            } else if let Some(rt) = by_name(&th.name, rts) {
+                worker_of(rt)
             } else {
                 match pool {
                     Some(l) if guessed.contains(&th.tid) => worker_of(l.runtime),
@@ -175,33 +201,55 @@ fn worker_of(rt: &Runtime) -> ThreadClass {
     ThreadClass {
         role: match rt.family {
             Family::OpenMp => ThreadRole::OpenmpWorker,
-            _ => ThreadRole::BlasWorker,
+            Family::Blas => ThreadRole::BlasWorker,
+            Family::Pool => ThreadRole::PoolWorker,
         },
         runtime: Some(rt.name.to_string()),
     }
 }
 
-fn by_samples(ts: &ThreadSamples, rts: &[Loaded]) -> ThreadClass {
-    if let Some(rt) = ts.entry {
-        // OpenBLAS built on OpenMP runs its pool on libgomp threads: still OpenBLAS's pool.
-        if rt.family == Family::OpenMp && ts.inside.contains_key(runtimes::OPENBLAS.name) {
-            return worker_of(&runtimes::OPENBLAS);
+/// A loaded runtime that names its workers this way.
+fn by_name(name: &str, rts: &[Loaded]) -> Option<&'static Runtime> {
+    rts.iter()
+        .map(|l| l.runtime)
+        .find(|r| r.thread_names.iter().any(|p| name.starts_with(p)))
+}
+
+fn by_samples(ts: &ThreadSamples, rts: &[Loaded]) -> Option<ThreadClass> {
+    let inside: Vec<&'static str> = ts.inside.keys().copied().collect();
+    let rt = match ts.entry {
+        Some(rt) => rt,
+        None => {
+            let (name, _) = ts
+                .inside
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .filter(|(_, n)| **n as f64 >= IN_LIBRARY_SHARE * ts.total as f64)?;
+            rts.iter().find(|l| l.runtime.name == *name)?.runtime
         }
-        return worker_of(rt);
+    };
+    // OpenMP threads running OpenBLAS's, MKL's or PyTorch's code: that library's pool. (Its
+    // start routine may be unnamed: Debian's libgomp exports no `gomp_thread_start`.)
+    if rt.family == Family::OpenMp {
+        return Some(worker_of(runtimes::openmp_owner(&inside).unwrap_or(rt)));
     }
-    let best = ts
-        .inside
-        .iter()
-        .max_by_key(|(_, n)| **n)
-        .filter(|(_, n)| **n as f64 >= IN_LIBRARY_SHARE * ts.total as f64);
-    if let Some((name, _)) = best {
-        if let Some(l) = rts.iter().find(|l| l.runtime.name == *name) {
-            if matches!(l.runtime.family, Family::Blas | Family::OpenMp) {
-                return worker_of(l.runtime);
-            }
-        }
+    // Rayon threads running polars: polars's pool.
+    if rt.name == runtimes::RAYON.name && ts.inside.contains_key(runtimes::POLARS.name) {
+        return Some(worker_of(&runtimes::POLARS));
     }
-    other()
+    Some(worker_of(rt))
+}
+
+/// The names a thread gets when nobody names it: the main thread's (`comm` is inherited), which
+/// may be its Python name ("MainThread"), so the executable's too (`comm` is the file name
+/// run, cut to 15 bytes).
+pub fn inherited_names(p: &Process) -> Vec<String> {
+    p.thread(p.pid)
+        .map(|t| t.name.clone())
+        .into_iter()
+        .chain(p.exe.as_deref().map(comm_of))
+        .chain(p.command.first().map(|c| comm_of(c)))
+        .collect()
 }
 
 /// The `comm` a thread started from this path gets: the base name, at most 15 bytes.

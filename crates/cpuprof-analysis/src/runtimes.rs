@@ -14,13 +14,14 @@ use cpuprof_model::{Pid, Process, Profile, StackId};
 pub enum Family {
     /// A BLAS library with its own thread pool (OpenBLAS, MKL, BLIS, FlexiBLAS).
     Blas,
-    /// An OpenMP runtime (libgomp, libiomp/libomp).
+    /// An OpenMP runtime (libgomp, libomp, libiomp).
     OpenMp,
-    /// Another threaded numeric library (TBB, torch, numexpr...).
-    Other,
+    /// Another library with its own worker pool (Rayon, numexpr, numba, TBB, torch, ...).
+    Pool,
 }
 
-/// A runtime the analysis knows.
+/// A runtime the analysis knows: how to recognise it, its workers, and how to size its pool.
+/// docs/findings.md has the same table with the source of each fact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Runtime {
     /// Display name, as used in findings and the summary JSON.
@@ -29,19 +30,57 @@ pub struct Runtime {
     pub family: Family,
     /// Library base-name prefixes.
     pub prefixes: &'static [&'static str],
+    /// Substrings of a library's full path (Python extension modules have generic names).
+    pub paths: &'static [&'static str],
+    /// Name prefixes its workers give themselves (`polars-0`); most runtimes' workers keep
+    /// the process's name.
+    pub thread_names: &'static [&'static str],
+    /// Substrings of the functions its workers start in (the thread's start routine or the
+    /// worker loop), seen in a worker's stack.
+    pub worker_frames: &'static [&'static str],
     /// Environment variables that size or tune its pool.
     pub knobs: &'static [&'static str],
-    /// The variable to set to limit its pool (first choice).
+    /// The variable to set to limit its pool, read when the pool starts; empty when the
+    /// runtime has none (TBB, onnxruntime: sized in code).
     pub limit_var: &'static str,
-    /// Thread start routines / entry functions of its pool workers.
-    pub worker_entries: &'static [&'static str],
+    /// The call that limits the pool at run time, with `{k}` for the size; empty if none.
+    pub runtime_call: &'static str,
+    /// The Python module whose import starts the pool (for "before `import numpy`").
+    pub import: &'static str,
 }
 
-/// OpenBLAS.
+impl Runtime {
+    /// Does a library path belong to this runtime?
+    pub fn owns_library(&self, path: &str) -> bool {
+        let base = base_name(path);
+        self.prefixes.iter().any(|p| base.starts_with(p))
+            || self.paths.iter().any(|p| path.contains(p))
+    }
+
+    /// The run-time call for `k` threads, if there is one.
+    pub fn call(&self, k: u32) -> Option<String> {
+        (!self.runtime_call.is_empty()).then(|| self.runtime_call.replace("{k}", &k.to_string()))
+    }
+
+    /// Does the calling thread take part in the pool's work (BLAS and OpenMP: the caller is
+    /// thread 0 of the team, so a pool of n has n - 1 workers), or wait for it (Rayon,
+    /// numexpr, TBB: `install`/`evaluate` blocks while the pool's own n threads work)?
+    pub fn caller_works(&self) -> bool {
+        matches!(self.family, Family::Blas | Family::OpenMp)
+    }
+}
+
+const NO: &[&str] = &[];
+
+/// OpenBLAS, pthreads build (the pip wheels of NumPy and SciPy; Debian's `openblas-pthread`):
+/// its own pool of `blas_thread_server` workers, sized by `OPENBLAS_NUM_THREADS`.
 pub const OPENBLAS: Runtime = Runtime {
     name: "OpenBLAS",
     family: Family::Blas,
     prefixes: &["libopenblas", "libscipy_openblas"],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: &["blas_thread_server"],
     knobs: &[
         "OPENBLAS_NUM_THREADS",
         "GOTO_NUM_THREADS",
@@ -49,10 +88,28 @@ pub const OPENBLAS: Runtime = Runtime {
         "OPENBLAS_THREAD_TIMEOUT",
     ],
     limit_var: "OPENBLAS_NUM_THREADS",
-    worker_entries: &["blas_thread_server"],
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"blas\")",
+    import: "numpy",
 };
 
-/// Intel MKL.
+/// OpenBLAS built on OpenMP (Debian's `libopenblas0-openmp`, conda's `openblas-openmp`): its
+/// pool is libgomp's team and it reads `OMP_NUM_THREADS` only — `OPENBLAS_NUM_THREADS` does
+/// nothing (measured: 2 threads with it set to 1).
+pub const OPENBLAS_OPENMP: Runtime = Runtime {
+    name: "OpenBLAS (OpenMP build)",
+    family: Family::Blas,
+    prefixes: NO,
+    paths: &["openblas-openmp/", "openblas_openmp", "openblas-openmp."],
+    thread_names: NO,
+    worker_frames: NO,
+    knobs: &["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY"],
+    limit_var: "OMP_NUM_THREADS",
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"blas\")",
+    import: "numpy",
+};
+
+/// Intel MKL, whatever its threading layer (Intel OpenMP, GNU OpenMP or TBB workers):
+/// `MKL_NUM_THREADS` limits it in every layer.
 pub const MKL: Runtime = Runtime {
     name: "MKL",
     family: Family::Blas,
@@ -61,7 +118,11 @@ pub const MKL: Runtime = Runtime {
         "libmkl_intel_thread",
         "libmkl_gnu_thread",
         "libmkl_tbb_thread",
+        "libmkl_core",
     ],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: NO,
     knobs: &[
         "MKL_NUM_THREADS",
         "MKL_DYNAMIC",
@@ -69,7 +130,8 @@ pub const MKL: Runtime = Runtime {
         "OMP_NUM_THREADS",
     ],
     limit_var: "MKL_NUM_THREADS",
-    worker_entries: &[],
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"blas\")",
+    import: "numpy",
 };
 
 /// BLIS.
@@ -77,9 +139,13 @@ pub const BLIS: Runtime = Runtime {
     name: "BLIS",
     family: Family::Blas,
     prefixes: &["libblis"],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: NO,
     knobs: &["BLIS_NUM_THREADS", "OMP_NUM_THREADS"],
     limit_var: "BLIS_NUM_THREADS",
-    worker_entries: &[],
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"blas\")",
+    import: "numpy",
 };
 
 /// FlexiBLAS (a switch in front of another BLAS).
@@ -87,69 +153,212 @@ pub const FLEXIBLAS: Runtime = Runtime {
     name: "FlexiBLAS",
     family: Family::Blas,
     prefixes: &["libflexiblas"],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: NO,
     knobs: &["FLEXIBLAS_NUM_THREADS", "OMP_NUM_THREADS"],
     limit_var: "FLEXIBLAS_NUM_THREADS",
-    worker_entries: &[],
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"blas\")",
+    import: "numpy",
 };
 
-/// GNU OpenMP (libgomp).
+/// GNU OpenMP (libgomp; also the `libgomp-*.so` PyTorch and scikit-learn wheels bundle).
 pub const GNU_OPENMP: Runtime = Runtime {
     name: "GNU OpenMP",
     family: Family::OpenMp,
     prefixes: &["libgomp"],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: &["gomp_thread_start"],
     knobs: &["OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"],
     limit_var: "OMP_NUM_THREADS",
-    worker_entries: &["gomp_thread_start"],
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"openmp\")",
+    import: "",
 };
 
-/// Intel / LLVM OpenMP.
-pub const INTEL_OPENMP: Runtime = Runtime {
-    name: "Intel/LLVM OpenMP",
+/// LLVM OpenMP (libomp: `clang -fopenmp`).
+pub const LLVM_OPENMP: Runtime = Runtime {
+    name: "LLVM OpenMP",
     family: Family::OpenMp,
-    prefixes: &["libiomp", "libomp"],
+    prefixes: &["libomp"],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: &["__kmp_launch_worker", "__kmp_launch_thread"],
     knobs: &["OMP_NUM_THREADS", "KMP_BLOCKTIME", "OMP_WAIT_POLICY"],
     limit_var: "OMP_NUM_THREADS",
-    worker_entries: &["__kmp_launch_worker", "__kmp_launch_thread"],
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"openmp\")",
+    import: "",
 };
 
-/// TBB.
+/// Intel OpenMP (libiomp5: MKL's default layer, Intel compilers). Same code base as LLVM's.
+pub const INTEL_OPENMP: Runtime = Runtime {
+    name: "Intel OpenMP",
+    family: Family::OpenMp,
+    prefixes: &["libiomp"],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: &["__kmp_launch_worker", "__kmp_launch_thread"],
+    knobs: &["OMP_NUM_THREADS", "KMP_BLOCKTIME", "OMP_WAIT_POLICY"],
+    limit_var: "OMP_NUM_THREADS",
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"openmp\")",
+    import: "",
+};
+
+/// polars: a Rayon pool (`polars-N`) and its async executor (`async-executor-N`), both sized
+/// by `POLARS_MAX_THREADS` when polars is imported; there is no call to resize them later.
+pub const POLARS: Runtime = Runtime {
+    name: "polars",
+    family: Family::Pool,
+    prefixes: NO,
+    paths: &["_polars_runtime", "/polars/polars", "polars.abi3"],
+    thread_names: &["polars-", "async-executor-"],
+    worker_frames: &["polars_async::executor", "polars_core::POOL"],
+    knobs: &["POLARS_MAX_THREADS"],
+    limit_var: "POLARS_MAX_THREADS",
+    runtime_call: "",
+    import: "polars",
+};
+
+/// Rayon's global pool in any Rust program or extension (after polars, which is one).
+pub const RAYON: Runtime = Runtime {
+    name: "Rayon",
+    family: Family::Pool,
+    prefixes: NO,
+    paths: NO,
+    thread_names: &["rayon-"],
+    worker_frames: &["rayon_core::registry"],
+    knobs: &["RAYON_NUM_THREADS"],
+    limit_var: "RAYON_NUM_THREADS",
+    runtime_call: "rayon::ThreadPoolBuilder::new().num_threads({k}).build_global()",
+    import: "",
+};
+
+/// numexpr's own pthreads pool (`th_worker`).
+pub const NUMEXPR: Runtime = Runtime {
+    name: "numexpr",
+    family: Family::Pool,
+    prefixes: NO,
+    paths: &["numexpr/interpreter"],
+    thread_names: NO,
+    worker_frames: &["th_worker"],
+    knobs: &[
+        "NUMEXPR_NUM_THREADS",
+        "NUMEXPR_MAX_THREADS",
+        "OMP_NUM_THREADS",
+    ],
+    limit_var: "NUMEXPR_NUM_THREADS",
+    runtime_call: "numexpr.set_num_threads({k})",
+    import: "numexpr",
+};
+
+/// numba's parallel layer (workqueue, omp or tbb pool).
+pub const NUMBA: Runtime = Runtime {
+    name: "numba",
+    family: Family::Pool,
+    prefixes: NO,
+    paths: &[
+        "numba/np/ufunc/workqueue",
+        "numba/np/ufunc/omppool",
+        "numba/np/ufunc/tbbpool",
+    ],
+    thread_names: NO,
+    worker_frames: NO,
+    knobs: &["NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER"],
+    limit_var: "NUMBA_NUM_THREADS",
+    runtime_call: "numba.set_num_threads({k})",
+    import: "numba",
+};
+
+/// PyTorch's intra-op pool (OpenMP threads running libtorch's kernels).
+pub const TORCH: Runtime = Runtime {
+    name: "PyTorch",
+    family: Family::Pool,
+    prefixes: &["libtorch_cpu"],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: NO,
+    knobs: &["OMP_NUM_THREADS", "MKL_NUM_THREADS"],
+    limit_var: "OMP_NUM_THREADS",
+    runtime_call: "torch.set_num_threads({k})",
+    import: "torch",
+};
+
+/// oneTBB's workers (`rml::private_worker`); no variable sizes them.
 pub const TBB: Runtime = Runtime {
     name: "TBB",
-    family: Family::Other,
+    family: Family::Pool,
     prefixes: &["libtbb"],
-    knobs: &[],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: &["rml::private_worker", "tbb::detail::r1::rml"],
+    knobs: NO,
     limit_var: "",
-    worker_entries: &[],
+    runtime_call: "tbb::global_control(tbb::global_control::max_allowed_parallelism, {k})",
+    import: "",
 };
 
-/// PyTorch's CPU library (its intra-op pool is OpenMP, listed separately when loaded).
-pub const TORCH: Runtime = Runtime {
-    name: "torch",
-    family: Family::Other,
-    prefixes: &["libtorch_cpu"],
-    knobs: &["OMP_NUM_THREADS", "MKL_NUM_THREADS"],
+/// onnxruntime's intra-op pool; sized per session in code, no variable.
+pub const ONNXRUNTIME: Runtime = Runtime {
+    name: "onnxruntime",
+    family: Family::Pool,
+    prefixes: &["libonnxruntime", "onnxruntime_pybind11_state"],
+    paths: NO,
+    thread_names: NO,
+    worker_frames: &["onnxruntime::concurrency::ThreadPool"],
+    knobs: &["OMP_NUM_THREADS"],
     limit_var: "",
-    worker_entries: &[],
+    runtime_call: "SessionOptions().intra_op_num_threads = {k}",
+    import: "onnxruntime",
 };
 
-/// Every runtime the analysis recognises, BLAS first.
+/// Every runtime the analysis recognises. Order matters where two could match: the OpenMP
+/// build of OpenBLAS before OpenBLAS, polars before Rayon.
 pub const ALL: &[Runtime] = &[
+    OPENBLAS_OPENMP,
     OPENBLAS,
     MKL,
     BLIS,
     FLEXIBLAS,
     GNU_OPENMP,
+    LLVM_OPENMP,
     INTEL_OPENMP,
-    TBB,
+    POLARS,
+    RAYON,
+    NUMEXPR,
+    NUMBA,
     TORCH,
+    TBB,
+    ONNXRUNTIME,
 ];
 
 /// Variables of other threaded libraries, reported with any runtime when set.
-pub const OTHER_KNOBS: &[&str] = &[
-    "NUMEXPR_NUM_THREADS",
-    "NUMBA_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-];
+pub const OTHER_KNOBS: &[&str] = &["VECLIB_MAXIMUM_THREADS"];
+
+/// The runtime of this display name.
+pub fn by_name(name: &str) -> Option<&'static Runtime> {
+    ALL.iter().find(|r| r.name == name)
+}
+
+/// When OpenMP threads run a library's code, that library sized the team: the OpenMP build
+/// of OpenBLAS, MKL's OpenMP layers, PyTorch's intra-op pool, numba's omp layer. The knob is
+/// the owner's.
+pub fn openmp_owner(inside: &[&'static str]) -> Option<&'static Runtime> {
+    OPENMP_OWNERS
+        .iter()
+        .copied()
+        .chain([&OPENBLAS])
+        .find(|r| inside.contains(&r.name))
+        .map(|r| {
+            if r.name == OPENBLAS.name {
+                &OPENBLAS_OPENMP
+            } else {
+                r
+            }
+        })
+}
+
+/// Libraries that run their pool on an OpenMP runtime's threads.
+pub const OPENMP_OWNERS: &[&Runtime] = &[&OPENBLAS_OPENMP, &MKL, &TORCH, &NUMBA];
 
 /// Base name of a path.
 pub fn base_name(path: &str) -> &str {
@@ -160,11 +369,19 @@ pub fn base_name(path: &str) -> &str {
 pub fn runtime_of_library(path: &str) -> Option<&'static Runtime> {
     let base = base_name(path);
     ALL.iter()
-        .find(|r| r.prefixes.iter().any(|p| base.starts_with(p)))
+        .find(|r| r.owns_library(path))
         .or_else(|| {
             // Debian's alternatives: `openblas-pthread/libblas.so.3` is OpenBLAS itself.
             let generic = ["libblas", "libcblas"].iter().any(|p| base.starts_with(p));
             (generic && path.contains("openblas")).then_some(&OPENBLAS)
+        })
+        .map(|r| {
+            // A library built on OpenMP (`libopenblasp-r0.3.21-openmp.so`).
+            if r.name == OPENBLAS.name && path.contains("openmp") {
+                &OPENBLAS_OPENMP
+            } else {
+                r
+            }
         })
 }
 
@@ -246,11 +463,6 @@ pub fn configured_threads(rt: &Runtime, knobs: &BTreeMap<String, String>) -> Opt
         })
 }
 
-/// Is the OpenBLAS library built on OpenMP (its pool is then libgomp's)?
-pub fn openblas_uses_openmp(library: &str) -> bool {
-    library.contains("openmp")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +482,20 @@ mod tests {
             rt("/usr/lib/x86_64-linux-gnu/libgomp.so.1"),
             Some("GNU OpenMP")
         );
-        assert_eq!(rt("/opt/intel/libiomp5.so"), Some("Intel/LLVM OpenMP"));
+        assert_eq!(rt("/opt/intel/libiomp5.so"), Some("Intel OpenMP"));
+        assert_eq!(rt("/usr/lib/llvm-14/lib/libomp.so.5"), Some("LLVM OpenMP"));
+        assert_eq!(
+            rt("/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblasp-r0.3.21.so"),
+            Some("OpenBLAS (OpenMP build)")
+        );
+        assert_eq!(
+            rt("/v/site-packages/numexpr/interpreter.cpython-311-x86_64-linux-gnu.so"),
+            Some("numexpr")
+        );
+        assert_eq!(
+            rt("/v/site-packages/_polars_runtime_32/_polars_runtime.abi3.so"),
+            Some("polars")
+        );
         assert_eq!(rt("/usr/lib/libmkl_rt.so.2"), Some("MKL"));
         assert_eq!(rt("/usr/lib/libc.so.6"), None);
         assert_eq!(

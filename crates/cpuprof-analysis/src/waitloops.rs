@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use cpuprof_model::{Frame, FrameId, FrameKind, Profile};
 
-use crate::runtimes::{self, Family, Runtime, GNU_OPENMP, INTEL_OPENMP, OPENBLAS};
+use crate::runtimes::{self, Family, Runtime, GNU_OPENMP, LLVM_OPENMP, OPENBLAS};
 
 /// OpenBLAS functions whose self time is waiting: the worker's poll loop, the caller waiting
 /// for its workers, and `inner_thread`'s own synchronisation (its work is in kernels it calls).
@@ -26,7 +26,7 @@ const GOMP_WAIT: &[&str] = &[
     "do_spin",
     "do_wait",
 ];
-/// Intel/LLVM OpenMP wait and barrier functions (prefixes).
+/// LLVM and Intel OpenMP wait and barrier functions (prefixes).
 const KMP_WAIT_PREFIXES: &[&str] = &[
     "__kmp_wait",
     "__kmp_hyper_barrier",
@@ -62,7 +62,14 @@ pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
     if KMP_WAIT_PREFIXES.iter().any(|p| name.starts_with(p))
         || (name.contains("kmp_flag") && name.contains("wait"))
     {
-        return Some(&INTEL_OPENMP);
+        // One code base: libomp (LLVM) or libiomp5 (Intel), by the library.
+        return Some(
+            leaf.module
+                .as_deref()
+                .and_then(runtimes::runtime_of_library)
+                .filter(|r| r.family == Family::OpenMp)
+                .unwrap_or(&LLVM_OPENMP),
+        );
     }
     if leaf.name.contains("+0x") {
         // Stripped builds (Debian's OpenBLAS and libgomp keep only exported symbols): the
@@ -196,7 +203,7 @@ mod tests {
                 "kmp_flag_64<false, true>::wait(kmp_info*, int)",
                 "/l/libomp.so"
             )]),
-            Some("Intel/LLVM OpenMP")
+            Some("LLVM OpenMP")
         );
         // Stripped library: unnamed code in the runtime is its waiting, exported names work.
         let deb = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0";
@@ -218,7 +225,7 @@ mod tests {
         );
         assert_eq!(
             w(&[start, native("__kmp_fork_barrier", "/l/libiomp5.so")]),
-            Some("Intel/LLVM OpenMP")
+            Some("Intel OpenMP")
         );
     }
 }

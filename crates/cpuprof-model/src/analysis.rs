@@ -67,18 +67,21 @@ pub enum ThreadRole {
     BlasWorker,
     /// An OpenMP runtime's worker thread.
     OpenmpWorker,
+    /// A worker of another library's pool (Rayon, numexpr, numba, TBB, PyTorch, ...).
+    PoolWorker,
     /// Anything else.
     Other,
 }
 
 impl ThreadRole {
-    /// `main`, `python`, `blas-worker`, `openmp-worker`, `other`.
+    /// `main`, `python`, `blas-worker`, `openmp-worker`, `pool-worker`, `other`.
     pub fn as_str(self) -> &'static str {
         match self {
             ThreadRole::Main => "main",
             ThreadRole::Python => "python",
             ThreadRole::BlasWorker => "blas-worker",
             ThreadRole::OpenmpWorker => "openmp-worker",
+            ThreadRole::PoolWorker => "pool-worker",
             ThreadRole::Other => "other",
         }
     }

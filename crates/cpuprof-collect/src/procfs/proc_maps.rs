@@ -4,7 +4,8 @@
 //! (threadpoolctl reads the same file). Only file-backed mappings whose base name starts with
 //! one of [`PREFIXES`] are kept, once each.
 
-/// Base-name prefixes of the libraries cpuprof records.
+/// Base-name prefixes of the libraries cpuprof records: every runtime of the analysis's
+/// table (`cpuprof-analysis/src/runtimes.rs`), and the interpreters.
 pub const PREFIXES: &[&str] = &[
     "libopenblas",
     "libscipy_openblas",
@@ -23,6 +24,13 @@ pub const PREFIXES: &[&str] = &[
     "libnuma",
     "_multiarray_umath",
     "interpreter.cpython",
+    "_polars_runtime",
+    "polars.abi3",
+    "libonnxruntime",
+    "onnxruntime_pybind11_state",
+    "workqueue.cpython",
+    "omppool.cpython",
+    "tbbpool.cpython",
 ];
 
 /// Whether a library's base name is one of interest.

@@ -1,0 +1,155 @@
+"""cpuprof's estimated saving against the saving measured, on the real-library test set.
+
+    .venv/bin/python bench/estimates.py                 # every case
+    .venv/bin/python bench/estimates.py exec polars     # the named cases
+    RUNS=7 RECORDINGS=5 .venv/bin/python bench/estimates.py
+
+For each case: RECORDINGS runs under `cpuprof --json` (the estimate is the median of the
+largest estimated wall saving among the pool findings, with the finding's severity and the
+fix's variable), then RUNS alternating timed runs of the program as it is and with the fix in
+its environment, without cpuprof (the measured saving is the difference of the medians, with
+the range of the pairwise differences). Prints a Markdown table for docs/findings.md.
+Expects release binaries (`make build`) and `make setup` (the .venv with the libraries).
+Standard library only.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("CPUPROF_BIN_DIR") or os.path.join(
+    os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
+CPUPROF = os.path.join(BIN, "cpuprof")
+MATMUL = os.path.join(BIN, "cpuprof-matmul")
+PY = os.path.join(ROOT, ".venv", "bin", "python")
+EX = os.path.join(ROOT, "examples")
+RUNS = int(os.environ.get("RUNS", "5"))
+RECORDINGS = int(os.environ.get("RECORDINGS", "3"))
+POOL_FINDINGS = ("oversubscription", "nested-pools", "spin-wait", "too-many-processes")
+OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+
+
+def compile_programs(work):
+    """The C workloads of examples/c, built here: dgemm on Debian's OpenMP OpenBLAS, and the
+    OpenMP regions with clang (LLVM libomp). Missing compilers or libraries skip the case."""
+    out = {}
+    src = os.path.join(EX, "c")
+    lib = os.path.join(OPENBLAS_OPENMP, "libopenblas.so.0")
+    if shutil.which("gcc") and os.path.exists(lib):
+        exe = os.path.join(work, "dgemm_openmp")
+        subprocess.run(["gcc", "-O2", os.path.join(src, "dgemm.c"), "-o", exe, lib,
+                        f"-Wl,-rpath,{OPENBLAS_OPENMP}"], check=True)
+        out["dgemm_openmp"] = exe
+    if shutil.which("clang"):
+        exe = os.path.join(work, "omp_llvm")
+        subprocess.run(["clang", "-O2", "-fopenmp", os.path.join(src, "omp_regions.c"),
+                        "-o", exe], check=True)
+        out["omp_llvm"] = exe
+    return out
+
+
+def cases(progs):
+    """(name, argv, fix environment) of every case."""
+    two = lambda exe, *args: ["sh", "-c", f"{exe} {' '.join(args)} & {exe} {' '.join(args)}; wait"]
+    out = [
+        ("matmul --procs 2 --size 256", [MATMUL, "--procs", "2", "--size", "256", "--iters",
+                                         "600", "--threads", "auto"],
+         {"OPENBLAS_NUM_THREADS": "1"}),
+        ("matmul --procs 2 --size 2048", [MATMUL, "--procs", "2", "--size", "2048", "--iters",
+                                          "6", "--threads", "auto"],
+         {"OPENBLAS_NUM_THREADS": "1"}),
+        ("pool_matmul.py (multiprocessing, NumPy)", [PY, os.path.join(EX, "pool_matmul.py"),
+                                                     "--size", "512", "--tasks", "64"],
+         {"OPENBLAS_NUM_THREADS": "1"}),
+        ("threads_blas.py executor", [PY, os.path.join(EX, "threads_blas.py"), "executor",
+                                      "--tasks", "120"],
+         {"OPENBLAS_NUM_THREADS": "1"}),
+        ("threads_blas.py joblib (threading)", [PY, os.path.join(EX, "threads_blas.py"),
+                                                "joblib", "--tasks", "120"],
+         {"OPENBLAS_NUM_THREADS": "1"}),
+        ("polars_pool.py", [PY, os.path.join(EX, "polars_pool.py")],
+         {"POLARS_MAX_THREADS": "1"}),
+        ("numexpr_pool.py", [PY, os.path.join(EX, "numexpr_pool.py")],
+         {"NUMEXPR_NUM_THREADS": "1"}),
+    ]
+    if "dgemm_openmp" in progs:
+        out.append(("dgemm on OpenBLAS (OpenMP build), 2 processes",
+                    two(progs["dgemm_openmp"], "256", "600"), {"OMP_NUM_THREADS": "1"}))
+    if "omp_llvm" in progs:
+        out.append(("clang -fopenmp regions, 2 processes",
+                    two(progs["omp_llvm"], "70000"), {"OMP_NUM_THREADS": "1"}))
+    return out
+
+
+def timed(argv, env):
+    e = dict(os.environ, **env)
+    t0 = time.perf_counter()
+    subprocess.run(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=True)
+    return time.perf_counter() - t0
+
+
+def recorded(argv, work):
+    """One recording: (largest estimated wall saving, its finding, wall)."""
+    js = os.path.join(work, "s.json")
+    subprocess.run([CPUPROF, "-q", "--json", js, "-o", os.devnull, "--"] + argv,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    with open(js) as f:
+        v = json.load(f)
+    fs = [f for f in v["findings"] if f["id"] in POOL_FINDINGS]
+    if not fs:
+        return 0.0, None, v["wall_s"]
+    best = max(fs, key=lambda f: f["est_saving_wall_s"])
+    return best["est_saving_wall_s"], best, v["wall_s"]
+
+
+def knob(fix):
+    first = fix.split(" ", 1)[0]
+    return first if "=" in first else fix[:40]
+
+
+def main():
+    only = sys.argv[1:]
+    work = tempfile.mkdtemp()
+    try:
+        progs = compile_programs(work)
+        print(f"machine: {os.cpu_count()} CPUs, {os.uname().release}; {RECORDINGS} recordings "
+              f"and {RUNS} alternating timed runs per case\n")
+        print("| case | as it is, s | with the fix, s | measured saving, s | estimated, s "
+              "| estimate / measured | finding (severity) | fix |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, argv, fix in cases(progs):
+            if only and not any(o in name for o in only):
+                continue
+            timed(argv, {})  # warm-up: page cache, Python bytecode
+            recs = [recorded(argv, work) for _ in range(RECORDINGS)]
+            est = statistics.median(r[0] for r in recs)
+            named = [r[1] for r in recs if r[1]]
+            base, fixed = [], []
+            for _ in range(RUNS):
+                base.append(timed(argv, {}))
+                fixed.append(timed(argv, fix))
+            mb, mf = statistics.median(base), statistics.median(fixed)
+            saving = mb - mf
+            ratio = f"{est / saving:.2f}" if saving > 0.02 else "—"
+            if named:
+                top = max(named, key=lambda f: f["est_saving_wall_s"])
+                what = f"{top['id']} ({top['severity']}, {len(named)}/{len(recs)})"
+                how = knob(top["fix"])
+            else:
+                what, how = f"none (0/{len(recs)})", "—"
+            print(f"| {name} | {mb:.2f} | {mf:.2f} | {saving:+.2f} ({min(b - f for b, f in zip(base, fixed)):+.2f}"
+                  f"..{max(b - f for b, f in zip(base, fixed)):+.2f}) | {est:.2f} | {ratio} | {what} | `{how}` |",
+                  flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
