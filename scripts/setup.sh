@@ -2,14 +2,16 @@
 # Installs what `make demo` and `make test` need, and only what is missing, so a second run
 # takes a second or two:
 #   - Debian packages: libopenblas-dev (the matmul workload links it), pkg-config, gcc (tests
-#     compile small C programs), chromium (the HTML report tests); linux-perf when apt runs anyway.
+#     compile small C programs), chromium (the HTML report tests), libopenblas0-openmp (OpenBLAS
+#     built on OpenMP, beside the pthreads build the alternatives keep as default), clang and
+#     libomp-dev (LLVM OpenMP); linux-perf when apt runs anyway.
 #   - .venv: a project-local virtualenv made from the real Python interpreter (not a pyenv
 #     shim) with the pinned packages of scripts/requirements.txt.
 # Rust (cargo) must already be installed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium)
+REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev)
 OPTIONAL_DEBS=(linux-perf)
 REQUIREMENTS=scripts/requirements.txt
 VENV=.venv

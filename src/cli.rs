@@ -210,9 +210,10 @@ pub fn gate(
 
 fn parse_severity(s: &str) -> Result<cpuprof_model::Severity, String> {
     match s {
+        "info" => Ok(cpuprof_model::Severity::Info),
         "warning" => Ok(cpuprof_model::Severity::Warning),
         "error" => Ok(cpuprof_model::Severity::Error),
-        _ => Err(format!("'{s}' is not a severity (warning or error)")),
+        _ => Err(format!("'{s}' is not a severity (info, warning or error)")),
     }
 }
 
@@ -294,7 +295,8 @@ mod tests {
         assert_eq!(gate(None, &with(Severity::Error), 0), 0);
         assert_eq!(gate(Some(Severity::Warning), &with(Severity::Error), 7), 7);
         assert_eq!(gate(Some(Severity::Warning), &Analysis::default(), 0), 0);
-        assert!(Cli::try_parse_from(["cpuprof", "--fail-on", "info", "--", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["cpuprof", "--fail-on", "fatal", "--", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["cpuprof", "--fail-on", "info", "--", "ls"]).is_ok());
         assert!(Cli::try_parse_from(["cpuprof", "report", "--fail-on", "error", "p"]).is_ok());
     }
 

@@ -78,9 +78,10 @@ fn budget(v: &Value) -> f64 {
     v["cpu_budget"].as_f64().expect("cpu_budget")
 }
 
-/// Arguments of `cpuprof-matmul` for two default-sized pools, oversubscribed for longer than the
-/// 0.3 s a finding needs (8 iterations took 0.28 s on a fast run, and found nothing).
-const OVERSUBSCRIBED: [&str; 3] = ["--procs=2", "--size=1024", "--iters=16"];
+/// Arguments of `cpuprof-matmul` for two default-sized pools of small products, where the pools'
+/// fight costs ~20% of the wall time on 2 cores (at 1024 or 2048 it costs 2-4%, and the
+/// finding is rightly dropped or only a warning), oversubscribed for about a second.
+const OVERSUBSCRIBED: [&str; 3] = ["--procs=2", "--size=256", "--iters=1200"];
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -93,7 +94,12 @@ fn matmul_two_processes_default_threads_is_oversubscribed() {
     let (out, v) = record(
         dir.path(),
         &[],
-        &[s(&mm), "--procs", "2", "--size", "1024", "--iters", "12"],
+        &[
+            s(&mm),
+            OVERSUBSCRIBED[0],
+            OVERSUBSCRIBED[1],
+            OVERSUBSCRIBED[2],
+        ],
     );
     assert!(out.status.success(), "{out:?}");
     let cores = budget(&v);
@@ -161,7 +167,12 @@ fn without_stacks_oversubscription_is_still_found_from_procfs() {
     let (_, v) = record(
         dir.path(),
         &["--no-stacks"],
-        &[s(&mm), "--procs", "2", "--size", "1024", "--iters", "12"],
+        &[
+            s(&mm),
+            OVERSUBSCRIBED[0],
+            OVERSUBSCRIBED[1],
+            OVERSUBSCRIBED[2],
+        ],
     );
     assert_eq!(v["samples"], 0);
     let f = find(&v, "oversubscription")
@@ -171,7 +182,7 @@ fn without_stacks_oversubscription_is_still_found_from_procfs() {
         "{}",
         f["title"]
     );
-    assert!(f["detail"].as_str().unwrap().contains("No stacks"));
+    assert!(f["detail"].as_str().unwrap().contains("no stacks"));
     // No samples: the spin rule says nothing rather than guess.
     assert!(find(&v, "spin-wait").is_none());
 }
@@ -265,17 +276,14 @@ fn python_pool_with_default_blas_threads_is_flagged_with_the_fix() {
     // The fix names the variable and value, to set before NumPy is imported.
     let fix = over["fix"].as_str().unwrap();
     assert!(fix.contains("OPENBLAS_NUM_THREADS=1"), "{fix}");
-    assert!(fix.contains("before NumPy is imported"), "{fix}");
+    assert!(fix.contains("before `import numpy`"), "{fix}");
     let nested = find(&v, "nested-pools")
         .unwrap_or_else(|| panic!("no nested-pools finding: {:?}", ids(&v)));
-    assert!(
-        nested["fix"]
-            .as_str()
-            .unwrap()
-            .contains("threadpool_limits"),
-        "{}",
-        nested["fix"]
-    );
+    // The environment before the pool starts, never only an initializer (a task importing
+    // NumPy after it ran starts a full-width pool).
+    let nfix = nested["fix"].as_str().unwrap();
+    assert!(nfix.starts_with("OPENBLAS_NUM_THREADS=1"), "{nfix}");
+    assert!(nfix.contains("before the pool is created"), "{nfix}");
 }
 
 #[test]
@@ -473,7 +481,9 @@ fn fail_on_gates_and_exit_code_passes_through() {
         OVERSUBSCRIBED[1],
         OVERSUBSCRIBED[2],
     ];
-    let (out, v) = record(dir.path(), &["--fail-on", "warning"], &over);
+    // `info`: how costly the pools' fight is varies run by run (severity follows the
+    // estimated saving); that there is one does not.
+    let (out, v) = record(dir.path(), &["--fail-on", "info"], &over);
     assert!(!findings(&v).is_empty(), "expected findings");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     // Without the flag: the target's exit code.

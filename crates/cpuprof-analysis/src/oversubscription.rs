@@ -289,6 +289,19 @@ pub fn check(cx: &Context) -> Option<Over> {
         .unwrap_or(1)
         .max(1);
     let k = fixes::threads_per_caller(cx.budget, with_pool.len(), callers);
+    // A pool already at the recommended size cannot be the fix: its threads and their callers
+    // take turns (polars at `POLARS_MAX_THREADS=1`: the caller sleeps while its one worker
+    // runs), and no setting of it helps.
+    if let Some(pool) = &blamed {
+        let widest = with_pool
+            .iter()
+            .map(|m| pool_size(cx, m.pid, pool))
+            .max()
+            .unwrap_or(0);
+        if widest <= k as usize {
+            return None;
+        }
+    }
     let mut id = "oversubscription";
     let mut title = format!("Oversubscribed: {shape}");
     let fix = match &blamed {
@@ -307,7 +320,10 @@ pub fn check(cx: &Context) -> Option<Over> {
                 }
             }
         }
-        None if members.len() as f64 > cx.budget && members.iter().all(|m| m.active.len() == 1) => {
+        None if members.len() >= 2
+            && members.len() as f64 > cx.budget.floor().max(1.0)
+            && members.iter().all(|m| m.active.len() == 1) =>
+        {
             // Single-threaded processes taking turns: the same work in fewer processes needs
             // no time-slicing, but runs no faster. Waste is the switching only.
             id = "too-many-processes";
@@ -348,6 +364,28 @@ pub fn check(cx: &Context) -> Option<Over> {
         mean_demand,
         blamed,
     })
+}
+
+/// The size of a process's pool like the blamed one: what its knob sets, else its threads
+/// (and the caller, for runtimes whose caller takes part).
+fn pool_size(cx: &Context, pid: Pid, blamed: &Pool) -> usize {
+    let Some(p) = cx
+        .pools
+        .get(&pid)
+        .and_then(|ps| ps.iter().find(|p| p.key() == blamed.key()))
+    else {
+        return 0;
+    };
+    match p.runtime() {
+        Some(rt) => cx
+            .loaded
+            .get(&pid)
+            .and_then(|ls| ls.iter().find(|l| l.runtime.name == rt.name))
+            .and_then(|l| crate::runtimes::configured_threads(rt, &l.knobs))
+            .map(|n| n as usize)
+            .unwrap_or(p.threads.len() + usize::from(rt.caller_works())),
+        None => p.threads.len(),
+    }
 }
 
 /// Threads of a process outside the pool that call into it at once: with stacks, the active

@@ -58,6 +58,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         return None;
     }
     let (_, rt, size, _) = &wide[0];
+    let size = *size;
     let k = fixes::threads_per_process(q, wide.len());
     let python = wide.iter().any(|(p, ..)| is_python(p));
     let mut detail = format!(
@@ -79,9 +80,19 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         ));
     }
     detail.push('.');
+    // Throttled threads are off the run queue, so the demand may not show the contention:
+    // without it, the pools' waste is modelled as for oversubscription (docs/findings.md).
     let (cpu_s, wall_s) = over
         .map(|o| (o.waste_cpu_s, o.finding.est_saving_wall_s))
-        .unwrap_or((0.0, 0.0));
+        .unwrap_or_else(|| {
+            let cpu: f64 = wide
+                .iter()
+                .map(|(p, ..)| p.cpu.total_ns() as f64 / 1e9)
+                .sum();
+            let waste =
+                crate::oversubscription::NO_STACKS_WASTE * (1.0 - q / size as f64).max(0.0) * cpu;
+            (waste, waste / q.max(0.05))
+        });
     Some(Finding {
         id: "cpu-quota".into(),
         severity: if throttled_share >= 0.5 {

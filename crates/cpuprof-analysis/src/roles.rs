@@ -27,6 +27,8 @@ struct ThreadSamples {
     total: u64,
     /// Samples with a frame inside each runtime's library, by runtime name.
     inside: HashMap<&'static str, u64>,
+    /// Samples with a frame inside any runtime's library.
+    any_inside: u64,
     /// Runtime whose worker start routine appeared in a stack.
     entry: Option<&'static Runtime>,
 }
@@ -97,6 +99,7 @@ pub fn classify(
         for rt in &f.inside {
             *ts.inside.entry(rt).or_default() += 1;
         }
+        ts.any_inside += u64::from(!f.inside.is_empty());
         if ts.entry.is_none() {
             ts.entry = f.entry;
         }
@@ -220,11 +223,13 @@ fn by_samples(ts: &ThreadSamples, rts: &[Loaded]) -> Option<ThreadClass> {
     let rt = match ts.entry {
         Some(rt) => rt,
         None => {
-            let (name, _) = ts
-                .inside
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .filter(|(_, n)| **n as f64 >= IN_LIBRARY_SHARE * ts.total as f64)?;
+            // Nearly all samples inside runtimes (an OpenMP worker running OpenBLAS's kernels
+            // is inside both, in shares that vary with how well each stack unwound): the
+            // runtime most samples are in.
+            if (ts.any_inside as f64) < IN_LIBRARY_SHARE * ts.total as f64 {
+                return None;
+            }
+            let (name, _) = ts.inside.iter().max_by_key(|(_, n)| **n)?;
             rts.iter().find(|l| l.runtime.name == *name)?.runtime
         }
     };

@@ -453,7 +453,7 @@ pub fn from_stacks(profile: &Profile) -> BTreeMap<Pid, Vec<String>> {
 pub fn configured_threads(rt: &Runtime, knobs: &BTreeMap<String, String>) -> Option<u32> {
     rt.knobs
         .iter()
-        .filter(|k| k.ends_with("_NUM_THREADS"))
+        .filter(|k| k.ends_with("_NUM_THREADS") || **k == "POLARS_MAX_THREADS")
         .find_map(|k| {
             knobs
                 .get(*k)

@@ -1,0 +1,298 @@
+//! The diagnosis on real libraries, end to end: each program runs under the real `cpuprof`
+//! in its default form (the pool named, the knob in the fix, the severity) and with that fix
+//! applied (no pool finding). The programs are the repository's examples (NumPy from a
+//! `ThreadPoolExecutor` and joblib's `threading` backend; polars and numexpr in a
+//! `multiprocessing.Pool(2)`) and the C programs of examples/c, compiled here against Debian's
+//! OpenMP build of OpenBLAS and with `clang -fopenmp` (LLVM libomp).
+//!
+//! Sized to run about a second each on an idle 2-core machine. A missing prerequisite (the
+//! .venv library, the OpenMP OpenBLAS, clang) skips its test with a line naming it;
+//! `make setup` installs them all. How far the estimates are from the measured savings is a
+//! benchmark (bench/estimates.py, docs/findings.md), not a test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+mod util;
+use util::venv_python as python;
+
+const POOL_FINDINGS: &[&str] = &["oversubscription", "nested-pools", "too-many-processes"];
+
+/// Runs the command under `cpuprof --json`, with `env` for the target; returns the summary.
+fn record(dir: &Path, cmd: &[&str], env: &[(&str, &str)]) -> Value {
+    let json = dir.join("summary.json");
+    let mut c = util::record_command(&[], &json, cmd);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run cpuprof");
+    assert!(out.status.success(), "{out:?}");
+    util::read_json(&json).expect("summary JSON")
+}
+
+fn pool_findings(v: &Value) -> Vec<&Value> {
+    v["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| POOL_FINDINGS.iter().any(|id| f["id"] == *id))
+        .collect()
+}
+
+fn titles(v: &Value) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "[{}] {}: {} | {}",
+                f["severity"], f["id"], f["title"], f["fix"]
+            )
+        })
+        .collect()
+}
+
+/// The most costly pool finding: it names `pool`, its fix starts with `knob`, and its
+/// severity is one of `severities`.
+fn assert_blamed(v: &Value, pool: &str, knob: &str, severities: &[&str]) {
+    let fs = pool_findings(v);
+    let f = fs
+        .iter()
+        .max_by(|a, b| {
+            util::num(a, "est_saving_wall_s").total_cmp(&util::num(b, "est_saving_wall_s"))
+        })
+        .unwrap_or_else(|| panic!("no pool finding: {:?}", titles(v)));
+    let title = f["title"].as_str().unwrap();
+    assert!(
+        title.contains(pool),
+        "{title} does not name {pool}: {:?}",
+        titles(v)
+    );
+    for f in &fs {
+        let fix = f["fix"].as_str().unwrap();
+        assert!(
+            fix.starts_with(knob),
+            "fix {fix:?} is not {knob}: {:?}",
+            titles(v)
+        );
+    }
+    let sev = f["severity"].as_str().unwrap();
+    assert!(severities.contains(&sev), "severity {sev}: {:?}", titles(v));
+}
+
+fn assert_no_pool_finding(v: &Value) {
+    assert!(pool_findings(v).is_empty(), "false alarm: {:?}", titles(v));
+}
+
+fn two_cores(v: &Value) -> bool {
+    let ok = v["cpu_budget"].as_f64().unwrap_or(0.0) >= 2.0;
+    if !ok {
+        eprintln!("skipped: needs 2 cores");
+    }
+    ok
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The .venv's python if it imports `module`, else `None` with a line saying why.
+fn python_with(module: &str) -> Option<PathBuf> {
+    let py = python();
+    let ok = Command::new(&py)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "skipped: {} cannot import {module}; run `make setup`",
+            py.display()
+        );
+    }
+    ok.then_some(py)
+}
+
+fn python_case(module: &str, args: &[&str], fix: (&str, &str), pool: &str, sev: &[&str]) {
+    let Some(py) = python_with(module) else {
+        return;
+    };
+    let dir = util::tempdir();
+    let py = py.display().to_string();
+    let mut cmd = vec![py.as_str()];
+    cmd.extend(args);
+    let v = record(dir.path(), &cmd, &[]);
+    if !two_cores(&v) {
+        return;
+    }
+    assert_blamed(&v, pool, &format!("{}={}", fix.0, fix.1), sev);
+    let v = record(dir.path(), &cmd, &[fix]);
+    assert_no_pool_finding(&v);
+}
+
+#[test]
+fn numpy_from_a_thread_pool_executor_counts_the_calling_threads() {
+    let script = example("threads_blas.py");
+    python_case(
+        "numpy",
+        &[&script, "executor", "--tasks", "120"],
+        ("OPENBLAS_NUM_THREADS", "1"),
+        "threads calling OpenBLAS",
+        &["warning", "error"],
+    );
+}
+
+#[test]
+fn numpy_from_joblib_threading_backend_counts_the_calling_threads() {
+    let script = example("threads_blas.py");
+    python_case(
+        "joblib",
+        &[&script, "joblib", "--tasks", "120"],
+        ("OPENBLAS_NUM_THREADS", "1"),
+        "threads calling OpenBLAS",
+        &["warning", "error"],
+    );
+}
+
+#[test]
+fn polars_in_a_process_pool_is_polars_not_openblas() {
+    let script = example("polars_pool.py");
+    python_case(
+        "polars",
+        &[&script],
+        ("POLARS_MAX_THREADS", "1"),
+        "polars",
+        &["warning", "error"],
+    );
+}
+
+#[test]
+fn numexpr_in_a_process_pool_is_numexpr_not_openblas() {
+    let script = example("numexpr_pool.py");
+    python_case(
+        "numexpr",
+        &[&script],
+        ("NUMEXPR_NUM_THREADS", "1"),
+        "numexpr",
+        &["info", "warning", "error"],
+    );
+}
+
+#[test]
+fn pure_python_processes_beyond_the_cores_are_too_many_processes() {
+    let Some(py) = python_with("multiprocessing") else {
+        return;
+    };
+    let dir = util::tempdir();
+    let script = dir.path().join("pure.py");
+    std::fs::write(
+        &script,
+        "import multiprocessing as mp\n\
+         def f(n):\n    s = 0\n    for i in range(n): s += i * i\n    return s\n\
+         if __name__ == '__main__':\n    with mp.Pool(4) as p: print(sum(p.map(f, [3_000_000] * 8)))\n",
+    )
+    .unwrap();
+    let v = record(
+        dir.path(),
+        &[&py.display().to_string(), &script.display().to_string()],
+        &[],
+    );
+    if !two_cores(&v) {
+        return;
+    }
+    let fs = pool_findings(&v);
+    assert_eq!(fs.len(), 1, "{:?}", titles(&v));
+    assert_eq!(fs[0]["id"], "too-many-processes", "{:?}", titles(&v));
+    assert_eq!(fs[0]["severity"], "info", "{:?}", titles(&v));
+    assert!(fs[0]["fix"]
+        .as_str()
+        .unwrap()
+        .starts_with("use 2 processes"));
+}
+
+/// Two copies of a program at once, as one shell command.
+fn twice(exe: &Path, args: &str) -> Vec<String> {
+    let e = exe.display();
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("{e} {args} & {e} {args}; wait"),
+    ]
+}
+
+fn c_case(exe: &Path, args: &str, pool: &str) {
+    let dir = util::tempdir();
+    let cmd = twice(exe, args);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let v = record(dir.path(), &cmd, &[]);
+    if !two_cores(&v) {
+        return;
+    }
+    assert_blamed(&v, pool, "OMP_NUM_THREADS=1", &["warning", "error"]);
+    let v = record(dir.path(), &cmd, &[("OMP_NUM_THREADS", "1")]);
+    assert_no_pool_finding(&v);
+}
+
+const OPENBLAS_OPENMP: &str = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
+
+#[test]
+fn openblas_openmp_build_is_fixed_by_omp_num_threads() {
+    let lib = Path::new(OPENBLAS_OPENMP).join("libopenblas.so.0");
+    if !lib.exists() {
+        eprintln!(
+            "skipped: {} is missing (libopenblas0-openmp); run `make setup`",
+            lib.display()
+        );
+        return;
+    }
+    let dir = util::tempdir();
+    let exe = dir.path().join("dgemm");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c/dgemm.c");
+    let cc = Command::new("gcc")
+        .arg("-O2")
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{OPENBLAS_OPENMP}"))
+        .output()
+        .expect("run gcc");
+    assert!(
+        cc.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    c_case(&exe, "256 400", "OpenBLAS (OpenMP build)");
+}
+
+#[test]
+fn clang_openmp_program_is_llvm_openmp() {
+    let dir = util::tempdir();
+    let exe = dir.path().join("omp");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c/omp_regions.c");
+    let cc = match Command::new("clang")
+        .args(["-O2", "-fopenmp"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: clang cannot run ({e}); run `make setup`");
+            return;
+        }
+    };
+    assert!(
+        cc.status.success(),
+        "clang: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    c_case(&exe, "70000", "LLVM OpenMP");
+}
