@@ -347,6 +347,7 @@ pub fn check(cx: &Context) -> Option<Over> {
     };
     let finding = Finding {
         id: id.into(),
+        // Set from the estimated saving by `crate::analyze`.
         severity: Severity::Warning,
         title,
         detail,

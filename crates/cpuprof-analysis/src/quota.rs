@@ -95,11 +95,8 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         });
     Some(Finding {
         id: "cpu-quota".into(),
-        severity: if throttled_share >= 0.5 {
-            Severity::Error
-        } else {
-            Severity::Warning
-        },
+        // Set from the estimated saving by `crate::analyze`.
+        severity: Severity::Warning,
         title: format!(
             "{} pools sized for {} in a {q:.2}-CPU cgroup quota",
             rt.name,

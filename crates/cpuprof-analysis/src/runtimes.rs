@@ -94,7 +94,9 @@ pub const OPENBLAS: Runtime = Runtime {
 
 /// OpenBLAS built on OpenMP (Debian's `libopenblas0-openmp`, conda's `openblas-openmp`): its
 /// pool is libgomp's team and it reads `OMP_NUM_THREADS` only — `OPENBLAS_NUM_THREADS` does
-/// nothing (measured: 2 threads with it set to 1).
+/// nothing (measured: 2 threads with it set to 1), and neither does `openblas_set_num_threads`
+/// (what threadpoolctl's `user_api="blas"` calls; OpenBLAS issue 5806): at run time it is
+/// the OpenMP limit.
 pub const OPENBLAS_OPENMP: Runtime = Runtime {
     name: "OpenBLAS (OpenMP build)",
     family: Family::Blas,
@@ -104,7 +106,7 @@ pub const OPENBLAS_OPENMP: Runtime = Runtime {
     worker_frames: NO,
     knobs: &["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY"],
     limit_var: "OMP_NUM_THREADS",
-    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"blas\")",
+    runtime_call: "threadpoolctl.threadpool_limits({k}, user_api=\"openmp\")",
     import: "numpy",
 };
 

@@ -22,8 +22,6 @@ pub const MIN_SPIN_SHARE: f64 = 0.10;
 /// ...and at least this many CPU seconds (two OpenBLAS spin timeouts): less is not worth a
 /// setting.
 pub const MIN_SPIN_S: f64 = 0.2;
-/// Error rather than warning from this share of all CPU: a third of the CPU buys nothing.
-pub const ERROR_SPIN_SHARE: f64 = 0.30;
 
 /// Spin samples among a selection of samples.
 #[derive(Debug, Default, Clone)]
@@ -128,11 +126,8 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     );
     Some(Finding {
         id: "spin-wait".into(),
-        severity: if share >= ERROR_SPIN_SHARE {
-            Severity::Error
-        } else {
-            Severity::Warning
-        },
+        // Set from the estimated saving by `crate::analyze`.
+        severity: Severity::Warning,
         title: format!(
             "{} threads spin-waiting: {:.0}% of the CPU ({:.1} s) buys nothing",
             rt.name,

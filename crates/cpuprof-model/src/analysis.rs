@@ -35,7 +35,8 @@ impl Severity {
 /// One problem found, with its evidence and its fix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    /// Stable identifier: `oversubscription`, `spin-wait`, `cpu-quota`, `nested-pools`.
+    /// Stable identifier: `oversubscription`, `too-many-processes`, `spin-wait`, `cpu-quota`,
+    /// `nested-pools`.
     pub id: String,
     /// How bad.
     pub severity: Severity,
