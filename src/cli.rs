@@ -143,6 +143,16 @@ pub enum ExitSource {
     LastPoll,
 }
 
+impl From<ExitSource> for cpuprof_session::ExitSource {
+    fn from(s: ExitSource) -> Self {
+        match s {
+            ExitSource::Auto => cpuprof_session::ExitSource::Auto,
+            ExitSource::Perf => cpuprof_session::ExitSource::Perf,
+            ExitSource::LastPoll => cpuprof_session::ExitSource::LastPoll,
+        }
+    }
+}
+
 impl RecordArgs {
     /// The Python sampler's options.
     pub fn python_options(&self) -> cpuprof_python::PythonOptions {
@@ -283,6 +293,7 @@ mod tests {
                 title: String::new(),
                 detail: String::new(),
                 fix: String::new(),
+                setting: Default::default(),
                 est_saving_cpu_s: 0.0,
                 est_saving_wall_s: 0.0,
                 pids: vec![],

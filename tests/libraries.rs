@@ -296,3 +296,82 @@ fn clang_openmp_program_is_llvm_openmp() {
     );
     c_case(&exe, "70000", "LLVM OpenMP");
 }
+
+/// A busy loop outside the target, killed on drop: other load on the machine.
+struct Burner(std::process::Child);
+
+impl Burner {
+    fn start() -> Burner {
+        Burner(
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .expect("start a busy loop"),
+        )
+    }
+}
+
+impl Drop for Burner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// joblib's default (loky) backend limits each worker's BLAS to cpu_count // n_jobs threads.
+const LOKY_SCRIPT: &str = r#"
+import numpy as np
+from joblib import Parallel, delayed
+
+def task(seed):
+    a = np.full((256, 256), 1.0 / (seed + 1))
+    b = np.eye(256) + a
+    for _ in range(40):
+        a = (a @ b) / 256.0
+    return float(a.trace())
+
+print(sum(Parallel(n_jobs=2)(delayed(task)(i) for i in range(24))))
+"#;
+
+/// Programs whose pools are already right are never flagged, however often they are recorded
+/// and while another program loads the machine (its waiting is other load, not their demand):
+/// ten recordings each of two matmul processes limited to one BLAS thread, a joblib (loky)
+/// pool of NumPy work, and NumPy from two threads under `threadpool_limits(1)`.
+#[test]
+fn right_programs_are_never_flagged_even_on_a_loaded_machine() {
+    let dir = util::tempdir();
+    let mm = util::matmul().display().to_string();
+    let mut cases: Vec<Vec<String>> = vec![vec![
+        mm,
+        "--procs=2".into(),
+        "--size=256".into(),
+        "--iters=600".into(),
+        "--threads=1".into(),
+    ]];
+    if let Some(py) = python_with("joblib") {
+        let script = dir.path().join("loky.py");
+        std::fs::write(&script, LOKY_SCRIPT).unwrap();
+        let py = py.display().to_string();
+        cases.push(vec![py.clone(), script.display().to_string()]);
+        cases.push(vec![
+            py,
+            example("threads_blas.py"),
+            "executor".into(),
+            "--tasks=60".into(),
+            "--limit".into(),
+        ]);
+    }
+    let _load = Burner::start();
+    for cmd in &cases {
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        for i in 0..10 {
+            let v = record(dir.path(), &cmd, &[]);
+            assert!(
+                pool_findings(&v).is_empty(),
+                "recording {} of {cmd:?}: {:?}",
+                i + 1,
+                titles(&v)
+            );
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //! variable in the environment of the launch, or in code before the import, or threadpoolctl
 //! at run time, which resizes pools that already exist.
 
+use std::collections::BTreeMap;
+
 use crate::runtimes::{Family, Runtime};
 
 /// Threads per process that fit the budget: `max(1, floor(budget) / processes)`.
@@ -117,6 +119,25 @@ pub fn fewer_processes(budget: f64) -> String {
         "use {n} processes (`multiprocessing.Pool({n})`, `n_jobs={n}`, `make -j{n}`): the same \
          throughput with less memory and no time-slicing"
     )
+}
+
+/// The environment a pool limit sets: `{VAR: k}`, empty for runtimes with no variable.
+pub fn pool_setting(rt: &Runtime, k: u32) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    if !rt.limit_var.is_empty() {
+        m.insert(rt.limit_var.to_string(), k.to_string());
+    }
+    m
+}
+
+/// The environment [`stop_spinning`] sets.
+pub fn spin_setting(rt: &Runtime) -> BTreeMap<String, String> {
+    let (k, v) = match rt.name {
+        "OpenBLAS" => ("OPENBLAS_THREAD_TIMEOUT", "4"),
+        "LLVM OpenMP" | "Intel OpenMP" | "MKL" => ("KMP_BLOCKTIME", "0"),
+        _ => ("OMP_WAIT_POLICY", "passive"),
+    };
+    BTreeMap::from([(k.to_string(), v.to_string())])
 }
 
 /// Stop a runtime's workers from spinning.

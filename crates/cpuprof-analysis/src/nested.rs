@@ -194,6 +194,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
             n * pool
         ),
         fix: fix_for(fw, rt, k, python),
+        setting: fixes::pool_setting(rt, k),
         est_saving_cpu_s: over.waste_cpu_s * share,
         est_saving_wall_s: over.finding.est_saving_wall_s * share,
         pids: wide.iter().map(|m| m.pid).collect(),

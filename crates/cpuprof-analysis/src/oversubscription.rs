@@ -44,6 +44,16 @@ pub const ACTIVE_THREAD: f64 = 0.25;
 /// i.e. 29% waste, against 0.5 x (1 - 2/4) = 25% from this model.
 pub const NO_STACKS_WASTE: f64 = 0.5;
 
+/// A process counts as a CPU-bound worker for `too-many-processes` when its thread wanted a
+/// core at least this share of the oversubscribed time (an always-runnable worker: 1.0; a
+/// parent polling for results under load: a third or so).
+pub const BUSY_PROCESS: f64 = 0.5;
+
+/// Without a pool to blame, the oversubscription must last at least this share of the busy
+/// time: the fix (fewer processes or threads) changes the program's structure, which a phase
+/// does not justify.
+pub const UNPOOLED_OVER_SHARE: f64 = 0.5;
+
 /// A pool is blamed when its own threads hold at least this share of the runnable demand of
 /// the processes involved; below it, the demand is the program's own threads or processes.
 pub const BLAME_SHARE: f64 = 0.25;
@@ -302,6 +312,10 @@ pub fn check(cx: &Context) -> Option<Over> {
             return None;
         }
     }
+    let setting = match blamed.as_ref().and_then(Pool::runtime) {
+        Some(rt) => fixes::pool_setting(rt, k),
+        None => Default::default(),
+    };
     let mut id = "oversubscription";
     let mut title = format!("Oversubscribed: {shape}");
     let fix = match &blamed {
@@ -320,9 +334,18 @@ pub fn check(cx: &Context) -> Option<Over> {
                 }
             }
         }
-        None if members.len() >= 2
-            && members.len() as f64 > cx.budget.floor().max(1.0)
-            && members.iter().all(|m| m.active.len() == 1) =>
+        // No pool: the program's own threads or processes. Only the shape of most of the run
+        // counts (a start-up where a helper process overlaps the workers is not), and only
+        // threads that wanted a core most of that time (helpers that poll — a parent
+        // collecting results, a queue thread — wait long on a loaded machine without wanting
+        // much).
+        None if over_s < UNPOOLED_OVER_SHARE * busy_s
+            || (busy_threads(&involved, over_s) as f64) <= cx.budget * OVER_FACTOR =>
+        {
+            return None;
+        }
+        None if members.iter().all(|m| m.active.len() == 1)
+            && busy_processes(&involved, over_s) as f64 > cx.budget.floor().max(1.0) =>
         {
             // Single-threaded processes taking turns: the same work in fewer processes needs
             // no time-slicing, but runs no faster. Waste is the switching only.
@@ -351,6 +374,11 @@ pub fn check(cx: &Context) -> Option<Over> {
         severity: Severity::Warning,
         title,
         detail,
+        setting: if id == "oversubscription" {
+            setting
+        } else {
+            Default::default()
+        },
         fix,
         est_saving_cpu_s: waste_cpu_s,
         est_saving_wall_s: wall_s,
@@ -365,6 +393,28 @@ pub fn check(cx: &Context) -> Option<Over> {
         mean_demand,
         blamed,
     })
+}
+
+/// Processes whose one active thread wanted a core at least [`BUSY_PROCESS`] of the
+/// oversubscribed time: CPU-bound workers, not a parent that polls for their results.
+fn busy_processes(involved: &[(Pid, Vec<(Tid, f64)>)], over_s: f64) -> usize {
+    involved
+        .iter()
+        .filter(|(_, active)| {
+            active
+                .iter()
+                .any(|(_, run)| *run >= BUSY_PROCESS * over_s * 1e9)
+        })
+        .count()
+}
+
+/// Threads that wanted a core at least [`BUSY_PROCESS`] of the oversubscribed time.
+fn busy_threads(involved: &[(Pid, Vec<(Tid, f64)>)], over_s: f64) -> usize {
+    involved
+        .iter()
+        .flat_map(|(_, active)| active.iter())
+        .filter(|(_, run)| *run >= BUSY_PROCESS * over_s * 1e9)
+        .count()
 }
 
 /// The size of a process's pool like the blamed one: what its knob sets, else its threads
@@ -782,6 +832,7 @@ mod tests {
             title: String::new(),
             detail: String::new(),
             fix: String::new(),
+            setting: Default::default(),
             est_saving_cpu_s: cpu,
             est_saving_wall_s: wall,
             pids: vec![],

@@ -104,6 +104,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         ),
         detail,
         fix: fixes::limit_pool(rt, k, python),
+        setting: fixes::pool_setting(rt, k),
         est_saving_cpu_s: cpu_s,
         est_saving_wall_s: wall_s,
         pids: wide.iter().map(|(p, ..)| p.pid).collect(),

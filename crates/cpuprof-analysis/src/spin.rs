@@ -136,6 +136,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         ),
         detail,
         fix: fixes::stop_spinning(rt),
+        setting: fixes::spin_setting(rt),
         est_saving_cpu_s: st.spin_s,
         est_saving_wall_s: contended_s / cx.budget,
         pids: st.pids.into_iter().collect(),

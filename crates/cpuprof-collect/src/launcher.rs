@@ -10,8 +10,9 @@
 //! orphaned by their parents are re-parented to cpuprof instead of init, so the poller reaps
 //! them and their CPU still counts.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::CollectError;
@@ -85,6 +86,26 @@ fn close(fd: libc::c_int) {
     unsafe { libc::close(fd) };
 }
 
+/// How to start a child beyond its command line.
+#[derive(Debug, Default)]
+pub struct Launch {
+    /// A process group of its own (see `src/signals.rs` for when and why).
+    pub own_group: bool,
+    /// Variables added to (or replacing those of) cpuprof's environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// Its standard output (default: cpuprof's).
+    pub stdout: Option<std::fs::File>,
+    /// Its standard error (default: cpuprof's).
+    pub stderr: Option<std::fs::File>,
+}
+
+/// What the child needs between fork and exec, prepared before the fork.
+struct ChildStdio {
+    envp: Option<*const *const libc::c_char>,
+    stdout: Option<libc::c_int>,
+    stderr: Option<libc::c_int>,
+}
+
 impl PausedChild {
     /// Forks a child that will run `command` once released. Call this while the process is
     /// still single-threaded (before starting collector threads): the child runs `execvp`.
@@ -95,6 +116,22 @@ impl PausedChild {
         command: &[A],
         own_group: bool,
     ) -> Result<PausedChild, CollectError> {
+        Self::spawn_with(
+            command,
+            Launch {
+                own_group,
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// [`PausedChild::spawn`] with more of the child's setup: extra environment variables and
+    /// where its standard output and error go.
+    pub fn spawn_with<A: AsRef<OsStr>>(
+        command: &[A],
+        launch: Launch,
+    ) -> Result<PausedChild, CollectError> {
+        let own_group = launch.own_group;
         let name = command
             .first()
             .ok_or_else(|| CollectError::BadCommand("no command given".into()))?
@@ -108,6 +145,36 @@ impl PausedChild {
             .map_err(|_| CollectError::BadCommand(format!("'{name}' contains a NUL byte")))?;
         let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
+        // The environment, prepared before the fork (the child may not allocate): cpuprof's
+        // own with the extra variables replacing theirs.
+        let envs: Option<Vec<CString>> = if launch.env.is_empty() {
+            None
+        } else {
+            let mut all: Vec<(OsString, OsString)> = std::env::vars_os()
+                .filter(|(k, _)| !launch.env.iter().any(|(x, _)| x == k))
+                .collect();
+            all.extend(launch.env.iter().cloned());
+            let kv: Result<Vec<CString>, _> = all
+                .iter()
+                .map(|(k, v)| {
+                    let mut b = k.as_bytes().to_vec();
+                    b.push(b'=');
+                    b.extend_from_slice(v.as_bytes());
+                    CString::new(b)
+                })
+                .collect();
+            Some(kv.map_err(|_| {
+                CollectError::BadCommand("an environment variable contains a NUL byte".into())
+            })?)
+        };
+        let mut envp: Vec<*const libc::c_char> =
+            envs.iter().flatten().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        let stdio = ChildStdio {
+            envp: envs.is_some().then_some(envp.as_ptr()),
+            stdout: launch.stdout.as_ref().map(|f| f.as_raw_fd()),
+            stderr: launch.stderr.as_ref().map(|f| f.as_raw_fd()),
+        };
         let go = pipe_cloexec()?;
         let err = match pipe_cloexec() {
             Ok(e) => e,
@@ -129,7 +196,7 @@ impl PausedChild {
         }
         if pid == 0 {
             // Child.
-            unsafe { child_after_fork(go, err, &argv, own_group) }
+            unsafe { child_after_fork(go, err, &argv, own_group, &stdio) }
         }
         if own_group {
             // Also from here, so that the group exists before the parent signals it (the
@@ -219,6 +286,7 @@ unsafe fn child_after_fork(
     err: [libc::c_int; 2],
     argv: &[*const libc::c_char],
     own_group: bool,
+    stdio: &ChildStdio,
 ) -> ! {
     unsafe {
         libc::close(go[1]);
@@ -246,7 +314,16 @@ unsafe fn child_after_fork(
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::execvp(argv[0], argv.as_ptr());
+        if let Some(fd) = stdio.stdout {
+            libc::dup2(fd, 1);
+        }
+        if let Some(fd) = stdio.stderr {
+            libc::dup2(fd, 2);
+        }
+        match stdio.envp {
+            Some(envp) => libc::execvpe(argv[0], argv.as_ptr(), envp),
+            None => libc::execvp(argv[0], argv.as_ptr()),
+        };
         let errno = *libc::__errno_location();
         let bytes = errno.to_ne_bytes();
         libc::write(err[1], bytes.as_ptr().cast(), 4);

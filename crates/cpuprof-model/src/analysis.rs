@@ -46,6 +46,9 @@ pub struct Finding {
     pub detail: String,
     /// The exact setting or code change that fixes it.
     pub fix: String,
+    /// The environment variables the fix sets, when it is a setting (`cpuprof sweep` runs it).
+    #[serde(default)]
+    pub setting: BTreeMap<String, String>,
     /// Estimated CPU seconds the fix saves.
     pub est_saving_cpu_s: f64,
     /// Estimated wall seconds the fix saves.

@@ -28,6 +28,7 @@ pub mod file;
 mod profile;
 mod sched;
 mod stacks;
+pub mod sweep;
 
 pub use analysis::{Analysis, Finding, ProcessRuntime, Severity, ThreadClass, ThreadRole};
 pub use builder::ProfileBuilder;

@@ -248,6 +248,7 @@ pub fn profile(shape: Shape) -> (Profile, Analysis) {
         ),
         detail: "synthetic".into(),
         fix: "OPENBLAS_NUM_THREADS=1".into(),
+        setting: [("OPENBLAS_NUM_THREADS".to_string(), "1".to_string())].into(),
         est_saving_cpu_s: 1.0,
         est_saving_wall_s: 1.0,
         pids: profile.processes.iter().map(|p| p.pid).collect(),

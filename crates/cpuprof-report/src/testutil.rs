@@ -136,6 +136,7 @@ pub fn analysis() -> Analysis {
             title: "3 threads on 2 cores".into(),
             detail: "waited 0.5 s for a core".into(),
             fix: "OPENBLAS_NUM_THREADS=1".into(),
+            setting: [("OPENBLAS_NUM_THREADS".to_string(), "1".to_string())].into(),
             est_saving_cpu_s: 0.25,
             est_saving_wall_s: 0.5,
             pids: vec![100],
