@@ -35,6 +35,65 @@ pub enum Command {
     Record(RecordArgs),
     /// Print the summary of a saved profile again.
     Report(ReportArgs),
+    /// Run a command under alternative thread-pool settings, measure each, and recommend the
+    /// fastest (docs/sweep.md).
+    Sweep(SweepArgs),
+}
+
+/// Flags of `sweep`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  cpuprof sweep -- python train.py\n  cpuprof sweep --set OPENBLAS_NUM_THREADS=1,2,4 --runs 5 -- ./job\n  cpuprof sweep --json sweep.json -o sweep.html -- make -j4 check"
+)]
+pub struct SweepArgs {
+    /// Candidate values of an environment variable: VAR=a,b,c (repeatable; several make a
+    /// grid). Without it, candidates come from a first recording's findings.
+    #[arg(long = "set", value_name = "VAR=VALUES", value_parser = parse_set)]
+    pub sets: Vec<(String, Vec<String>)>,
+
+    /// Measured runs per candidate (more when the spread is wide, up to --max-runs).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+
+    /// Most runs per candidate.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_runs: u32,
+
+    /// Start no run after this long (seconds, or with a unit: 90s, 10m).
+    #[arg(long, value_name = "TIME", default_value = "10m", value_parser = parse_duration)]
+    pub max_time: Duration,
+
+    /// Most candidates (the program as it is counts).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_candidates: u32,
+
+    /// Write the sweep as JSON here (`cpuprof-sweep/1`; '-' = standard output).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Write the sweep as an HTML page here.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Where each run's output goes (default: a new directory in $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// How often every thread's counters are read.
+    #[arg(long, value_name = "TIME", default_value = "50ms", value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// No progress bar and no table.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// The command to sweep, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<std::ffi::OsString>,
+}
+
+fn parse_set(s: &str) -> Result<(String, Vec<String>), String> {
+    cpuprof_sweep::candidates::parse_set(s)
 }
 
 /// Flags of `record`.

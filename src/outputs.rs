@@ -53,7 +53,7 @@ impl Written {
 }
 
 /// `-` as a path: standard output.
-fn is_stdout(p: &Path) -> bool {
+pub fn is_stdout(p: &Path) -> bool {
     p == Path::new("-")
 }
 
@@ -223,7 +223,7 @@ fn save_to(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
 
 /// Writes through `f` to standard output (`-`), or to a temporary file beside `path` that is
 /// then renamed onto it.
-fn write_with(
+pub fn write_with(
     path: &Path,
     f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {

@@ -26,6 +26,7 @@ pub mod escape;
 pub mod html;
 pub mod stacks;
 pub mod summary;
+pub mod sweep;
 pub mod synthetic;
 pub mod terminal;
 

@@ -27,8 +27,11 @@ pub mod stats;
 
 use candidates::Candidate;
 
-/// Rounds continue while some candidate's interval is wider than this share of its median.
+/// Rounds continue while some candidate's interval is wider than this share of its median...
 pub const WIDE_SPREAD: f64 = 0.10;
+/// ...or while the fastest candidate differs from the program as it is by more than this
+/// share of its wall time without being beyond noise yet (2% is a quiet machine's noise).
+pub const MIN_EFFECT: f64 = 0.03;
 
 /// How to sweep.
 #[derive(Debug, Clone)]
@@ -81,6 +84,7 @@ pub fn label(setting: &std::collections::BTreeMap<String, String>) -> String {
 /// One run's figures.
 #[derive(Debug, Clone)]
 struct RunResult {
+    round: usize,
     wall_s: f64,
     cpu_s: f64,
     runq_s: f64,
@@ -194,7 +198,10 @@ pub fn sweep(
         let wide = tallies.iter().any(|t| {
             let w: Vec<f64> = t.runs.iter().map(|r| r.wall_s).collect();
             w.len() >= 2 && stats::spread(&stats::summarize(&w)) > WIDE_SPREAD
-        });
+        }) || {
+            let m: Vec<stats::Measured> = tallies.iter().map(measured_of).collect();
+            stats::undecided(&m, MIN_EFFECT)
+        };
         let room = started.elapsed() + per_run * tallies.len() as u32 <= opts.max_time;
         if wide && room && round < opts.max_runs {
             round += 1;
@@ -234,7 +241,7 @@ pub fn sweep(
             break;
         };
         done += 1;
-        let r = run_result(&rec);
+        let r = run_result(&rec, run);
         let now = rec
             .profile
             .meta
@@ -319,18 +326,28 @@ fn record(
     Ok((!was_interrupted).then_some(rec))
 }
 
-fn run_result(rec: &Recording) -> RunResult {
+fn run_result(rec: &Recording, round: usize) -> RunResult {
     let p: &Profile = &rec.profile;
     let failed = match (p.meta.exit_code, p.meta.signal) {
         (Some(0), None) | (None, None) => None,
         (c, s) => Some((c, s)),
     };
     RunResult {
+        round,
         wall_s: p.meta.wall_ns as f64 / 1e9,
         cpu_s: p.cpu().total_ns() as f64 / 1e9,
         runq_s: p.runq_ns() as f64 / 1e9,
         findings: rec.analysis.findings.iter().map(|f| f.id.clone()).collect(),
         failed,
+    }
+}
+
+/// A candidate's successful runs by round, for the choice rule.
+fn measured_of(t: &Tally) -> stats::Measured {
+    let ok = t.runs.iter().filter(|r| r.failed.is_none());
+    stats::Measured {
+        wall: ok.clone().map(|r| (r.round, r.wall_s)).collect(),
+        cpu: ok.map(|r| (r.round, r.cpu_s)).collect(),
     }
 }
 
@@ -351,19 +368,15 @@ fn summarize(
     let mut out = Vec::new();
     for t in &tallies {
         let ok: Vec<&RunResult> = t.runs.iter().filter(|r| r.failed.is_none()).collect();
-        let m = stats::Measured {
-            wall: stat_of(&ok, |r| r.wall_s),
-            cpu: stat_of(&ok, |r| r.cpu_s),
-            failed: ok.is_empty(),
-        };
+        let m = measured_of(t);
         let findings: BTreeSet<String> = t.runs.iter().flat_map(|r| r.findings.clone()).collect();
         out.push(SweepCandidate {
             setting: t.cand.setting.clone(),
             origin: t.cand.origin.clone(),
             runs: t.runs.len(),
             failed: t.failed.clone(),
-            wall_s: m.wall,
-            cpu_s: m.cpu,
+            wall_s: stat_of(&ok, |r| r.wall_s),
+            cpu_s: stat_of(&ok, |r| r.cpu_s),
             runq_wait_s: stat_of(&ok, |r| r.runq_s),
             wall_ratio: None,
             findings: findings.into_iter().collect(),
@@ -371,22 +384,21 @@ fn summarize(
         });
         measured.push(m);
     }
-    let base_wall = measured
+    let base_wall = out
         .first()
-        .filter(|m| !m.failed)
-        .map(|m| m.wall.median);
+        .filter(|c| c.runs > c.failed.len())
+        .map(|c| c.wall_s.median);
     for c in &mut out {
         c.wall_ratio = base_wall
             .filter(|b| *b > 0.0 && c.wall_s.median.is_finite())
             .map(|b| c.wall_s.median / b);
     }
     let recommended = stats::choose(&measured).map(|(i, reason)| {
-        let base = &measured[0];
-        let m = &measured[i];
+        let (base, m) = (&out[0], &out[i]);
         Recommended {
             setting: out[i].setting.clone(),
-            saving_wall_s: base.wall.median - m.wall.median,
-            saving_cpu_s: base.cpu.median - m.cpu.median,
+            saving_wall_s: base.wall_s.median - m.wall_s.median,
+            saving_cpu_s: base.cpu_s.median - m.cpu_s.median,
             reason: match reason {
                 stats::Reason::Fastest => "fastest, beyond the noise of the program as it is",
                 stats::Reason::LeastCpu => {
@@ -412,9 +424,9 @@ fn summarize(
             measured_saving_wall_s: out
                 .iter()
                 .zip(&measured)
-                .find(|(c, m)| !f.setting.is_empty() && c.setting == f.setting && !m.failed)
+                .find(|(c, m)| !f.setting.is_empty() && c.setting == f.setting && !m.failed())
                 .zip(base_wall)
-                .map(|((_, m), b)| b - m.wall.median),
+                .map(|((c, _), b)| b - c.wall_s.median),
         })
         .collect();
     let recorded = &first.profile.meta.command;

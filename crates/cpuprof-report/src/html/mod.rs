@@ -24,7 +24,7 @@ use crate::terminal::{findings_by_cost, fmt_budget, fmt_s};
 /// The page's Content-Security-Policy: nothing may be loaded from anywhere.
 pub const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
 
-const CSS: &str = include_str!("../../assets/report.css");
+pub(crate) const CSS: &str = include_str!("../../assets/report.css");
 const JS: &[&str] = &[
     include_str!("../../assets/common.js"),
     include_str!("../../assets/timeline.js"),
