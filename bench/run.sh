@@ -28,7 +28,7 @@ PY="${PYTHON:-python3}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-ALL_BENCHES=(record_overhead churn builds_matmul python_pool memory)
+ALL_BENCHES=(record_overhead churn builds_matmul python_pool memory sweep)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -357,6 +357,38 @@ bench_record_overhead() {
     done
     echo "$all."
     echo
+}
+
+# `cpuprof sweep`'s own cost per run: each run is a procfs-only recording (no perf, no Python
+# sampler), so its CPU is cpuprof's poller (the JSON's recorder_cpu_per_run_s), and its wall cost
+# is what the sweep spends around the target's own wall time (launch, joins, analysis): the
+# sweep's elapsed time minus the target wall of every run, per run. The `--no-stacks` row of
+# record_overhead is the slowdown of the target itself under the same recorder.
+bench_sweep() {
+    local workload=("$MATMUL" --size 256 --iters 1500 --procs "$(nproc)" --threads auto)
+    local json="$WORK/sweep.json"
+    "$CPUPROF" sweep -q --runs "$RUNS" --json "$json" --out-dir "$WORK/sweep-runs" \
+        -- "${workload[@]}" || return 1
+    echo "### Sweep: cpuprof's cost per run"
+    echo
+    echo "Workload: \`cpuprof sweep --runs $RUNS -- ${workload[*]#"$BIN_DIR/"}\`."
+    echo
+    "$PY" - "$json" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+cands = v["candidates"]
+runs, wall = v["runs_total"], v["target_wall_total_s"]
+print("| candidates | runs (incl. first recording, warm-ups) | elapsed s | target wall s, all runs "
+      "| sweep wall per run s | cpuprof CPU per run s |")
+print("|---|---|---|---|---|---|")
+print(f"| {len(cands)} | {runs} | {v['elapsed_s']:.2f} | {wall:.2f} | "
+      f"{(v['elapsed_s'] - wall) / runs:.3f} | {v['recorder_cpu_per_run_s']:.4f} |")
+print()
+rec = v["recommended"]
+print(f"Recommended: {rec['setting'] or 'as it is'} ({rec['reason']}), saving "
+      f"{rec['saving_wall_s']:.2f} s of wall and {rec['saving_cpu_s']:.2f} s of CPU.")
+print()
+PY
 }
 
 # Native stacks (perf cpu-clock + unwinding) on the oversubscribed matmul: cpuprof without

@@ -295,3 +295,30 @@ fn empty_profile_renders_without_errors() {
     let (w, h) = size(&c["timeline"]);
     assert!(w > 300.0 && h > 50.0, "timeline {w}x{h}");
 }
+
+/// The sweep's page in a real browser: the candidates' table and the recommendation are there,
+/// and the command's text stays text.
+#[test]
+fn sweep_page_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("sweep.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_cpuprof"))
+        .args(["sweep", "-q", "--runs", "1", "--set", "X=1,2", "-o"])
+        .arg(&page)
+        .arg("--out-dir")
+        .arg(dir.path().join("runs"))
+        .args(["--", "sh", "-c", "sleep 0.05", EVIL_ARG])
+        .output()
+        .expect("run cpuprof sweep");
+    assert!(out.status.success(), "{out:?}");
+    let url = format!("file://{}", page.display());
+    let (dom, _) = chromium(dir.path(), &["--dump-dom".to_string()], &url);
+    assert!(dom.contains("id=\"sweep-candidates\""), "{dom}");
+    assert!(dom.contains("X=2"), "{dom}");
+    assert!(dom.contains("Recommendation"));
+    assert!(!dom.contains("<title>pwned"), "the command ran as markup");
+    assert!(
+        !dom.contains("<script>document.title"),
+        "the command ran as markup"
+    );
+}

@@ -201,3 +201,26 @@ fn a_failing_candidate_is_shown_failed_never_fast() {
         vec![("X".into(), "2".into())]
     );
 }
+
+#[test]
+fn an_interrupt_stops_cleanly_and_reports_what_was_measured() {
+    let dir = util::tempdir();
+    let json = dir.path().join("sweep.json");
+    let mut child = Command::new(util::cpuprof())
+        .args(["sweep", "-q", "--runs", "50", "--set", "X=1", "--json"])
+        .arg(&json)
+        .arg("--out-dir")
+        .arg(dir.path().join("runs"))
+        .args(["--", "sh", "-c", "sleep 0.1"])
+        .spawn()
+        .expect("run cpuprof sweep");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let v = util::read_json(&json).expect("the sweep so far is written");
+    assert_eq!(v["stopped_early"], true);
+    let runs = v["candidates"][0]["runs"].as_u64().unwrap();
+    assert!((1..50).contains(&runs), "{runs} runs");
+}

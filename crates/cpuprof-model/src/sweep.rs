@@ -43,6 +43,8 @@ pub struct SweepCandidate {
     pub origin: String,
     /// Measured runs (warm-up excluded).
     pub runs: usize,
+    /// The wall time of each measured run that succeeded, in the order run, seconds.
+    pub run_wall_s: Vec<f64>,
     /// Runs that failed (exit code other than 0, or a signal).
     pub failed: Vec<FailedRun>,
     /// Wall time, seconds.
@@ -111,4 +113,9 @@ pub struct Sweep {
     pub elapsed_s: f64,
     /// cpuprof's own CPU per run, median seconds (the sweep's overhead).
     pub recorder_cpu_per_run_s: f64,
+    /// Every run the sweep made: the first recording, warm-ups and measured runs.
+    pub runs_total: usize,
+    /// The target's wall time summed over all those runs, seconds (`elapsed_s` minus this is
+    /// what the sweep spent around them).
+    pub target_wall_total_s: f64,
 }

@@ -291,6 +291,7 @@ mod tests {
                 .collect(),
             origin: "x<y>".into(),
             runs: 3,
+            run_wall_s: vec![wall; 3],
             failed: vec![],
             wall_s: st(wall),
             cpu_s: st(2.0 * wall),
@@ -315,6 +316,8 @@ mod tests {
             stopped_early: false,
             elapsed_s: 9.0,
             recorder_cpu_per_run_s: 0.01,
+            runs_total: 7,
+            target_wall_total_s: 6.0,
         }
     }
 

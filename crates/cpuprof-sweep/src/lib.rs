@@ -185,6 +185,8 @@ pub fn sweep(
         .map(|c| c.total_ns())
         .unwrap_or(0);
     let mut recorder_per_run: Vec<f64> = Vec::new();
+    let mut runs_total = 1;
+    let mut target_wall_total_s = first_run_s;
 
     // Warm-ups (the program as it is had the first recording), then rounds.
     let mut schedule: Vec<(usize, usize)> = (1..tallies.len()).map(|i| (i, 0)).collect();
@@ -242,6 +244,8 @@ pub fn sweep(
         };
         done += 1;
         let r = run_result(&rec, run);
+        runs_total += 1;
+        target_wall_total_s += r.wall_s;
         let now = rec
             .profile
             .meta
@@ -267,14 +271,17 @@ pub fn sweep(
         }
         t.runs.push(r);
     }
-    Ok(summarize(
+    let mut s = summarize(
         command,
         &first_rec,
         tallies,
         stopped_early,
         started.elapsed(),
         stats::median(&recorder_per_run),
-    ))
+    );
+    s.runs_total = runs_total;
+    s.target_wall_total_s = target_wall_total_s;
+    Ok(s)
 }
 
 /// One recording of the command with a setting; `None` when interrupted.
@@ -374,6 +381,7 @@ fn summarize(
             setting: t.cand.setting.clone(),
             origin: t.cand.origin.clone(),
             runs: t.runs.len(),
+            run_wall_s: ok.iter().map(|r| r.wall_s).collect(),
             failed: t.failed.clone(),
             wall_s: stat_of(&ok, |r| r.wall_s),
             cpu_s: stat_of(&ok, |r| r.cpu_s),
@@ -447,6 +455,8 @@ fn summarize(
         stopped_early,
         elapsed_s: elapsed.as_secs_f64(),
         recorder_cpu_per_run_s,
+        runs_total: 0,
+        target_wall_total_s: 0.0,
     }
 }
 
