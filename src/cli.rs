@@ -117,22 +117,9 @@ pub struct RecordArgs {
     #[arg(long, value_name = "PATH")]
     pub save: Option<PathBuf>,
 
-    /// Write the summary JSON here ('-' = standard output).
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-
-    /// Write the HTML report here (default when stderr is a terminal:
-    /// cpuprof-PROGRAM-YYYYmmdd-HHMMSS.html in the current directory).
-    #[arg(short = 'o', long = "output", value_name = "PATH")]
-    pub output: Option<PathBuf>,
-
-    /// Write folded stacks (`process;thread;frame;...;leaf COUNT`, for inferno/FlameGraph) here.
-    #[arg(long, value_name = "PATH")]
-    pub collapsed: Option<PathBuf>,
-
-    /// Print no summary or status line (errors only).
-    #[arg(short, long)]
-    pub quiet: bool,
+    /// The outputs.
+    #[command(flatten)]
+    pub out: OutputArgs,
 
     /// Pause each Python process while reading its stacks (consistent stacks, costlier;
     /// see docs/python.md).
@@ -171,11 +158,6 @@ pub struct RecordArgs {
     /// (docs/benchmarks.md).
     #[arg(long, conflicts_with = "no_stacks")]
     pub no_switches: bool,
-
-    /// Exit with code 3 when a finding of this severity or worse is present: `warning` or
-    /// `error` (for CI; docs/findings.md). A target that failed keeps its own exit code.
-    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
-    pub fail_on: Option<cpuprof_model::Severity>,
 
     /// Where the final figures of tasks that end come from: `auto` = the kernel's exit
     /// notifications (taskstats: exact for every task, however short; needs root or
@@ -239,11 +221,20 @@ pub struct ReportArgs {
     #[arg(value_name = "PROFILE")]
     pub path: PathBuf,
 
+    /// The outputs.
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// The outputs of `record` and `report`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
     /// Write the summary JSON here ('-' = standard output).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 
-    /// Write the HTML report here.
+    /// Write the HTML report here (`record` without it, when stderr is a terminal:
+    /// cpuprof-PROGRAM-YYYYmmdd-HHMMSS.html in the current directory).
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: Option<PathBuf>,
 
@@ -251,14 +242,35 @@ pub struct ReportArgs {
     #[arg(long, value_name = "PATH")]
     pub collapsed: Option<PathBuf>,
 
-    /// Print no summary.
+    /// Print no summary or status line (errors only).
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Exit with code 3 when a finding of this severity or worse is present: `warning` or
-    /// `error` (for CI; docs/findings.md).
-    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
-    pub fail_on: Option<cpuprof_model::Severity>,
+    /// Exit with code 3 when a finding of this severity or worse is present (for CI;
+    /// docs/findings.md). A target that failed keeps its own exit code.
+    #[arg(long, value_name = "SEVERITY", value_enum)]
+    pub fail_on: Option<FailOn>,
+}
+
+/// The severities `--fail-on` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Any finding.
+    Info,
+    /// A warning or an error.
+    Warning,
+    /// An error.
+    Error,
+}
+
+impl From<FailOn> for cpuprof_model::Severity {
+    fn from(f: FailOn) -> Self {
+        match f {
+            FailOn::Info => cpuprof_model::Severity::Info,
+            FailOn::Warning => cpuprof_model::Severity::Warning,
+            FailOn::Error => cpuprof_model::Severity::Error,
+        }
+    }
 }
 
 /// Exit code of `--fail-on` when a finding of that severity or worse is present.
@@ -266,23 +278,10 @@ pub const FINDINGS_EXIT_CODE: i32 = 3;
 
 /// The exit code after `--fail-on`: [`FINDINGS_EXIT_CODE`] instead of a success when a
 /// finding is at least `fail_on`; any other code (the target failed) is kept.
-pub fn gate(
-    fail_on: Option<cpuprof_model::Severity>,
-    analysis: &cpuprof_model::Analysis,
-    code: i32,
-) -> i32 {
-    match (fail_on, analysis.worst()) {
+pub fn gate(fail_on: Option<FailOn>, analysis: &cpuprof_model::Analysis, code: i32) -> i32 {
+    match (fail_on.map(cpuprof_model::Severity::from), analysis.worst()) {
         (Some(limit), Some(worst)) if code == 0 && worst >= limit => FINDINGS_EXIT_CODE,
         _ => code,
-    }
-}
-
-fn parse_severity(s: &str) -> Result<cpuprof_model::Severity, String> {
-    match s {
-        "info" => Ok(cpuprof_model::Severity::Info),
-        "warning" => Ok(cpuprof_model::Severity::Warning),
-        "error" => Ok(cpuprof_model::Severity::Error),
-        _ => Err(format!("'{s}' is not a severity (info, warning or error)")),
     }
 }
 
@@ -360,11 +359,11 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert_eq!(gate(Some(Severity::Warning), &with(Severity::Error), 0), 3);
-        assert_eq!(gate(Some(Severity::Error), &with(Severity::Warning), 0), 0);
+        assert_eq!(gate(Some(FailOn::Warning), &with(Severity::Error), 0), 3);
+        assert_eq!(gate(Some(FailOn::Error), &with(Severity::Warning), 0), 0);
         assert_eq!(gate(None, &with(Severity::Error), 0), 0);
-        assert_eq!(gate(Some(Severity::Warning), &with(Severity::Error), 7), 7);
-        assert_eq!(gate(Some(Severity::Warning), &Analysis::default(), 0), 0);
+        assert_eq!(gate(Some(FailOn::Warning), &with(Severity::Error), 7), 7);
+        assert_eq!(gate(Some(FailOn::Warning), &Analysis::default(), 0), 0);
         assert!(Cli::try_parse_from(["cpuprof", "--fail-on", "fatal", "--", "ls"]).is_err());
         assert!(Cli::try_parse_from(["cpuprof", "--fail-on", "info", "--", "ls"]).is_ok());
         assert!(Cli::try_parse_from(["cpuprof", "report", "--fail-on", "error", "p"]).is_ok());

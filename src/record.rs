@@ -25,10 +25,10 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     // Every output path is checked before anything runs: a recording cannot be made again.
     let out = Outputs {
         save: args.save.clone(),
-        json: args.json.clone(),
-        html: args.output.clone(),
-        collapsed: args.collapsed.clone(),
-        quiet: args.quiet,
+        json: args.out.json.clone(),
+        html: args.out.output.clone(),
+        collapsed: args.out.collapsed.clone(),
+        quiet: args.out.quiet,
         rescue: true,
     };
     out.check()?;
@@ -44,7 +44,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
     signals::install((!attached).then_some(session.pid()), own_group);
     session.release()?;
 
-    let mut status = StatusLine::new(args.quiet);
+    let mut status = StatusLine::new(args.out.quiet);
     let origin = session.origin();
     let deadline = args.duration.map(|d| origin + d.as_nanos() as u64);
     loop {
@@ -70,12 +70,12 @@ pub fn run(args: RecordArgs) -> Result<i32> {
 
     let mut out = out;
     // Interactive runs get a report by default; scripts and tests only what they ask for.
-    if out.html.is_none() && !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    if out.html.is_none() && !args.out.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         out.html = Some(cpuprof_report::html::default_file_name(&rec.profile).into());
     }
     let written = outputs::write_all(&out, &rec.profile, &rec.analysis);
     let code = exit_code(&rec.profile.meta, attached, rec.stopped_early);
-    let code = crate::cli::gate(args.fail_on, &rec.analysis, code);
+    let code = crate::cli::gate(args.out.fail_on, &rec.analysis, code);
     // An output that could not be written is an error unless the target's own failure says
     // more (its code is kept).
     Ok(if !written.ok() && code == 0 {

@@ -19,10 +19,10 @@ pub fn run(args: ReportArgs) -> Result<i32> {
     let analysis = cpuprof_analysis::analyze(&profile);
     let out = Outputs {
         save: None,
-        json: args.json,
-        html: args.output,
-        collapsed: args.collapsed,
-        quiet: args.quiet,
+        json: args.out.json,
+        html: args.out.output,
+        collapsed: args.out.collapsed,
+        quiet: args.out.quiet,
         rescue: false,
     };
     out.check()?;
@@ -30,5 +30,5 @@ pub fn run(args: ReportArgs) -> Result<i32> {
     if !written.ok() {
         return Ok(outputs::OUTPUT_FAILED);
     }
-    Ok(crate::cli::gate(args.fail_on, &analysis, 0))
+    Ok(crate::cli::gate(args.out.fail_on, &analysis, 0))
 }

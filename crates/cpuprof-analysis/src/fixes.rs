@@ -60,22 +60,31 @@ pub fn limit_pool(rt: &Runtime, k: u32, python: bool) -> String {
     if !python {
         return format!("{var}={k} in the program's environment (`export {var}={k}`)");
     }
-    let import = if rt.import.is_empty() {
-        "the library that starts the pool".to_string()
-    } else {
-        format!("`import {}`", rt.import)
-    };
-    let mut s = format!(
-        "{var}={k} in the environment before the interpreter starts (shell: `export {var}={k}`), \
-         or first thing in the script, before {import} and before any worker starts: \
-         `os.environ[\"{var}\"] = \"{k}\"`"
-    );
+    let mut s = limit_pool_env(rt, k, python);
     if let Some(call) = rt.call(k) {
         s.push_str(&format!(
             "; at run time, in the code that calls it (in each worker, not a pool initializer): `{call}`"
         ));
     }
     s
+}
+
+/// [`limit_pool`] without the run-time call: the environment only.
+pub fn limit_pool_env(rt: &Runtime, k: u32, python: bool) -> String {
+    if rt.limit_var.is_empty() || !python {
+        return limit_pool(rt, k, python);
+    }
+    let var = rt.limit_var;
+    let import = if rt.import.is_empty() {
+        "the library that starts the pool".to_string()
+    } else {
+        format!("`import {}`", rt.import)
+    };
+    format!(
+        "{var}={k} in the environment before the interpreter starts (shell: `export {var}={k}`), \
+         or first thing in the script, before {import} and before any worker starts: \
+         `os.environ[\"{var}\"] = \"{k}\"`"
+    )
 }
 
 /// Limit a pool cpuprof does not know: name it, and the knobs of the loaded runtimes that

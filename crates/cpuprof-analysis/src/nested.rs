@@ -102,9 +102,10 @@ pub fn fix_for(fw: Option<Framework>, rt: &Runtime, k: u32, python: bool) -> Str
         .unwrap_or_default();
     match fw {
         Some(Framework::Multiprocessing) | Some(Framework::ConcurrentFutures) => format!(
-            "{env}. The workers inherit the parent's environment when they start, so set it \
+            "{}. The workers inherit the parent's environment when they start, so set it \
              before the pool is created{in_task} — not in an `initializer=`: a task that \
              imports {} after the initializer ran still starts a full-width pool",
+            fixes::limit_pool_env(rt, k, python),
             if rt.import.is_empty() {
                 "the library"
             } else {

@@ -40,8 +40,9 @@ pub const PROCESS_SHARE: f64 = 0.05;
 pub const ACTIVE_THREAD: f64 = 0.25;
 /// Without stacks, the share of the excess demand assumed wasted: synchronous pools
 /// (barriers, spinning workers) lose about half the time a preempted partner is off-CPU.
-/// Calibrated on DESIGN.md's measurement: 4 OpenBLAS threads on 2 cores used 1.4x the CPU,
-/// i.e. 29% waste, against 0.5 x (1 - 2/4) = 25% from this model.
+/// Calibrated on the measurement the project started from: 2 processes × 2 OpenBLAS threads
+/// on 2 cores used 1.4x the CPU of the fixed run, i.e. 29% waste, against 0.5 x (1 - 2/4) =
+/// 25% from this model.
 pub const NO_STACKS_WASTE: f64 = 0.5;
 
 /// A process counts as a CPU-bound worker for `too-many-processes` when its thread wanted a

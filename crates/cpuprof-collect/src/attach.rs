@@ -15,7 +15,7 @@ pub fn check_attachable(pid: u32) -> Result<(), CollectError> {
     let stat = format!("/proc/{pid}/stat");
     match std::fs::read(&stat) {
         Ok(text) => {
-            let parsed = crate::procfs::stat::parse(&text, 100);
+            let parsed = crate::procfs::stat::parse(&text, crate::procfs::clock_ticks());
             if parsed.as_ref().is_some_and(|s| s.state == 'Z') {
                 return Err(CollectError::NoSuchProcess(pid));
             }

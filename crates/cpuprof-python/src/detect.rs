@@ -58,14 +58,12 @@ pub fn classify(pid: Pid, exe: &str) -> Kind {
 
 /// True when `/proc/PID/maps` maps a `libpython`.
 fn maps_have_libpython(pid: Pid) -> bool {
-    let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+    let Ok(maps) = fs::read(format!("/proc/{pid}/maps")) else {
         return false;
     };
-    maps.lines().any(|l| {
-        l.rsplit('/')
-            .next()
-            .is_some_and(|name| name.starts_with("libpython"))
-    })
+    cpuprof_collect::procfs::proc_maps::libraries(&maps)
+        .iter()
+        .any(|l| l.rsplit('/').next().is_some_and(|b| b.starts_with("libpython")))
 }
 
 #[cfg(test)]

@@ -144,9 +144,9 @@ fn thread_states(pid: Pid) -> Vec<(Tid, char)> {
         .flatten()
         .filter_map(|t| {
             let tid = t.file_name().to_string_lossy().parse::<Tid>().ok()?;
-            let stat = fs::read_to_string(t.path().join("stat")).ok()?;
-            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            Some((tid, state))
+            let text = fs::read(t.path().join("stat")).ok()?;
+            let stat = cpuprof_collect::procfs::stat::parse(&text, cpuprof_collect::procfs::clock_ticks())?;
+            Some((tid, stat.state))
         })
         .collect()
 }

@@ -39,18 +39,19 @@ pub fn is_of_interest(base: &str) -> bool {
 }
 
 /// Full paths of the libraries of interest mapped in `maps` text, in order of first mapping.
+/// The lines are parsed by the one `maps` parser, `cpuprof_symbols::maps::parse_line` (the
+/// symbol crate, below this one, needs it for unwinding).
 pub fn libraries(text: &[u8]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for line in text.split(|&b| b == b'\n') {
-        // address perms offset dev inode path — the path starts at the first '/'.
-        let Some(slash) = line.iter().position(|&b| b == b'/') else {
+    for line in String::from_utf8_lossy(text).lines() {
+        let Some(m) = cpuprof_symbols::maps::parse_line(line) else {
             continue;
         };
-        let path = String::from_utf8_lossy(&line[slash..]);
-        let path = path.trim_end_matches(" (deleted)");
-        let base = path.rsplit('/').next().unwrap_or(path);
-        if is_of_interest(base) && !out.iter().any(|p| p == path) {
-            out.push(path.to_string());
+        if !m.is_file() {
+            continue;
+        }
+        if is_of_interest(m.base_name()) && !out.iter().any(|p| *p == m.path) {
+            out.push(m.path);
         }
     }
     out
