@@ -144,11 +144,14 @@ pub fn write_all(out: &Outputs, profile: &Profile, analysis: &Analysis) -> Writt
         }
     }
     if let Some(path) = &out.json {
-        let json = cpuprof_report::summary::to_json(profile, analysis);
-        let r = write_with(path, |w| {
-            serde_json::to_writer_pretty(&mut *w, &json)?;
-            w.write_all(b"\n")
-        });
+        let r = cpuprof_report::summary::to_json(profile, analysis)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                write_with(path, |w| {
+                    serde_json::to_writer_pretty(&mut *w, &json)?;
+                    w.write_all(b"\n")
+                })
+            });
         if let Err(e) = r {
             fail("summary JSON", path, e);
         }

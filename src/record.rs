@@ -70,7 +70,8 @@ pub fn run(args: RecordArgs) -> Result<i32> {
 
     let mut out = out;
     // Interactive runs get a report by default; scripts and tests only what they ask for.
-    if out.html.is_none() && !args.out.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    if out.html.is_none() && !args.out.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
         out.html = Some(cpuprof_report::html::default_file_name(&rec.profile).into());
     }
     let written = outputs::write_all(&out, &rec.profile, &rec.analysis);

@@ -64,7 +64,7 @@ fn small() -> (Profile, cpuprof_model::Analysis) {
 #[test]
 fn summary_json_of_a_fixed_profile() {
     let (p, a) = small();
-    let json = cpuprof_report::summary::to_json(&p, &a);
+    let json = cpuprof_report::summary::to_json(&p, &a).unwrap();
     check(
         "synthetic.summary.json",
         &(serde_json::to_string_pretty(&json).unwrap() + "\n"),

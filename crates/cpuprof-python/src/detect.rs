@@ -63,7 +63,11 @@ fn maps_have_libpython(pid: Pid) -> bool {
     };
     cpuprof_collect::procfs::proc_maps::libraries(&maps)
         .iter()
-        .any(|l| l.rsplit('/').next().is_some_and(|b| b.starts_with("libpython")))
+        .any(|l| {
+            l.rsplit('/')
+                .next()
+                .is_some_and(|b| b.starts_with("libpython"))
+        })
 }
 
 #[cfg(test)]

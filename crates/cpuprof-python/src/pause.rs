@@ -145,7 +145,10 @@ fn thread_states(pid: Pid) -> Vec<(Tid, char)> {
         .filter_map(|t| {
             let tid = t.file_name().to_string_lossy().parse::<Tid>().ok()?;
             let text = fs::read(t.path().join("stat")).ok()?;
-            let stat = cpuprof_collect::procfs::stat::parse(&text, cpuprof_collect::procfs::clock_ticks())?;
+            let stat = cpuprof_collect::procfs::stat::parse(
+                &text,
+                cpuprof_collect::procfs::clock_ticks(),
+            )?;
             Some((tid, stat.state))
         })
         .collect()

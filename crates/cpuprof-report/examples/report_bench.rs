@@ -35,7 +35,9 @@ fn main() {
     let page = cpuprof_report::html::render(&profile, &analysis);
     let html_time = t1.elapsed();
     let t2 = Instant::now();
-    let json = cpuprof_report::summary::to_json(&profile, &analysis).to_string();
+    let json = cpuprof_report::summary::to_json(&profile, &analysis)
+        .unwrap()
+        .to_string();
     let json_time = t2.elapsed();
     let t3 = Instant::now();
     let mut folded = Vec::new();

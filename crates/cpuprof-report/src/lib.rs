@@ -11,7 +11,7 @@
 //! b.handle(Event::ThreadPoint { pid: 7, tid: 7, name: "sleep".into(),
 //!     point: ThreadPoint { t: 50_000_000, cpu_ns: 1_000_000, ..Default::default() } });
 //! let profile = b.finish(1_000_000_000);
-//! let json = cpuprof_report::summary::to_json(&profile, &Analysis::default());
+//! let json = cpuprof_report::summary::to_json(&profile, &Analysis::default()).unwrap();
 //! assert_eq!(json["schema"], "cpuprof-summary/1");
 //! let page = cpuprof_report::html::render(&profile, &Analysis::default());
 //! assert!(page.starts_with("<!DOCTYPE html>"));
