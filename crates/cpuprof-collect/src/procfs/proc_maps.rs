@@ -50,7 +50,7 @@ pub fn libraries(text: &[u8]) -> Vec<String> {
         if !m.is_file() {
             continue;
         }
-        if is_of_interest(m.base_name()) && !out.iter().any(|p| *p == m.path) {
+        if is_of_interest(m.base_name()) && !out.contains(&m.path) {
             out.push(m.path);
         }
     }
