@@ -5,19 +5,11 @@
 
 use cpuprof_model::Machine;
 
-use crate::procfs::{cpu_list_count, status};
+use crate::procfs::status;
 
-/// Online CPUs, from `/sys/devices/system/cpu/online` or `sysconf`.
+/// The number of online CPUs ([`crate::procfs::online_cpus`]).
 pub fn online_cpus() -> u32 {
-    if let Ok(s) = std::fs::read_to_string("/sys/devices/system/cpu/online") {
-        let n = cpu_list_count(&s);
-        if n > 0 {
-            return n;
-        }
-    }
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    n.max(1) as u32
+    crate::procfs::online_cpus().len() as u32
 }
 
 /// CPUs in the affinity mask of `pid` (`Cpus_allowed_list`), 0 if unreadable.

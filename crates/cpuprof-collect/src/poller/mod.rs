@@ -15,6 +15,7 @@
 //! wall time, final counters read from the zombie before it is reaped).
 
 pub mod account;
+pub mod decide;
 pub mod discover;
 mod process;
 mod reap;
@@ -59,12 +60,6 @@ pub struct PollOutcome {
     /// The target ended (rather than the recording being stopped).
     pub target_ended: bool,
 }
-
-/// Re-read command line, libraries and environment this often even without an `exec`.
-const INFO_REFRESH_NS: u64 = 2_000_000_000;
-/// ... and when the number of threads changed (a thread pool started: a library was loaded),
-/// but not more often than this.
-const INFO_MIN_NS: u64 = 250_000_000;
 
 /// Read `status` (context switches) every this many polls.
 const STATUS_EVERY: u64 = 4;
@@ -367,12 +362,21 @@ impl Poller {
 
     fn try_scan_process(&mut self, pid: Pid, t: u64, first: bool) -> Option<()> {
         let pst = stat::parse(self.reader.read_kept(pid, None, "stat").ok()?, self.ticks)?;
-        if let Some(old) = self.procs.get(&pid) {
-            if old.starttime != pst.starttime {
-                return None; // pid reused: the old process is gone; the new one next poll
-            }
+        let seen = decide::seen(
+            self.procs
+                .get(&pid)
+                .map(|p| decide::Known {
+                    starttime: p.starttime,
+                    comm: &p.comm,
+                    layout: p.layout,
+                })
+                .as_ref(),
+            &pst,
+        );
+        if seen == decide::Seen::Reused {
+            return None; // the old process is gone; the new one is picked up next poll
         }
-        let is_new = !self.procs.contains_key(&pid);
+        let is_new = seen == decide::Seen::New;
         let baseline = first && matches!(self.target, Target::Attached(_));
         let own = CpuTimes {
             user_ns: pst.utime_ns,
@@ -438,15 +442,14 @@ impl Poller {
             p.ppid = pst.ppid;
             p.zombie = pst.state == 'Z';
             p.set_counters(t, own, kids);
-            let exec = p.comm != pst.comm || (p.layout != pst.layout && !is_new);
+            let exec = matches!(seen, decide::Seen::Same { exec: true });
             p.comm = pst.comm.clone();
             p.layout = pst.layout;
             if exec && pst.state != 'Z' {
                 self.tree.exec_seen();
             }
             let since = t.saturating_sub(p.info_read_ns);
-            let pool_changed = tids.len() != p.info_threads && since >= INFO_MIN_NS;
-            let due = is_new || exec || pool_changed || since >= INFO_REFRESH_NS;
+            let due = decide::info_due(seen, tids.len(), p.info_threads, since);
             if due {
                 p.info_read_ns = t;
                 p.info_threads = tids.len();

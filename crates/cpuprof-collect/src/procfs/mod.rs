@@ -160,19 +160,39 @@ fn kept_limit() -> usize {
     usize::try_from(lim.rlim_cur / 2).unwrap_or(usize::MAX)
 }
 
-/// Parses a kernel CPU list such as `0-3,8,10-11` into the number of CPUs it names.
+/// Parses a kernel CPU list (`0-3,5,7-8`) into the CPUs it names.
+pub fn cpu_list(s: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
+                    out.extend(a..=b);
+                }
+            }
+            None => out.extend(part.trim().parse::<u32>().ok()),
+        }
+    }
+    out
+}
+
+/// The number of CPUs a kernel CPU list names (`0-3,8,10-11` → 7).
 pub fn cpu_list_count(s: &str) -> u32 {
-    s.trim()
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .map(|part| match part.split_once('-') {
-            Some((a, b)) => match (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
-                (Ok(a), Ok(b)) if b >= a => b - a + 1,
-                _ => 0,
-            },
-            None => u32::from(part.trim().parse::<u32>().is_ok()),
-        })
-        .sum()
+    cpu_list(s).len() as u32
+}
+
+/// The online CPUs, from `/sys/devices/system/cpu/online` (else `0..sysconf(NPROCESSORS_ONLN)`):
+/// the one reader of that file, for the budget and for perf's per-CPU events.
+pub fn online_cpus() -> Vec<u32> {
+    let list = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map(|s| cpu_list(&s))
+        .unwrap_or_default();
+    if !list.is_empty() {
+        return list;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
+    (0..n).collect()
 }
 
 /// Threads (tids) of `pid`, from `/proc/PID/task`.
@@ -257,6 +277,8 @@ mod tests {
         assert_eq!(cpu_list_count("0-3,8,10-11"), 7);
         assert_eq!(cpu_list_count("5"), 1);
         assert_eq!(cpu_list_count(""), 0);
+        assert_eq!(cpu_list("0-3,5,7-8\n"), vec![0, 1, 2, 3, 5, 7, 8]);
+        assert!(!online_cpus().is_empty());
     }
 
     #[test]
