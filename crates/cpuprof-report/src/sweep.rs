@@ -7,7 +7,8 @@ use std::fmt::Write;
 
 use cpuprof_model::sweep::{Stat, Sweep, SweepCandidate};
 
-use crate::escape::{command_line, html, printable};
+use crate::escape::{command_line, printable};
+use crate::html::markup::{Markup, Trusted};
 
 /// `OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1`, or `as it is`.
 pub fn setting_label(c: &std::collections::BTreeMap<String, String>) -> String {
@@ -176,19 +177,25 @@ pub fn terminal(s: &Sweep) -> String {
 
 /// The sweep as a page in the report's style.
 pub fn page(s: &Sweep) -> String {
-    let cmd = html(&command_line(&s.command));
-    let mut o = String::new();
-    let _ = write!(
-        o,
+    let cmd = command_line(&s.command);
+    let mut o = Markup::default();
+    o.raw(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"{}\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <title>cpuprof sweep: {cmd}</title>\n<style>\n{}</style>\n</head>\n<body>\n\
-         <header>\n<h1>cpuprof sweep <code>{cmd}</code></h1>\n<p>{} candidates on {:.2} CPUs, \
-         {:.1} s{}</p>\n</header>\n",
-        crate::html::CSP,
-        crate::html::CSS,
+         <meta http-equiv=\"Content-Security-Policy\" content=\"",
+    )
+    .raw(crate::html::CSP)
+    .raw(
+        "\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"referrer\" content=\"no-referrer\">\n<title>cpuprof sweep: ",
+    )
+    .text(&cmd)
+    .raw("</title>\n<style>\n")
+    .trusted(Trusted::asset(crate::html::CSS))
+    .raw("</style>\n</head>\n<body>\n<header>\n<h1>cpuprof sweep <code>")
+    .text(&cmd)
+    .raw("</code></h1>\n<p>")
+    .text(&format!(
+        "{} candidates on {:.2} CPUs, {:.1} s{}",
         s.candidates.len(),
         s.cpu_budget,
         s.elapsed_s,
@@ -197,80 +204,89 @@ pub fn page(s: &Sweep) -> String {
         } else {
             ""
         }
-    );
-    o.push_str("<section id=\"sweep-recommendation\">\n<h2>Recommendation</h2>\n");
+    ))
+    .raw("</p>\n</header>\n<section id=\"sweep-recommendation\">\n<h2>Recommendation</h2>\n");
     match &s.recommended {
         Some(r) => {
-            let _ = write!(
-                o,
-                "<div class=\"finding info\"><p><b>{}</b> — {}; saves {:.2} s of wall time and \
-                 {:.2} s of CPU (medians).</p>",
-                html(&setting_label(&r.setting)),
-                html(&r.reason),
-                r.saving_wall_s,
-                r.saving_cpu_s
-            );
+            o.raw("<div class=\"finding info\"><p><b>")
+                .text(&setting_label(&r.setting))
+                .raw("</b> — ")
+                .text(&format!(
+                    "{}; saves {:.2} s of wall time and {:.2} s of CPU (medians).",
+                    r.reason, r.saving_wall_s, r.saving_cpu_s
+                ))
+                .raw("</p>");
             if let Some(py) = &r.python {
-                let _ = write!(o, "<p>In Python:</p><pre>{}</pre>", html(py));
+                o.raw("<p>In Python:</p><pre>").text_lines(py).raw("</pre>");
             }
-            o.push_str("</div>\n");
+            o.raw("</div>\n");
         }
-        None => o.push_str("<p>Nothing could be measured.</p>\n"),
+        None => {
+            o.raw("<p>Nothing could be measured.</p>\n");
+        }
     }
-    o.push_str("</section>\n<section id=\"sweep-candidates\">\n<h2>Candidates</h2>\n");
-    o.push_str(
-        "<table class=\"sortable\"><thead><tr><th>setting</th><th>from</th><th class=\"num\">runs</th>\
+    o.raw(
+        "</section>\n<section id=\"sweep-candidates\">\n<h2>Candidates</h2>\n\
+         <table class=\"sortable\"><thead><tr><th>setting</th><th>from</th><th class=\"num\">runs</th>\
          <th class=\"num\">wall s [95%]</th><th class=\"num\">vs as is</th>\
          <th class=\"num\">CPU s [95%]</th><th class=\"num\">run-queue wait s</th>\
          <th>findings</th><th>output</th></tr></thead><tbody>\n",
     );
     for c in &s.candidates {
-        let _ = writeln!(
-            o,
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>\
-             <td><code>{}</code></td></tr>",
-            html(&setting_label(&c.setting)),
-            html(&c.origin),
-            html(&runs(c)),
-            html(&stat(&c.wall_s)),
-            html(&ratio(c)),
-            html(&stat(&c.cpu_s)),
-            html(&stat(&c.runq_wait_s)),
-            html(&c.findings.join(", ")),
-            html(&c.output)
-        );
+        o.raw("<tr><td><code>")
+            .text(&setting_label(&c.setting))
+            .raw("</code></td><td>")
+            .text(&c.origin)
+            .raw("</td><td class=\"num\">")
+            .text(&runs(c))
+            .raw("</td><td class=\"num\">")
+            .text(&stat(&c.wall_s))
+            .raw("</td><td class=\"num\">")
+            .text(&ratio(c))
+            .raw("</td><td class=\"num\">")
+            .text(&stat(&c.cpu_s))
+            .raw("</td><td class=\"num\">")
+            .text(&stat(&c.runq_wait_s))
+            .raw("</td><td>")
+            .text(&c.findings.join(", "))
+            .raw("</td><td><code>")
+            .text(&c.output)
+            .raw("</code></td></tr>\n");
     }
-    o.push_str("</tbody></table>\n</section>\n");
+    o.raw("</tbody></table>\n</section>\n");
     if !s.analysis.is_empty() {
-        o.push_str(
+        o.raw(
             "<section id=\"sweep-findings\">\n<h2>The first recording's findings, measured</h2>\n\
              <table class=\"sortable\"><thead><tr><th>finding</th><th>fix</th>\
              <th class=\"num\">estimated saving s</th><th class=\"num\">measured saving s</th>\
              </tr></thead><tbody>\n",
         );
         for f in &s.analysis {
-            let _ = writeln!(
-                o,
-                "<tr><td>{}</td><td><code>{}</code></td><td class=\"num\">{:.2}</td><td class=\"num\">{}</td></tr>",
-                html(&f.title),
-                html(&setting_label(&f.setting)),
-                f.est_saving_wall_s,
-                f.measured_saving_wall_s
-                    .map(|m| format!("{m:+.2}"))
-                    .unwrap_or_else(|| "—".into())
-            );
+            o.raw("<tr><td>")
+                .text(&f.title)
+                .raw("</td><td><code>")
+                .text(&setting_label(&f.setting))
+                .raw("</code></td><td class=\"num\">")
+                .text(&format!("{:.2}", f.est_saving_wall_s))
+                .raw("</td><td class=\"num\">")
+                .text(
+                    &f.measured_saving_wall_s
+                        .map(|m| format!("{m:+.2}"))
+                        .unwrap_or_else(|| "—".into()),
+                )
+                .raw("</td></tr>\n");
         }
-        o.push_str("</tbody></table>\n</section>\n");
+        o.raw("</tbody></table>\n</section>\n");
     }
-    let _ = write!(
-        o,
-        "<footer><p>cpuprof's own CPU: {:.3} s per run. Each candidate's runs alternate with \
-         the others' after one warm-up; the interval is the 95% t-interval of the mean \
-         (docs/sweep.md).</p></footer>\n</body>\n</html>\n",
-        s.recorder_cpu_per_run_s
-    );
-    o
+    o.raw("<footer><p>")
+        .text(&format!(
+            "cpuprof's own CPU: {:.3} s per run. Each candidate's runs alternate with the \
+             others' after one warm-up; the interval is the 95% t-interval of the mean \
+             (docs/sweep.md).",
+            s.recorder_cpu_per_run_s
+        ))
+        .raw("</p></footer>\n</body>\n</html>\n");
+    o.finish()
 }
 
 #[cfg(test)]

@@ -11,15 +11,17 @@
 
 pub mod data;
 pub mod flame;
+pub mod markup;
 pub mod timeline;
 
 use std::fmt::Write;
 
 use cpuprof_model::{secs, Analysis, Profile};
 
-use crate::escape::{command_line, html, json_for_script};
+use crate::escape::command_line;
 use crate::summary::avg_cores_busy;
 use crate::terminal::{findings_by_cost, fmt_budget, fmt_s};
+use markup::{Markup, Trusted};
 
 /// The page's Content-Security-Policy: nothing may be loaded from anywhere.
 pub const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
@@ -36,32 +38,37 @@ const JS: &[&str] = &[
 /// The report page.
 pub fn render(profile: &Profile, analysis: &Analysis) -> String {
     let data = data::build(profile, analysis);
-    let json = json_for_script(&data.to_string());
-    let cmd = html(&command_line(&profile.meta.command));
-    let mut o = String::with_capacity(json.len() + 64 * 1024);
-    let _ = write!(
-        o,
+    let json = data.to_string();
+    let cmd = command_line(&profile.meta.command);
+    let mut o = Markup::with_capacity(json.len() + 64 * 1024);
+    o.raw(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <title>cpuprof: {cmd}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n"
-    );
+         <meta http-equiv=\"Content-Security-Policy\" content=\"",
+    )
+    .raw(CSP)
+    .raw(
+        "\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"referrer\" content=\"no-referrer\">\n<title>cpuprof: ",
+    )
+    .text(&cmd)
+    .raw("</title>\n<style>\n")
+    .trusted(Trusted::asset(CSS))
+    .raw("</style>\n</head>\n<body>\n");
     header(profile, &cmd, &mut o);
     findings(analysis, &mut o);
-    o.push_str(SECTIONS);
+    o.raw(SECTIONS);
     footer(profile, &mut o);
-    let _ = write!(
-        o,
+    o.raw(
         "<div id=\"tooltip\" hidden></div>\n\
-         <script type=\"application/json\" id=\"cpuprof-data\">{json}</script>\n<script>\n(function () {{\n'use strict';\n"
-    );
+         <script type=\"application/json\" id=\"cpuprof-data\">",
+    )
+    .trusted(Trusted::json_for_script(&json))
+    .raw("</script>\n<script>\n(function () {\n'use strict';\n");
     for js in JS {
-        o.push_str(js);
-        o.push('\n');
+        o.trusted(Trusted::asset(js)).raw("\n");
     }
-    o.push_str("})();\n</script>\n</body>\n</html>\n");
-    o
+    o.raw("})();\n</script>\n</body>\n</html>\n");
+    o.finish()
 }
 
 /// The report's default file name: `cpuprof-<program>-<YYYYmmdd-HHMMSS>.html`, the program's
@@ -114,34 +121,34 @@ fn utc_stamp(unix_s: u64) -> String {
     )
 }
 
-fn stat(o: &mut String, class: &str, key: &str, value: &str, small: &str) {
-    let small = if small.is_empty() {
-        String::new()
-    } else {
-        format!(" <small>{small}</small>")
-    };
-    let _ = writeln!(
-        o,
-        "<div class=\"stat {class}\"><span class=\"k\">{key}</span><span class=\"v\">{value}{small}</span></div>"
-    );
+fn stat(o: &mut Markup, class: &'static str, key: &'static str, value: &str, small: &str) {
+    o.raw("<div class=\"stat ")
+        .raw(class)
+        .raw("\"><span class=\"k\">")
+        .raw(key)
+        .raw("</span><span class=\"v\">")
+        .text(value);
+    if !small.is_empty() {
+        o.raw(" <small>").text(small).raw("</small>");
+    }
+    o.raw("</span></div>\n");
 }
 
-fn header(profile: &Profile, cmd: &str, o: &mut String) {
+fn header(profile: &Profile, cmd: &str, o: &mut Markup) {
     let meta = &profile.meta;
     let cpu = profile.cpu();
     let budget = profile.machine.cpu_budget();
     let busy = avg_cores_busy(profile);
-    let _ = writeln!(
-        o,
-        "<header>\n<h1>cpuprof <code>{cmd}</code></h1>\n<div class=\"stats\">"
-    );
+    o.raw("<header>\n<h1>cpuprof <code>")
+        .text(cmd)
+        .raw("</code></h1>\n<div class=\"stats\">\n");
     let ended = match (meta.exit_code, meta.signal) {
         (_, Some(s)) => format!("killed by signal {s}"),
         (Some(c), None) => format!("exit code {c}"),
         (None, None) if meta.attached => format!("attached to pid {}", meta.pid),
         (None, None) => "running".into(),
     };
-    stat(o, "", "wall", &fmt_s(secs(meta.wall_ns)), &html(&ended));
+    stat(o, "", "wall", &fmt_s(secs(meta.wall_ns)), &ended);
     stat(
         o,
         "",
@@ -186,7 +193,7 @@ fn header(profile: &Profile, cmd: &str, o: &mut String) {
         &format!("{} · {}", profile.processes.len(), profile.thread_count()),
         "",
     );
-    o.push_str("</div>\n");
+    o.raw("</div>\n");
     let m = &profile.machine;
     let quota = match m.quota_cpus() {
         Some(q) => format!("cgroup quota {q:.2} CPUs"),
@@ -202,60 +209,59 @@ fn header(profile: &Profile, cmd: &str, o: &mut String) {
     if !m.kernel.is_empty() {
         let _ = write!(machine, " · Linux {}", m.kernel);
     }
-    let _ = writeln!(o, "<p class=\"machine\">{}</p>", html(&machine));
+    o.raw("<p class=\"machine\">").text(&machine).raw("</p>\n");
     if !profile.notices.is_empty() {
-        o.push_str("<ul class=\"notices\">\n");
+        o.raw("<ul class=\"notices\">\n");
         for n in &profile.notices {
-            let _ = writeln!(o, "<li>{}</li>", html(n));
+            o.raw("<li>").text(n).raw("</li>\n");
         }
-        o.push_str("</ul>\n");
+        o.raw("</ul>\n");
     }
-    o.push_str("</header>\n");
+    o.raw("</header>\n");
 }
 
-fn findings(analysis: &Analysis, o: &mut String) {
-    o.push_str("<section id=\"findings\">\n<h2>Findings</h2>\n");
+fn findings(analysis: &Analysis, o: &mut Markup) {
+    o.raw("<section id=\"findings\">\n<h2>Findings</h2>\n");
     let list = findings_by_cost(analysis);
     if list.is_empty() {
-        o.push_str(
-            "<p class=\"nofinding\">No problem found: the threads fit the CPU budget.</p>\n",
-        );
+        o.raw("<p class=\"nofinding\">No problem found: the threads fit the CPU budget.</p>\n");
     }
     for (i, f) in list.iter().enumerate() {
         let sev = f.severity.as_str();
-        let _ = writeln!(
-            o,
-            "<div class=\"finding {sev}\" data-id=\"{}\">\n<div><span class=\"sev\">{sev}</span><span class=\"title\">{}</span></div>",
-            html(&f.id),
-            html(&f.title)
-        );
+        o.raw("<div class=\"finding ")
+            .raw(sev)
+            .raw("\" data-id=\"")
+            .text(&f.id)
+            .raw("\">\n<div><span class=\"sev\">")
+            .raw(sev)
+            .raw("</span><span class=\"title\">")
+            .text(&f.title)
+            .raw("</span></div>\n");
         if f.est_saving_wall_s > 0.0 || f.est_saving_cpu_s > 0.0 {
-            let _ = writeln!(
-                o,
-                "<div class=\"saving\">Fixing it saves about {} of wall time and {} of CPU.</div>",
-                fmt_s(f.est_saving_wall_s),
-                fmt_s(f.est_saving_cpu_s)
-            );
+            o.raw("<div class=\"saving\">")
+                .text(&format!(
+                    "Fixing it saves about {} of wall time and {} of CPU.",
+                    fmt_s(f.est_saving_wall_s),
+                    fmt_s(f.est_saving_cpu_s)
+                ))
+                .raw("</div>\n");
         }
-        let _ = writeln!(o, "<div class=\"detail\">{}</div>", html(&f.detail));
+        o.raw("<div class=\"detail\">")
+            .text(&f.detail)
+            .raw("</div>\n");
         if !f.fix.is_empty() {
-            let _ = writeln!(
-                o,
-                "<div class=\"fixbox\"><pre id=\"fix-{i}\">{}</pre><button type=\"button\" class=\"copy\" data-target=\"fix-{i}\" title=\"copy the fix\">copy</button></div>",
-                html_keep_lines(&f.fix)
-            );
+            let id = format!("fix-{i}");
+            o.raw("<div class=\"fixbox\"><pre id=\"")
+                .text(&id)
+                .raw("\">")
+                .text_lines(&f.fix)
+                .raw("</pre><button type=\"button\" class=\"copy\" data-target=\"")
+                .text(&id)
+                .raw("\" title=\"copy the fix\">copy</button></div>\n");
         }
-        o.push_str("</div>\n");
+        o.raw("</div>\n");
     }
-    o.push_str("</section>\n");
-}
-
-/// Like [`html`] but keeps line breaks and tabs (a fix can be several lines of code).
-fn html_keep_lines(s: &str) -> String {
-    s.split('\n')
-        .map(|line| line.split('\t').map(html).collect::<Vec<_>>().join("\t"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    o.raw("</section>\n");
 }
 
 const SECTIONS: &str = r#"<section id="timeline-section">
@@ -299,20 +305,21 @@ const SECTIONS: &str = r#"<section id="timeline-section">
 </section>
 "#;
 
-fn footer(profile: &Profile, o: &mut String) {
+fn footer(profile: &Profile, o: &mut Markup) {
     let meta = &profile.meta;
     let version = if meta.cpuprof_version.is_empty() {
         env!("CARGO_PKG_VERSION").to_string()
     } else {
         meta.cpuprof_version.clone()
     };
-    let _ = writeln!(
-        o,
-        "<footer>cpuprof {} · procfs every {} · stacks from {} · this page works offline and loads nothing from the network.</footer>",
-        html(&version),
-        fmt_s(secs(meta.interval_ns)),
-        crate::stacks::source(profile).as_str()
-    );
+    o.raw("<footer>")
+        .text(&format!(
+            "cpuprof {version} · procfs every {} · stacks from {} · this page works offline and \
+             loads nothing from the network.",
+            fmt_s(secs(meta.interval_ns)),
+            crate::stacks::source(profile).as_str()
+        ))
+        .raw("</footer>\n");
 }
 
 #[cfg(test)]
