@@ -11,8 +11,10 @@
 //! them and their CPU still counts.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::CollectError;
@@ -24,8 +26,10 @@ use crate::CollectError;
 pub struct PausedChild {
     pid: u32,
     name: String,
-    go_fd: libc::c_int,
-    err_fd: libc::c_int,
+    /// Our end of the pipe that releases the child (closed by writing to it, or on drop).
+    go: Option<File>,
+    /// Our end of the pipe the child writes its `exec` errno to.
+    err: Option<File>,
     released: bool,
 }
 
@@ -72,18 +76,15 @@ pub fn has_controlling_terminal() -> bool {
     }
 }
 
-fn pipe_cloexec() -> Result<[libc::c_int; 2], CollectError> {
+/// A close-on-exec pipe: (read end, write end), each closed when dropped.
+fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), CollectError> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(CollectError::last_os("pipe2"));
     }
-    Ok(fds)
-}
-
-fn close(fd: libc::c_int) {
-    // SAFETY: closing a descriptor we own; errors do not matter here.
-    unsafe { libc::close(fd) };
+    // SAFETY: pipe2 just returned these two descriptors, owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// How to start a child beyond its command line.
@@ -175,23 +176,15 @@ impl PausedChild {
             stdout: launch.stdout.as_ref().map(|f| f.as_raw_fd()),
             stderr: launch.stderr.as_ref().map(|f| f.as_raw_fd()),
         };
-        let go = pipe_cloexec()?;
-        let err = match pipe_cloexec() {
-            Ok(e) => e,
-            Err(e) => {
-                close(go[0]);
-                close(go[1]);
-                return Err(e);
-            }
-        };
+        let (go_read, go_write) = pipe_cloexec()?;
+        let (err_read, err_write) = pipe_cloexec()?;
+        let go = [go_read.as_raw_fd(), go_write.as_raw_fd()];
+        let err = [err_read.as_raw_fd(), err_write.as_raw_fd()];
         // SAFETY: between fork and exec the child only calls async-signal-safe functions
         // (close, read, sigprocmask, signal, execvp's PATH search, write, _exit); all memory
         // it touches was prepared before the fork.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            for fd in go.iter().chain(err.iter()) {
-                close(*fd);
-            }
             return Err(CollectError::last_os("fork"));
         }
         if pid == 0 {
@@ -204,13 +197,14 @@ impl PausedChild {
             // SAFETY: setpgid on our own child.
             unsafe { libc::setpgid(pid, pid) };
         }
-        close(go[0]);
-        close(err[1]);
+        // The child's ends close here, in the parent.
+        drop(go_read);
+        drop(err_write);
         Ok(PausedChild {
             pid: pid as u32,
             name,
-            go_fd: go[1],
-            err_fd: err[0],
+            go: Some(File::from(go_write)),
+            err: Some(File::from(err_read)),
             released: false,
         })
     }
@@ -225,24 +219,22 @@ impl PausedChild {
     /// (126); the failed child exits 127 on its own.
     pub fn release(&mut self) -> Result<(), CollectError> {
         self.released = true;
-        let one = [1u8];
-        // SAFETY: writing one byte from a valid buffer to our pipe end.
-        unsafe { libc::write(self.go_fd, one.as_ptr().cast(), 1) };
-        close(self.go_fd);
-        self.go_fd = -1;
+        if let Some(mut go) = self.go.take() {
+            // A failed write means the child is gone; its exit says the rest.
+            let _ = go.write_all(&[1]);
+        }
         let mut buf = [0u8; 4];
         let mut got = 0;
-        while got < 4 {
-            // SAFETY: reading into the unread tail of a valid buffer.
-            let n = unsafe { libc::read(self.err_fd, buf[got..].as_mut_ptr().cast(), 4 - got) };
-            if n > 0 {
-                got += n as usize;
-            } else if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                break;
+        if let Some(mut err) = self.err.take() {
+            while got < 4 {
+                match err.read(&mut buf[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
             }
         }
-        close(self.err_fd);
-        self.err_fd = -1;
         if got < 4 {
             return Ok(()); // end of file: exec succeeded
         }
@@ -333,12 +325,7 @@ unsafe fn child_after_fork(
 
 impl Drop for PausedChild {
     fn drop(&mut self) {
-        if self.go_fd >= 0 {
-            close(self.go_fd);
-        }
-        if self.err_fd >= 0 {
-            close(self.err_fd);
-        }
+        // The pipes close with their fields.
         if !self.released {
             // SAFETY: the child is ours and has not been reaped.
             unsafe {
