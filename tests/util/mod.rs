@@ -20,10 +20,16 @@ pub fn cpuprof() -> PathBuf {
 /// The reference workload, built next to `cpuprof` by `make build` (another package of the
 /// workspace, so cargo does not build it for these tests).
 pub fn matmul() -> PathBuf {
-    let p = cpuprof().with_file_name("cpuprof-matmul");
+    let beside = cpuprof().with_file_name("cpuprof-matmul");
+    // A bare `cargo test` builds a debug `cpuprof`; `make build` the release workload.
+    let release = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("release/cpuprof-matmul");
+    let p = if beside.exists() { beside } else { release };
     assert!(
         p.exists(),
-        "{} missing: build the workspace first (make build)",
+        "{} missing: run `make setup build` (or `make test`)",
         p.display()
     );
     p
