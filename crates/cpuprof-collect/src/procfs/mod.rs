@@ -7,12 +7,12 @@
 //! these; `/proc/PID/maps` lines are parsed by `cpuprof_symbols::maps` (the unwinder, a crate
 //! below this one, needs them) and reduced to libraries by [`proc_maps`].
 //!
-//! Why not `procfs-core`'s I/O-free parsers: they parse every field of a file into an owned
-//! struct (`stat` has 52, `status` ~60, with `String`s), where the poller needs four to eight
-//! fields of `stat`, `schedstat` and `status` for every thread 20 times a second from bytes
-//! already read through a kept descriptor; its `stat` converts ticks only through its own
-//! `ticks_per_second()` reading, and it has no parser for `schedstat`'s run-queue wait, the
-//! measurement cpuprof is built on. Six small parsers, each tested, cost less than that.
+//! Why not `procfs-core`'s I/O-free parsers: they parse from a `Read` into owned structs of
+//! every field (`Stat` has 52, `Status` ~60, with `String`s), each reading the file into a
+//! fresh `String` first (`Schedstat::from_read` does `read_to_string`), where the poller reads
+//! `stat`, `schedstat` and `status` of every thread 20 times a second through kept descriptors
+//! into one reused buffer and needs four to eight fields of each. Six small parsers, each
+//! tested on captured text, cost less than an allocation per file per poll.
 
 pub mod cmdline;
 pub mod environ;
