@@ -142,7 +142,7 @@ pub fn pool_setting(rt: &Runtime, k: u32) -> BTreeMap<String, String> {
 /// The environment [`stop_spinning`] sets.
 pub fn spin_setting(rt: &Runtime) -> BTreeMap<String, String> {
     let (k, v) = match rt.name {
-        "OpenBLAS" => ("OPENBLAS_THREAD_TIMEOUT", "4"),
+        "OpenBLAS" => ("OPENBLAS_NUM_THREADS", "1"),
         "LLVM OpenMP" | "Intel OpenMP" | "MKL" => ("KMP_BLOCKTIME", "0"),
         _ => ("OMP_WAIT_POLICY", "passive"),
     };
@@ -152,8 +152,13 @@ pub fn spin_setting(rt: &Runtime) -> BTreeMap<String, String> {
 /// Stop a runtime's workers from spinning.
 pub fn stop_spinning(rt: &Runtime) -> String {
     match rt.name {
-        "OpenBLAS" => "OPENBLAS_THREAD_TIMEOUT=4 (workers go to sleep after 2^4 cycles instead \
-                       of 2^28, ~0.1 s); if the matrices are small, OPENBLAS_NUM_THREADS=1"
+        // Measured (`cpuprof sweep` on examples/threads_blas.py): with many short calls,
+        // workers that fall asleep at once make every call wait for them to wake — the
+        // timeout made the program 2.6x slower, one thread 22% faster.
+        "OpenBLAS" => "OPENBLAS_NUM_THREADS=1 when the products are small or frequent (sleeping \
+                       workers would make every call wait for them to wake); for large \
+                       products run rarely, OPENBLAS_THREAD_TIMEOUT=4 (workers sleep after 2^4 \
+                       cycles instead of 2^28, ~0.1 s) — `cpuprof sweep` measures both"
             .to_string(),
         "GNU OpenMP" => "OMP_WAIT_POLICY=passive (or GOMP_SPINCOUNT=0)".to_string(),
         "LLVM OpenMP" | "Intel OpenMP" | "MKL" => {

@@ -194,6 +194,7 @@ mod tests {
         assert!((f.est_saving_cpu_s - 0.5).abs() < 1e-6);
         assert_eq!(f.tids, vec![11]);
         assert!(f.fix.contains("OPENBLAS_THREAD_TIMEOUT"));
+        assert_eq!(f.setting["OPENBLAS_NUM_THREADS"], "1");
         assert!(f.title.starts_with("OpenBLAS"));
         assert_eq!(f.severity, Severity::Warning);
     }
