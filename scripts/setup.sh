@@ -4,14 +4,16 @@
 #   - Debian packages: libopenblas-dev (the matmul workload links it), pkg-config, gcc (tests
 #     compile small C programs), chromium (the HTML report tests), libopenblas0-openmp (OpenBLAS
 #     built on OpenMP, beside the pthreads build the alternatives keep as default), clang and
-#     libomp-dev (LLVM OpenMP); linux-perf when apt runs anyway.
+#     libomp-dev (LLVM OpenMP), nodejs (and npm) for speedscope; linux-perf when apt runs anyway.
+#   - .node: the speedscope npm package, pinned, whose own page checks cpuprof's speedscope
+#     export (tests/export.rs).
 #   - .venv: a project-local virtualenv made from the real Python interpreter (not a pyenv
 #     shim) with the pinned packages of scripts/requirements.txt.
 # Rust (cargo) must already be installed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev)
+REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev nodejs)
 OPTIONAL_DEBS=(linux-perf)
 REQUIREMENTS=scripts/requirements.txt
 VENV=.venv
@@ -126,7 +128,26 @@ check_rust() {
     done
 }
 
+# speedscope (npm), pinned, in .node/: the viewer that checks `--speedscope` output.
+SPEEDSCOPE_VERSION=1.25.0
+setup_node() {
+    if ! command -v npm >/dev/null 2>&1; then
+        # Debian's nodejs ships npm separately.
+        say "installing npm"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm
+    fi
+    local have
+    have="$(node -p "require('./.node/node_modules/speedscope/package.json').version" 2>/dev/null || true)"
+    if [ "$have" = "$SPEEDSCOPE_VERSION" ]; then
+        return 0
+    fi
+    say "installing speedscope@$SPEEDSCOPE_VERSION into .node"
+    mkdir -p .node
+    npm install --prefix .node --no-audit --no-fund --silent "speedscope@$SPEEDSCOPE_VERSION"
+}
+
 install_debs
 setup_venv
+setup_node
 check_rust
 say "ok"

@@ -242,6 +242,11 @@ pub struct OutputArgs {
     #[arg(long, value_name = "PATH")]
     pub collapsed: Option<PathBuf>,
 
+    /// Write the stacks in speedscope's format here (one profile per thread, weighted by its
+    /// CPU time; open it at speedscope.app or with the `speedscope` command).
+    #[arg(long, value_name = "PATH")]
+    pub speedscope: Option<PathBuf>,
+
     /// Print no summary or status line (errors only).
     #[arg(short, long)]
     pub quiet: bool,

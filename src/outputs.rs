@@ -28,6 +28,8 @@ pub struct Outputs {
     pub html: Option<PathBuf>,
     /// Folded stacks here.
     pub collapsed: Option<PathBuf>,
+    /// speedscope's format here.
+    pub speedscope: Option<PathBuf>,
     /// No terminal summary.
     pub quiet: bool,
     /// Keep the profile somewhere safe when every file output fails (a recording; a report
@@ -65,6 +67,7 @@ impl Outputs {
             ("summary JSON", &self.json),
             ("HTML report", &self.html),
             ("folded stacks", &self.collapsed),
+            ("speedscope profile", &self.speedscope),
         ]
         .into_iter()
         .filter_map(|(what, p)| p.as_ref().map(|p| (what, p)))
@@ -159,6 +162,14 @@ pub fn write_all(out: &Outputs, profile: &Profile, analysis: &Analysis) -> Writt
     if let Some(path) = &out.collapsed {
         if let Err(e) = write_with(path, |w| cpuprof_report::collapsed::write(profile, w)) {
             fail("folded stacks", path, e);
+        }
+    }
+    if let Some(path) = &out.speedscope {
+        let r = cpuprof_report::speedscope::to_json(profile)
+            .map_err(std::io::Error::other)
+            .and_then(|doc| write_with(path, |w| w.write_all(doc.as_bytes())));
+        if let Err(e) = r {
+            fail("speedscope profile", path, e);
         }
     }
     if let Some(path) = &out.html {

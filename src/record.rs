@@ -28,6 +28,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         json: args.out.json.clone(),
         html: args.out.output.clone(),
         collapsed: args.out.collapsed.clone(),
+        speedscope: args.out.speedscope.clone(),
         quiet: args.out.quiet,
         rescue: true,
     };

@@ -22,6 +22,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         json: args.out.json,
         html: args.out.output,
         collapsed: args.out.collapsed,
+        speedscope: args.out.speedscope,
         quiet: args.out.quiet,
         rescue: false,
     };

@@ -19,6 +19,7 @@ pub fn run(args: SweepArgs) -> Result<i32> {
         json: args.json.clone(),
         html: args.output.clone(),
         collapsed: None,
+        speedscope: None,
         quiet: args.quiet,
         rescue: false,
     }

@@ -88,6 +88,17 @@ fn folded_stacks_of_a_fixed_profile() {
     check("synthetic.folded", &String::from_utf8(out).unwrap());
 }
 
+#[test]
+fn speedscope_export_of_a_fixed_profile() {
+    let (p, _) = small();
+    let doc: serde_json::Value =
+        serde_json::from_str(&cpuprof_report::speedscope::to_json(&p).unwrap()).unwrap();
+    check(
+        "synthetic.speedscope.json",
+        &(serde_json::to_string_pretty(&doc).unwrap() + "\n"),
+    );
+}
+
 /// The analysis of a fixture, in a stable text form: each finding's id, severity, title, fix,
 /// setting and estimates (to 10 ms), and every thread's role and runtime.
 fn analysis_text(p: &Profile) -> String {

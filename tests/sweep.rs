@@ -193,7 +193,8 @@ fn a_failing_candidate_is_shown_failed_never_fast() {
         .iter()
         .find(|c| setting(&c["setting"]) == vec![("X".into(), "2".into())])
         .unwrap();
-    let failed = two["failed"].as_array().unwrap();
+    let failed = two["failed_runs"].as_array().unwrap();
+    assert_eq!(two["failed"], two["runs"]);
     assert_eq!(failed.len(), two["runs"].as_u64().unwrap() as usize);
     assert_eq!(failed[0]["exit_code"], 5);
     assert_ne!(

@@ -45,8 +45,10 @@ pub struct SweepCandidate {
     pub runs: usize,
     /// The wall time of each measured run that succeeded, in the order run, seconds.
     pub run_wall_s: Vec<f64>,
-    /// Runs that failed (exit code other than 0, or a signal).
-    pub failed: Vec<FailedRun>,
+    /// How many of them failed (exit code other than 0, or a signal).
+    pub failed: usize,
+    /// Each failed run.
+    pub failed_runs: Vec<FailedRun>,
     /// Wall time, seconds.
     pub wall_s: Stat,
     /// CPU time of the process tree, seconds.

@@ -38,11 +38,11 @@ fn ratio(c: &SweepCandidate) -> String {
 }
 
 fn runs(c: &SweepCandidate) -> String {
-    if c.failed.is_empty() {
+    if c.failed_runs.is_empty() {
         c.runs.to_string()
     } else {
         let codes: Vec<String> = c
-            .failed
+            .failed_runs
             .iter()
             .map(|f| match (f.exit_code, f.signal) {
                 (_, Some(s)) => format!("signal {s}"),
@@ -50,12 +50,7 @@ fn runs(c: &SweepCandidate) -> String {
                 _ => "failed".into(),
             })
             .collect();
-        format!(
-            "{} ({} failed: {})",
-            c.runs,
-            c.failed.len(),
-            codes.join(", ")
-        )
+        format!("{} ({} failed: {})", c.runs, c.failed, codes.join(", "))
     }
 }
 
@@ -308,7 +303,8 @@ mod tests {
             origin: "x<y>".into(),
             runs: 3,
             run_wall_s: vec![wall; 3],
-            failed: vec![],
+            failed: 0,
+            failed_runs: vec![],
             wall_s: st(wall),
             cpu_s: st(2.0 * wall),
             runq_wait_s: st(0.1),

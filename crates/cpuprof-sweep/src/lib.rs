@@ -382,7 +382,8 @@ fn summarize(
             origin: t.cand.origin.clone(),
             runs: t.runs.len(),
             run_wall_s: ok.iter().map(|r| r.wall_s).collect(),
-            failed: t.failed.clone(),
+            failed: t.failed.len(),
+            failed_runs: t.failed.clone(),
             wall_s: stat_of(&ok, |r| r.wall_s),
             cpu_s: stat_of(&ok, |r| r.cpu_s),
             runq_wait_s: stat_of(&ok, |r| r.runq_s),
@@ -394,7 +395,7 @@ fn summarize(
     }
     let base_wall = out
         .first()
-        .filter(|c| c.runs > c.failed.len())
+        .filter(|c| c.runs > c.failed)
         .map(|c| c.wall_s.median);
     for c in &mut out {
         c.wall_ratio = base_wall

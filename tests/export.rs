@@ -1,0 +1,196 @@
+//! Exports checked by their real consumers: `--speedscope` loaded by the `speedscope` npm
+//! package's own page in headless Chromium (the way its `speedscope FILE` command opens a
+//! file), and checked against the file-format schema that package ships.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64_free::encode;
+use serde_json::Value;
+
+mod util;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn speedscope_dir() -> Option<PathBuf> {
+    let d =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".node/node_modules/speedscope/dist/release");
+    if d.join("index.html").exists() && Path::new(CHROMIUM).exists() {
+        Some(d)
+    } else {
+        eprintln!("skipped: speedscope (.node) or chromium missing; run `make setup`");
+        None
+    }
+}
+
+/// A real recording: the matmul pool with stacks, exported with `--speedscope`.
+fn record_speedscope(dir: &Path) -> (Value, Value) {
+    let out = dir.join("profile.speedscope.json");
+    let json = dir.join("summary.json");
+    let mm = util::matmul();
+    let r = Command::new(util::cpuprof())
+        .args(["-q", "--speedscope"])
+        .arg(&out)
+        .arg("--json")
+        .arg(&json)
+        .args(["--"])
+        .arg(&mm)
+        .args(["--procs=2", "--size=256", "--iters=300", "--threads=auto"])
+        .output()
+        .expect("run cpuprof");
+    assert!(r.status.success(), "{r:?}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    (doc, util::read_json(&json).unwrap())
+}
+
+/// The structural rules of speedscope's schema for what cpuprof writes (a sampled profile):
+/// the required fields, their types, and frame indices inside `shared.frames`.
+fn check_against_schema(schema: &Value, doc: &Value) {
+    let defs = &schema["definitions"];
+    assert_eq!(
+        doc["$schema"],
+        defs["FileFormat.File"]["properties"]["$schema"]["const"]
+    );
+    let file_required = defs["FileFormat.File"]["required"]
+        .as_array()
+        .expect("the schema's FileFormat.File.required");
+    for k in file_required {
+        assert!(doc.get(k.as_str().unwrap()).is_some(), "missing {k}");
+    }
+    let sampled_required = defs["FileFormat.SampledProfile"]["required"]
+        .as_array()
+        .expect("the schema's FileFormat.SampledProfile.required");
+    let units: Vec<&str> = defs["FileFormat.ValueUnit"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    let frames = doc["shared"]["frames"].as_array().unwrap();
+    for f in frames {
+        assert!(f["name"].is_string());
+    }
+    for p in doc["profiles"].as_array().unwrap() {
+        for k in sampled_required {
+            assert!(p.get(k.as_str().unwrap()).is_some(), "profile lacks {k}");
+        }
+        assert_eq!(p["type"], "sampled");
+        assert!(units.contains(&p["unit"].as_str().unwrap()));
+        for s in p["samples"].as_array().unwrap() {
+            for i in s.as_array().unwrap() {
+                assert!((i.as_u64().unwrap() as usize) < frames.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn speedscope_export_loads_in_speedscope() {
+    let Some(ss) = speedscope_dir() else {
+        return;
+    };
+    let dir = util::tempdir();
+    let (doc, summary) = record_speedscope(dir.path());
+    let schema: Value =
+        serde_json::from_slice(&std::fs::read(ss.join("file-format-schema.json")).unwrap())
+            .unwrap();
+    check_against_schema(&schema, &doc);
+    // The weights are CPU time: each thread's profile sums to its CPU in the summary.
+    let profiles = doc["profiles"].as_array().unwrap();
+    assert!(profiles.len() >= 2, "one profile per sampled thread");
+    let total: f64 = profiles
+        .iter()
+        .map(|p| p["endValue"].as_f64().unwrap())
+        .sum::<f64>()
+        / 1e9;
+    let cpu = util::num(&summary, "cpu_s");
+    assert!(
+        total <= cpu * 1.001 && total > 0.5 * cpu,
+        "{total} of {cpu}"
+    );
+
+    // Loaded the way `speedscope FILE` does it: a script calling loadFileFromBase64, named in
+    // the page's #localProfilePath.
+    let bytes = std::fs::read(dir.path().join("profile.speedscope.json")).unwrap();
+    let js = dir.path().join("load.js");
+    std::fs::write(
+        &js,
+        format!(
+            "speedscope.loadFileFromBase64(\"profile.speedscope.json\", \"{}\")",
+            encode(&bytes)
+        ),
+    )
+    .unwrap();
+    let url = format!(
+        "file://{}#localProfilePath={}",
+        ss.join("index.html").display(),
+        js.display()
+    );
+    let out = Command::new("timeout")
+        .args(["-k", "5", "120", CHROMIUM])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("chromium").display()
+        ))
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // speedscope shows the document's name in the title and each profile's name in its
+    // profile selector, once it has imported the file.
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let first = profiles[0]["name"].as_str().unwrap();
+    assert!(
+        dom.contains(&esc(first)),
+        "speedscope does not show {first:?}: {}",
+        &dom[..dom.len().min(2000)]
+    );
+    let title = doc["name"].as_str().unwrap();
+    assert!(
+        dom.contains(&format!("<title>{} - speedscope", esc(title))),
+        "title"
+    );
+    assert!(!dom.contains("Something went wrong"));
+}
+
+/// Base64 without a dependency (the test's one use).
+mod base64_free {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(b: &[u8]) -> String {
+        let mut o = String::with_capacity(b.len().div_ceil(3) * 4);
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    o.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    o.push('=');
+                }
+            }
+        }
+        o
+    }
+
+    #[test]
+    fn known() {
+        assert_eq!(encode(b"Man"), "TWFu");
+        assert_eq!(encode(b"Ma"), "TWE=");
+        assert_eq!(encode(b"M"), "TQ==");
+    }
+}
