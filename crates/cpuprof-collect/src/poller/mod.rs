@@ -15,7 +15,7 @@
 //! wall time, final counters read from the zombie before it is reaped).
 
 pub mod account;
-pub mod decide;
+mod decide;
 pub mod discover;
 mod process;
 mod reap;
@@ -26,13 +26,13 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cpuprof_model::{CpuTimes, Event, Pid, RunState, ThreadPoint, Tid};
+use cpuprof_model::{CpuTimes, Event, Pid, Tid};
 
 use crate::clock::monotonic_ns;
 use crate::procfs::{self, cmdline, environ, proc_maps, schedstat, stat, status, ProcReader};
 use crate::tree::LiveTree;
 use account::Vanished;
-use process::{ProcState, ThreadBase, ThreadState};
+use process::ProcState;
 
 /// Which process the recording follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,88 +378,25 @@ impl Poller {
         }
         let is_new = seen == decide::Seen::New;
         let baseline = first && matches!(self.target, Target::Attached(_));
-        let own = CpuTimes {
-            user_ns: pst.utime_ns,
-            sys_ns: pst.stime_ns,
-        };
-        let kids = CpuTimes {
-            user_ns: pst.cutime_ns,
-            sys_ns: pst.cstime_ns,
-        };
-        if is_new {
-            let mut ps = ProcState {
-                ppid: pst.ppid,
-                starttime: pst.starttime,
-                comm: pst.comm.clone(),
-                layout: pst.layout,
-                ..Default::default()
-            };
-            if baseline {
-                ps.base_own = own;
-                ps.base_children = kids;
-            }
-            self.procs.insert(pid, ps);
-            let command = self.read_cmdline(pid);
-            let exe = read_exe(pid);
-            self.send(Event::ProcessStart {
-                t,
-                pid,
-                ppid: pst.ppid,
-                command,
-                exe,
-            });
+        let snap = self.read_process(pid, pst, is_new);
+        let zombie = snap.stat.state == 'Z';
+        let rss_kb = snap.stat.rss_pages * self.page_kb;
+        let tids = snap.tids.clone();
+        let up = decide::process(pid, t, self.procs.get(&pid), snap, seen, baseline);
+        for tid in &up.forget {
+            self.reader.forget(pid, Some(*tid));
         }
-        // No new thread anywhere since the last poll: the threads are last poll's, less
-        // those whose files no longer read (saves a directory read per process and poll).
-        let tids = match self.procs.get(&pid) {
-            Some(p) if !is_new && self.discovery.nothing_created() => {
-                p.threads.keys().copied().collect()
-            }
-            _ => procfs::tasks(pid).unwrap_or_default(),
-        };
-        let mut live: BTreeMap<Tid, ThreadState> = BTreeMap::new();
-        let mut old_threads = std::mem::take(&mut self.procs.get_mut(&pid)?.threads);
-        for &tid in &tids {
-            let prev = old_threads.remove(&tid);
-            if let Some(state) = self.scan_thread(pid, tid, t, prev, baseline) {
-                live.insert(tid, state);
-            } else if let Some(prev) = prev {
-                old_threads.insert(tid, prev);
-            } else {
-                self.reader.forget(pid, Some(tid));
-            }
+        for e in up.events {
+            self.send(e);
         }
-        let mut dead_ns = 0;
-        for (tid, gone) in old_threads {
-            dead_ns += gone.cpu_ns;
-            self.reader.forget(pid, Some(tid));
-            self.send(Event::ThreadEnd { t, pid, tid });
+        if up.exec && !zombie {
+            self.tree.exec_seen();
         }
-        let refresh = {
-            let p = self.procs.get_mut(&pid)?;
-            p.threads = live;
-            p.dead_threads_ns += dead_ns;
-            p.ppid = pst.ppid;
-            p.zombie = pst.state == 'Z';
-            p.set_counters(t, own, kids);
-            let exec = matches!(seen, decide::Seen::Same { exec: true });
-            p.comm = pst.comm.clone();
-            p.layout = pst.layout;
-            if exec && pst.state != 'Z' {
-                self.tree.exec_seen();
-            }
-            let since = t.saturating_sub(p.info_read_ns);
-            let due = decide::info_due(seen, tids.len(), p.info_threads, since);
-            if due {
-                p.info_read_ns = t;
-                p.info_threads = tids.len();
-            }
-            due
-        };
+        let refresh = up.refresh_info;
+        self.procs.insert(pid, up.state);
         self.tree.set(pid, tids.iter().copied());
         let cpu = Some(self.procs[&pid].reported_cpu());
-        let rss_kb = pst.rss_pages * self.page_kb;
-        let event = if refresh && pst.state != 'Z' {
+        let event = if refresh && !zombie {
             let command = self.read_cmdline(pid);
             if command.is_empty() {
                 // Caught mid-exec: the kernel sets the new `comm` before the new arguments
@@ -501,94 +438,63 @@ impl Poller {
         Some(())
     }
 
-    /// Reads one thread and emits its point; `None` if it is gone.
-    fn scan_thread(
+    /// Reads what one poll needs of a process whose `stat` was just read: its threads'
+    /// files, and a new process's command line and executable.
+    fn read_process(
         &mut self,
         pid: Pid,
-        tid: Tid,
-        t: u64,
-        prev: Option<ThreadState>,
-        baseline: bool,
-    ) -> Option<ThreadState> {
-        let ss = self
+        stat: stat::Stat,
+        is_new: bool,
+    ) -> decide::ProcessSnapshot {
+        let start = is_new.then(|| (self.read_cmdline(pid), read_exe(pid)));
+        // No new thread anywhere since the last poll: the threads are last poll's, less
+        // those whose files no longer read (saves a directory read per process and poll).
+        let tids: Vec<Tid> = match self.procs.get(&pid) {
+            Some(p) if !is_new && self.discovery.nothing_created() => {
+                p.threads.keys().copied().collect()
+            }
+            _ => procfs::tasks(pid).unwrap_or_default(),
+        };
+        let mut threads = BTreeMap::new();
+        for &tid in &tids {
+            let known = self
+                .procs
+                .get(&pid)
+                .is_some_and(|p| p.threads.contains_key(&tid));
+            if let Some(ts) = self.read_thread(pid, tid, known) {
+                threads.insert(tid, ts);
+            }
+        }
+        decide::ProcessSnapshot {
+            stat,
+            tids,
+            threads,
+            start,
+        }
+    }
+
+    /// Reads one thread's files; `None` if it is gone. `status` is the costliest file (it
+    /// also reports memory): a known thread's context switches are read every few polls.
+    fn read_thread(&mut self, pid: Pid, tid: Tid, known: bool) -> Option<decide::ThreadSnapshot> {
+        let schedstat = self
             .reader
             .read_kept(pid, Some(tid), "schedstat")
             .ok()
             .and_then(schedstat::parse);
-        let st = stat::parse(
+        let stat = stat::parse(
             self.reader.read_kept(pid, Some(tid), "stat").ok()?,
             self.ticks,
         )?;
-        // Kernels without CONFIG_SCHED_INFO have no schedstat: tick CPU, no run-queue wait.
-        let ss = ss.unwrap_or(schedstat::SchedStat {
-            cpu_ns: st.utime_ns + st.stime_ns,
-            runq_ns: 0,
-            timeslices: 0,
-        });
-        // `status` is the costliest file (it also reports memory): context switches are read
-        // every few polls only, and on a thread's first poll.
-        let sw = match prev {
-            Some(p) if !self.polls.is_multiple_of(STATUS_EVERY) => status::Status {
-                vcsw: p.switches.0,
-                ivcsw: p.switches.1,
-                ..Default::default()
-            },
-            _ => self
-                .reader
+        let status = (!known || self.polls.is_multiple_of(STATUS_EVERY)).then(|| {
+            self.reader
                 .read_kept(pid, Some(tid), "status")
                 .map(status::parse)
-                .unwrap_or_default(),
-        };
-        let base = match prev {
-            Some(p) => p.base,
-            None if baseline => {
-                let base = ThreadBase {
-                    cpu_ns: ss.cpu_ns,
-                    runq_ns: ss.runq_ns,
-                    user_ns: st.utime_ns,
-                    sys_ns: st.stime_ns,
-                    vcsw: sw.vcsw,
-                    ivcsw: sw.ivcsw,
-                };
-                // The kernel's figures at this thread's exit count from its birth.
-                self.send(Event::ThreadBaseline {
-                    pid,
-                    tid,
-                    base: ThreadPoint {
-                        t,
-                        cpu_ns: base.cpu_ns,
-                        runq_ns: base.runq_ns,
-                        user_ns: base.user_ns,
-                        sys_ns: base.sys_ns,
-                        state: RunState::from_letter(st.state),
-                        vcsw: base.vcsw,
-                        ivcsw: base.ivcsw,
-                    },
-                });
-                base
-            }
-            None => ThreadBase::default(),
-        };
-        let point = ThreadPoint {
-            t,
-            cpu_ns: ss.cpu_ns.saturating_sub(base.cpu_ns),
-            runq_ns: ss.runq_ns.saturating_sub(base.runq_ns),
-            user_ns: st.utime_ns.saturating_sub(base.user_ns),
-            sys_ns: st.stime_ns.saturating_sub(base.sys_ns),
-            state: RunState::from_letter(st.state),
-            vcsw: sw.vcsw.saturating_sub(base.vcsw),
-            ivcsw: sw.ivcsw.saturating_sub(base.ivcsw),
-        };
-        self.send(Event::ThreadPoint {
-            pid,
-            tid,
-            name: st.comm,
-            point,
+                .unwrap_or_default()
         });
-        Some(ThreadState {
-            cpu_ns: point.cpu_ns,
-            switches: (sw.vcsw, sw.ivcsw),
-            base,
+        Some(decide::ThreadSnapshot {
+            schedstat,
+            stat,
+            status,
         })
     }
 
