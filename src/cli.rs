@@ -247,6 +247,12 @@ pub struct OutputArgs {
     #[arg(long, value_name = "PATH")]
     pub speedscope: Option<PathBuf>,
 
+    /// Write the Trace Event Format here (Perfetto's UI, chrome://tracing): each thread's
+    /// running and runnable time as slices, cores busy and run-queue wait as counters, the
+    /// findings as instant events.
+    #[arg(long, value_name = "PATH")]
+    pub perfetto: Option<PathBuf>,
+
     /// Print no summary or status line (errors only).
     #[arg(short, long)]
     pub quiet: bool,

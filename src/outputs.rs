@@ -30,6 +30,8 @@ pub struct Outputs {
     pub collapsed: Option<PathBuf>,
     /// speedscope's format here.
     pub speedscope: Option<PathBuf>,
+    /// The Trace Event Format (Perfetto, chrome://tracing) here.
+    pub perfetto: Option<PathBuf>,
     /// No terminal summary.
     pub quiet: bool,
     /// Keep the profile somewhere safe when every file output fails (a recording; a report
@@ -68,6 +70,7 @@ impl Outputs {
             ("HTML report", &self.html),
             ("folded stacks", &self.collapsed),
             ("speedscope profile", &self.speedscope),
+            ("trace events", &self.perfetto),
         ]
         .into_iter()
         .filter_map(|(what, p)| p.as_ref().map(|p| (what, p)))
@@ -170,6 +173,14 @@ pub fn write_all(out: &Outputs, profile: &Profile, analysis: &Analysis) -> Writt
             .and_then(|doc| write_with(path, |w| w.write_all(doc.as_bytes())));
         if let Err(e) = r {
             fail("speedscope profile", path, e);
+        }
+    }
+    if let Some(path) = &out.perfetto {
+        let r = cpuprof_report::trace_events::to_json(profile, analysis)
+            .map_err(std::io::Error::other)
+            .and_then(|doc| write_with(path, |w| w.write_all(doc.as_bytes())));
+        if let Err(e) = r {
+            fail("trace events", path, e);
         }
     }
     if let Some(path) = &out.html {

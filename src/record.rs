@@ -29,6 +29,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         html: args.out.output.clone(),
         collapsed: args.out.collapsed.clone(),
         speedscope: args.out.speedscope.clone(),
+        perfetto: args.out.perfetto.clone(),
         quiet: args.out.quiet,
         rescue: true,
     };

@@ -23,6 +23,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         html: args.out.output,
         collapsed: args.out.collapsed,
         speedscope: args.out.speedscope,
+        perfetto: args.out.perfetto,
         quiet: args.out.quiet,
         rescue: false,
     };

@@ -20,6 +20,7 @@ pub fn run(args: SweepArgs) -> Result<i32> {
         html: args.output.clone(),
         collapsed: None,
         speedscope: None,
+        perfetto: None,
         quiet: args.quiet,
         rescue: false,
     }

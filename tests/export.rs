@@ -194,3 +194,77 @@ mod base64_free {
         assert_eq!(encode(b"M"), "TQ==");
     }
 }
+
+/// `--perfetto`: the Trace Event Format, checked against the format's rules (the JSON object
+/// form, each event's phase and required fields, metadata names); Perfetto's trace processor
+/// itself is not installable here (its Python package downloads the binary from Google's
+/// storage at run time, and this machine reaches only the package registries).
+#[test]
+fn trace_events_follow_the_format_and_sum_to_the_cpu() {
+    let dir = util::tempdir();
+    let out = dir.path().join("trace.json");
+    let json = dir.path().join("summary.json");
+    let mm = util::matmul();
+    let r = Command::new(util::cpuprof())
+        .args(["-q", "--perfetto"])
+        .arg(&out)
+        .arg("--json")
+        .arg(&json)
+        .arg("--")
+        .arg(&mm)
+        .args(["--procs=2", "--size=256", "--iters=300", "--threads=auto"])
+        .output()
+        .expect("run cpuprof");
+    assert!(r.status.success(), "{r:?}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let summary = util::read_json(&json).unwrap();
+    let events = doc["traceEvents"]
+        .as_array()
+        .expect("the JSON object format");
+    assert_eq!(doc["displayTimeUnit"], "ms");
+    let mut running_us = 0.0;
+    let mut names = 0;
+    for e in events {
+        let ph = e["ph"].as_str().expect("ph");
+        assert!(e["name"].is_string(), "{e}");
+        assert!(e["pid"].is_u64(), "{e}");
+        match ph {
+            "X" => {
+                assert!(e["tid"].is_u64());
+                assert!(e["ts"].as_f64().unwrap() >= 0.0);
+                let dur = e["dur"].as_f64().unwrap();
+                assert!(dur >= 0.0);
+                if e["name"] == "running" {
+                    running_us += dur;
+                }
+            }
+            "M" => {
+                assert!(["process_name", "thread_name"].contains(&e["name"].as_str().unwrap()));
+                assert!(e["args"]["name"].is_string());
+                names += 1;
+            }
+            "C" => {
+                assert!(e["ts"].as_f64().unwrap() >= 0.0);
+                let args = e["args"].as_object().unwrap();
+                assert!(
+                    !args.is_empty() && args.values().all(Value::is_number),
+                    "{e}"
+                );
+            }
+            "i" => assert!(["g", "p", "t"].contains(&e["s"].as_str().unwrap())),
+            other => panic!("unexpected phase {other}"),
+        }
+    }
+    assert!(names >= 4, "process and thread names");
+    // The running slices add up to the CPU the summary reports (the part before a thread's
+    // first poll is not a slice).
+    let cpu = util::num(&summary, "cpu_s");
+    let running = running_us / 1e6;
+    assert!(
+        running <= cpu * 1.01 && running >= 0.8 * cpu,
+        "{running} of {cpu}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| e["ph"] == "i" && e["cat"] == "finding"));
+}

@@ -99,6 +99,17 @@ fn speedscope_export_of_a_fixed_profile() {
     );
 }
 
+#[test]
+fn trace_events_of_a_fixed_profile() {
+    let (p, a) = small();
+    let doc: serde_json::Value =
+        serde_json::from_str(&cpuprof_report::trace_events::to_json(&p, &a).unwrap()).unwrap();
+    check(
+        "synthetic.trace.json",
+        &(serde_json::to_string_pretty(&doc).unwrap() + "\n"),
+    );
+}
+
 /// The analysis of a fixture, in a stable text form: each finding's id, severity, title, fix,
 /// setting and estimates (to 10 ms), and every thread's role and runtime.
 fn analysis_text(p: &Profile) -> String {

@@ -30,6 +30,7 @@ pub mod summary;
 pub mod sweep;
 pub mod synthetic;
 pub mod terminal;
+pub mod trace_events;
 
 #[cfg(test)]
 mod testutil;
