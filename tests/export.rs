@@ -10,12 +10,10 @@ use serde_json::Value;
 
 mod util;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
 fn speedscope_dir() -> Option<PathBuf> {
     let d =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(".node/node_modules/speedscope/dist/release");
-    if d.join("index.html").exists() && Path::new(CHROMIUM).exists() {
+    if d.join("index.html").exists() && Path::new(util::CHROMIUM).exists() {
         Some(d)
     } else {
         eprintln!("skipped: speedscope (.node) or chromium missing; run `make setup`");
@@ -23,18 +21,18 @@ fn speedscope_dir() -> Option<PathBuf> {
     }
 }
 
-/// A real recording: the matmul pool with stacks, exported with `--speedscope`.
-fn record_speedscope(dir: &Path) -> (Value, Value) {
-    let out = dir.join("profile.speedscope.json");
+/// A real recording of the matmul pool with stacks, exported with `flag` (`--speedscope`,
+/// `--perfetto`): the export and the summary JSON.
+fn record_export(dir: &Path, flag: &str) -> (Value, Value) {
+    let out = dir.join("export.json");
     let json = dir.join("summary.json");
-    let mm = util::matmul();
     let r = Command::new(util::cpuprof())
-        .args(["-q", "--speedscope"])
+        .args(["-q", flag])
         .arg(&out)
         .arg("--json")
         .arg(&json)
-        .args(["--"])
-        .arg(&mm)
+        .arg("--")
+        .arg(util::matmul())
         .args(["--procs=2", "--size=256", "--iters=300", "--threads=auto"])
         .output()
         .expect("run cpuprof");
@@ -90,7 +88,7 @@ fn speedscope_export_loads_in_speedscope() {
         return;
     };
     let dir = util::tempdir();
-    let (doc, summary) = record_speedscope(dir.path());
+    let (doc, summary) = record_export(dir.path(), "--speedscope");
     let schema: Value =
         serde_json::from_slice(&std::fs::read(ss.join("file-format-schema.json")).unwrap())
             .unwrap();
@@ -111,7 +109,7 @@ fn speedscope_export_loads_in_speedscope() {
 
     // Loaded the way `speedscope FILE` does it: a script calling loadFileFromBase64, named in
     // the page's #localProfilePath.
-    let bytes = std::fs::read(dir.path().join("profile.speedscope.json")).unwrap();
+    let bytes = std::fs::read(dir.path().join("export.json")).unwrap();
     let js = dir.path().join("load.js");
     std::fs::write(
         &js,
@@ -126,25 +124,15 @@ fn speedscope_export_loads_in_speedscope() {
         ss.join("index.html").display(),
         js.display()
     );
-    let out = Command::new("timeout")
-        .args(["-k", "5", "120", CHROMIUM])
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--allow-file-access-from-files",
-            "--virtual-time-budget=8000",
-            "--dump-dom",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("chromium").display()
-        ))
-        .arg(&url)
-        .output()
-        .expect("run chromium");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let (dom, _) = util::chromium(
+        dir.path(),
+        &[
+            "--allow-file-access-from-files".to_string(),
+            "--virtual-time-budget=8000".to_string(),
+            "--dump-dom".to_string(),
+        ],
+        &url,
+    );
     // speedscope shows the document's name in the title and each profile's name in its
     // profile selector, once it has imported the file.
     let esc = |t: &str| {
@@ -202,22 +190,7 @@ mod base64_free {
 #[test]
 fn trace_events_follow_the_format_and_sum_to_the_cpu() {
     let dir = util::tempdir();
-    let out = dir.path().join("trace.json");
-    let json = dir.path().join("summary.json");
-    let mm = util::matmul();
-    let r = Command::new(util::cpuprof())
-        .args(["-q", "--perfetto"])
-        .arg(&out)
-        .arg("--json")
-        .arg(&json)
-        .arg("--")
-        .arg(&mm)
-        .args(["--procs=2", "--size=256", "--iters=300", "--threads=auto"])
-        .output()
-        .expect("run cpuprof");
-    assert!(r.status.success(), "{r:?}");
-    let doc: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let summary = util::read_json(&json).unwrap();
+    let (doc, summary) = record_export(dir.path(), "--perfetto");
     let events = doc["traceEvents"]
         .as_array()
         .expect("the JSON object format");

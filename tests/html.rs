@@ -10,51 +10,14 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+mod util;
+
+use util::chromium;
+
 /// What a hostile target calls its thread (15 bytes, the most `comm` holds).
 const EVIL_THREAD: &str = "<b>&\"'</script>";
 /// What a hostile target passes as an argument.
 const EVIL_ARG: &str = "</script><script>document.title='pwned'</script><b>&amp;\"'";
-
-fn chromium(dir: &Path, extra: &[String], url: &str) -> (String, String) {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: run `make setup` (Debian package chromium)"
-    );
-    let profile_dir = dir.join(format!("chromium-profile-{}", extra.len()));
-    let out = Command::new("timeout")
-        .args(["-k", "5", "120", CHROMIUM])
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--hide-scrollbars",
-            "--window-size=1400,1600",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile_dir.display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Loads `page` with `#selftest` and returns the page's self-check results.
 fn selftest(dir: &Path, page: &Path) -> Value {
