@@ -134,7 +134,7 @@ pub struct CpuTimes {
 impl CpuTimes {
     /// User + system.
     pub fn total_ns(&self) -> u64 {
-        self.user_ns + self.sys_ns
+        self.user_ns.saturating_add(self.sys_ns)
     }
 }
 
@@ -404,16 +404,20 @@ impl Profile {
             user_ns: 0,
             sys_ns: self.meta.exit_teardown_ns.unwrap_or(0),
         };
+        // Saturating: a corrupt or crafted file's counters must not overflow (the fuzz test
+        // of tests/robust.rs found it in a debug build).
         for p in &self.processes {
-            c.user_ns += p.cpu.user_ns;
-            c.sys_ns += p.cpu.sys_ns;
+            c.user_ns = c.user_ns.saturating_add(p.cpu.user_ns);
+            c.sys_ns = c.sys_ns.saturating_add(p.cpu.sys_ns);
         }
         c
     }
 
     /// Total run-queue wait of the tree, ns.
     pub fn runq_ns(&self) -> u64 {
-        self.processes.iter().map(|p| p.runq_ns).sum()
+        self.processes
+            .iter()
+            .fold(0u64, |a, p| a.saturating_add(p.runq_ns))
     }
 
     /// Checks what a loaded file could get wrong and the analysis and report index by: every

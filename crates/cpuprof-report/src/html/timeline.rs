@@ -155,7 +155,7 @@ fn from_points(grid: &Grid, profile: &Profile, t: &Thread, run: &mut [f32], wait
         } else {
             DEFAULT_INTERVAL_NS
         };
-        let span = interval.max(first.cpu_ns + first.runq_ns);
+        let span = interval.max(first.cpu_ns.saturating_add(first.runq_ns));
         (first.t.saturating_sub(span) as f64, 0, 0)
     };
     for p in &t.points {
