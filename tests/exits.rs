@@ -148,7 +148,7 @@ fn check_sequential_short_processes(
         // The thread burned exactly 20 ms of its own clock; the process adds its start-up.
         assert!(
             (burner - 0.020).abs() <= 0.001 + 0.020 * slack(source),
-            "burning thread of {}: {burner}",
+            "burning thread of {} ({source}): {burner}",
             p["pid"]
         );
         // The process's row is what it measured of itself (its CPU clock at its end: the
