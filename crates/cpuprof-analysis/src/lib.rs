@@ -49,6 +49,8 @@ pub struct Context<'a> {
     pub classes: BTreeMap<Tid, ThreadClass>,
     /// Thread pools of every process.
     pub pools: BTreeMap<Pid, Vec<pools::Pool>>,
+    /// The runtimes each sampled thread's stacks enter.
+    pub entered: roles::Entered,
     /// Runnable demand over time.
     pub demand: demand::Demand,
 }
@@ -65,7 +67,7 @@ impl<'a> Context<'a> {
                 (p.pid, runtimes::loaded(p, extra))
             })
             .collect();
-        let classes = roles::classify(profile, &loaded);
+        let (classes, entered) = roles::classify(profile, &loaded);
         let pools = pools::find(profile, &loaded, &classes);
         Context {
             profile,
@@ -73,6 +75,7 @@ impl<'a> Context<'a> {
             loaded,
             classes,
             pools,
+            entered,
             demand: demand::Demand::of(profile),
         }
     }

@@ -450,7 +450,7 @@ fn callers(
     in_pool: &dyn Fn(Tid) -> bool,
 ) -> usize {
     let outside: Vec<Tid> = active.iter().copied().filter(|t| !in_pool(*t)).collect();
-    let sampled = cx.profile.samples.iter().any(|s| s.pid == pid);
+    let sampled = cx.entered.keys().any(|(p, _)| *p == pid);
     let n = match rt {
         Some(rt) if sampled => outside
             .iter()
@@ -463,23 +463,9 @@ fn callers(
 
 /// Does a thread's sampled stack ever enter the runtime's library?
 fn calls_into(cx: &Context, pid: Pid, tid: Tid, rt: &crate::runtimes::Runtime) -> bool {
-    let p = cx.profile;
-    let mut seen = std::collections::BTreeSet::new();
-    p.samples
-        .iter()
-        .filter(|s| s.pid == pid && s.tid == tid)
-        .filter_map(|s| s.stack)
-        .filter(|st| seen.insert(*st))
-        .any(|st| {
-            p.stacks.frames_of(st).iter().any(|id| {
-                p.stacks
-                    .frame(*id)
-                    .module
-                    .as_deref()
-                    .and_then(crate::runtimes::runtime_of_library)
-                    .is_some_and(|r| r.name == rt.name)
-            })
-        })
+    cx.entered
+        .get(&(pid, tid))
+        .is_some_and(|rts| rts.contains(&rt.name))
 }
 
 /// "2 processes × 2 OpenBLAS threads = 4 threads on 2 cores".

@@ -82,11 +82,16 @@ pub fn is_python(p: &Process) -> bool {
     exe_py || cmd_py || lib_py
 }
 
-/// The role of every thread, by tid.
+/// The runtimes whose libraries each sampled thread's stacks enter, by (pid, tid).
+pub type Entered = HashMap<(Pid, Tid), Vec<&'static str>>;
+
+/// The role of every thread, by tid, and the runtimes each sampled thread's stacks enter (a
+/// caller of a pool enters its library without being its worker): one pass over the samples
+/// serves both.
 pub fn classify(
     profile: &Profile,
     loaded: &BTreeMap<Pid, Vec<Loaded>>,
-) -> BTreeMap<Tid, ThreadClass> {
+) -> (BTreeMap<Tid, ThreadClass>, Entered) {
     let mut cache: HashMap<StackId, StackFacts> = HashMap::new();
     let mut per_thread: HashMap<(Pid, Tid), ThreadSamples> = HashMap::new();
     for s in &profile.samples {
@@ -190,7 +195,11 @@ pub fn classify(
             out.insert(th.tid, class);
         }
     }
-    out
+    let entered = per_thread
+        .into_iter()
+        .map(|(k, ts)| (k, ts.inside.into_keys().collect()))
+        .collect();
+    (out, entered)
 }
 
 fn other() -> ThreadClass {
@@ -312,7 +321,7 @@ mod tests {
             10,
         );
         add_samples(&mut p, 10, 12, &[native("my_loop", "/bin/m")], 10);
-        let c = classify(&p, &loaded_of(&p));
+        let (c, _) = classify(&p, &loaded_of(&p));
         assert_eq!(c[&10].role, ThreadRole::Main);
         assert_eq!(c[&11].role, ThreadRole::BlasWorker);
         assert_eq!(c[&11].runtime.as_deref(), Some("OpenBLAS"));
@@ -336,7 +345,7 @@ mod tests {
         let mut p = profile_with(2, vec![(10, th)]);
         p.processes[0].command = vec!["/usr/bin/python3".into(), "x.py".into()];
         with_library(&mut p, 10, "/usr/lib/libgomp.so.1");
-        let c = classify(&p, &loaded_of(&p));
+        let (c, _) = classify(&p, &loaded_of(&p));
         assert_eq!(c[&10].role, ThreadRole::Python);
         assert_eq!(c[&11].role, ThreadRole::OpenmpWorker);
         assert_eq!(c[&11].runtime.as_deref(), Some("GNU OpenMP"));

@@ -11,6 +11,18 @@ use serde::{Deserialize, Serialize};
 /// The schema name of the sweep document.
 pub const SWEEP_SCHEMA: &str = "cpuprof-sweep/1";
 
+/// A setting as text: `OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1`, or `as it is` when empty.
+pub fn setting_label(setting: &BTreeMap<String, String>) -> String {
+    if setting.is_empty() {
+        return "as it is".into();
+    }
+    setting
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A median with a 95% interval (docs/sweep.md says how it is computed).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Stat {

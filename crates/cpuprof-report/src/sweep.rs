@@ -5,21 +5,10 @@
 
 use std::fmt::Write;
 
-use cpuprof_model::sweep::{Stat, Sweep, SweepCandidate};
+use cpuprof_model::sweep::{setting_label, Stat, Sweep, SweepCandidate};
 
 use crate::escape::{command_line, printable};
 use crate::html::markup::{Markup, Trusted};
-
-/// `OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1`, or `as it is`.
-pub fn setting_label(c: &std::collections::BTreeMap<String, String>) -> String {
-    if c.is_empty() {
-        return "as it is".into();
-    }
-    c.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 fn stat(s: &Stat) -> String {
     if !s.median.is_finite() {

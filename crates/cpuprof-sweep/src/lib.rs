@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cpuprof_model::sweep::{
-    CheckedFinding, FailedRun, Recommended, Stat, Sweep, SweepCandidate, SWEEP_SCHEMA,
+    setting_label, CheckedFinding, FailedRun, Recommended, Stat, Sweep, SweepCandidate,
+    SWEEP_SCHEMA,
 };
 use cpuprof_model::Profile;
 use cpuprof_session::{Options, Recording, Session, Target};
@@ -67,18 +68,6 @@ pub struct Progress {
     pub total: usize,
     /// Estimated time left.
     pub left: Duration,
-}
-
-/// `VAR=v VAR2=w`, or `as it is`.
-pub fn label(setting: &std::collections::BTreeMap<String, String>) -> String {
-    if setting.is_empty() {
-        return "as it is".into();
-    }
-    setting
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// One run's figures.
@@ -155,7 +144,7 @@ pub fn sweep(
         .into_iter()
         .enumerate()
         .map(|(i, c)| {
-            let slug: String = label(&c.setting)
+            let slug: String = setting_label(&c.setting)
                 .chars()
                 .map(|ch| {
                     if ch.is_ascii_alphanumeric() {
@@ -221,7 +210,7 @@ pub fn sweep(
             break;
         }
         progress(&Progress {
-            candidate: label(&tallies[i].cand.setting),
+            candidate: setting_label(&tallies[i].cand.setting),
             run,
             runs: round,
             done,
