@@ -4,7 +4,10 @@
 #   - Debian packages: libopenblas-dev (the matmul workload links it), pkg-config, gcc (tests
 #     compile small C programs), chromium (the HTML report tests), libopenblas0-openmp (OpenBLAS
 #     built on OpenMP, beside the pthreads build the alternatives keep as default), clang and
-#     libomp-dev (LLVM OpenMP), nodejs (and npm) for speedscope; linux-perf when apt runs anyway.
+#     libomp-dev (LLVM OpenMP), nodejs (and npm) for speedscope, tmux (`cpuprof top` is tested
+#     in a real terminal); linux-perf when apt runs anyway.
+#   - /dev/null a character device again if something replaced it with a regular file (tmux
+#     refuses to start then; cpuprof before 0.1.0's fix did it with `-o /dev/null` as root).
 #   - .node: the speedscope npm package, pinned, whose own page checks cpuprof's speedscope
 #     export (tests/export.rs).
 #   - .venv: a project-local virtualenv made from the real Python interpreter (not a pyenv
@@ -13,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev nodejs)
+REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev nodejs tmux)
 OPTIONAL_DEBS=(linux-perf)
 REQUIREMENTS=scripts/requirements.txt
 VENV=.venv
@@ -32,6 +35,13 @@ as_root() {
     else
         say "need root to run: $*"
         return 1
+    fi
+}
+
+repair_dev_null() {
+    if [ ! -c /dev/null ]; then
+        say "/dev/null is not a character device: making it one again"
+        as_root rm -f /dev/null && as_root mknod -m 666 /dev/null c 1 3
     fi
 }
 
@@ -146,6 +156,7 @@ setup_node() {
     npm install --prefix .node --no-audit --no-fund --silent "speedscope@$SPEEDSCOPE_VERSION"
 }
 
+repair_dev_null
 install_debs
 setup_venv
 setup_node

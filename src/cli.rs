@@ -38,6 +38,46 @@ pub enum Command {
     /// Run a command under alternative thread-pool settings, measure each, and recommend the
     /// fastest (docs/sweep.md).
     Sweep(SweepArgs),
+    /// Watch the machine (or a process tree, or a cgroup) live: each process's CPU against
+    /// its budget, run-queue wait, pools and findings now (docs/top.md).
+    Top(TopArgs),
+}
+
+/// Flags of `top`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  cpuprof top\n  cpuprof top --pid 4242\n  cpuprof top --cgroup /sys/fs/cgroup/cpu/my-container\n  cpuprof top --once --json -"
+)]
+pub struct TopArgs {
+    /// Watch this process and its descendants only.
+    #[arg(long, value_name = "PID", conflicts_with = "cgroup")]
+    pub pid: Option<u32>,
+
+    /// Watch the processes of this cgroup directory (v1 or v2) and of the groups below it.
+    #[arg(long, value_name = "DIR")]
+    pub cgroup: Option<PathBuf>,
+
+    /// How often to read every thread and refresh (seconds, or with a unit: 500ms, 2s).
+    #[arg(long, value_name = "TIME", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// The window the figures and findings are over.
+    #[arg(long, value_name = "TIME", default_value = "3s", value_parser = parse_duration)]
+    pub window: Duration,
+
+    /// Watch for one window, print it and exit (no terminal view).
+    #[arg(long)]
+    pub once: bool,
+
+    /// With --once: write the refresh as JSON here (`cpuprof-top/1`; '-' = standard output)
+    /// instead of a table.
+    #[arg(long, value_name = "PATH", requires = "once")]
+    pub json: Option<PathBuf>,
+
+    /// Sample native stacks of the watched processes (perf) for the selected process's top
+    /// functions. Off by default: it costs the watched processes.
+    #[arg(long)]
+    pub stacks: bool,
 }
 
 /// Flags of `sweep`.

@@ -1,7 +1,7 @@
 //! cpuprof: CPU time against wall time for every process and thread of a program.
 //!
 //! The binary only parses arguments and wires the library crates together (`record.rs`,
-//! `report_cmd.rs`, `sweep_cmd.rs`). This file is the one place that turns an error into one line on stderr
+//! `report_cmd.rs`, `sweep_cmd.rs`, `top_cmd.rs`). This file is the one place that turns an error into one line on stderr
 //! and an exit code (see `docs/usage.md`).
 
 mod cli;
@@ -11,6 +11,7 @@ mod report_cmd;
 mod signals;
 mod status_line;
 mod sweep_cmd;
+mod top_cmd;
 
 use clap::Parser;
 
@@ -22,6 +23,7 @@ fn main() {
         Some(Command::Report(args)) => report_cmd::run(args),
         Some(Command::Record(args)) => record::run(args),
         Some(Command::Sweep(args)) => sweep_cmd::run(args),
+        Some(Command::Top(args)) => top_cmd::run(args),
         None => record::run(cli.record),
     };
     let code = match result {

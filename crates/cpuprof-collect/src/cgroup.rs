@@ -143,23 +143,91 @@ pub fn read_cgroup(pid: u32) -> Option<CgroupInfo> {
     }
     let (root, mnt) = find_mount(&read(Path::new("/proc/self/mountinfo"))?, m.version)?;
     let leaf = cgroup_dir(&root, &mnt, &m.path);
-    let mut quota: Option<f64> = None;
-    let mut dir = leaf.clone();
-    loop {
-        if let Some(q) = dir_quota(m.version, &dir) {
-            quota = Some(quota.map_or(q, |old| old.min(q)));
-        }
-        if dir == mnt || !dir.pop() || !dir.starts_with(&mnt) {
-            break;
-        }
-    }
     Some(CgroupInfo {
         version: m.version,
         path: m.path,
-        quota_cpus: quota,
+        quota_cpus: quota_up(m.version, &leaf, &mnt),
         throttling_start: throttling(&leaf),
         throttling_end: None,
     })
+}
+
+/// The smallest quota from `leaf` up to the mount point `mnt` (a parent's limit applies to
+/// its children).
+fn quota_up(version: u8, leaf: &Path, mnt: &Path) -> Option<f64> {
+    let mut quota: Option<f64> = None;
+    let mut dir = leaf.to_path_buf();
+    loop {
+        if let Some(q) = dir_quota(version, &dir) {
+            quota = Some(quota.map_or(q, |old| old.min(q)));
+        }
+        if dir == mnt || !dir.pop() || !dir.starts_with(mnt) {
+            break;
+        }
+    }
+    quota
+}
+
+/// A cgroup given by its directory (`cpuprof top --cgroup DIR`): version, path inside its
+/// hierarchy, quota and throttling now. `None` when `dir` is not a cgroup directory.
+pub fn read_dir(dir: &Path) -> Option<CgroupInfo> {
+    let dir = dir.canonicalize().ok()?;
+    if !dir.join("cgroup.procs").is_file() {
+        return None;
+    }
+    // v2 groups list their controllers; v1 groups do not have the file.
+    let version = if dir.join("cgroup.controllers").is_file() {
+        2
+    } else {
+        1
+    };
+    let mountinfo = read(Path::new("/proc/self/mountinfo"))?;
+    let (root, mnt) = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let fstype = post.split(' ').next()?;
+            let wanted = if version == 2 { "cgroup2" } else { "cgroup" };
+            if fstype != wanted {
+                return None;
+            }
+            Some((pre.get(3)?.to_string(), PathBuf::from(pre.get(4)?)))
+        })
+        .filter(|(_, mnt)| dir.starts_with(mnt))
+        .max_by_key(|(_, mnt)| mnt.as_os_str().len())?;
+    let rel = dir.strip_prefix(&mnt).ok()?;
+    let path = Path::new(&root).join(rel).display().to_string();
+    Some(CgroupInfo {
+        version,
+        path,
+        quota_cpus: quota_up(version, &dir, &mnt),
+        throttling_start: throttling(&dir),
+        throttling_end: None,
+    })
+}
+
+/// The processes of a cgroup directory and of every group below it (`cgroup.procs`).
+pub fn procs(dir: &Path) -> Vec<cpuprof_model::Pid> {
+    let mut pids = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        if let Some(text) = read(&d.join("cgroup.procs")) {
+            pids.extend(
+                text.lines()
+                    .filter_map(|l| l.trim().parse::<cpuprof_model::Pid>().ok()),
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            dirs.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    pids
 }
 
 /// Throttling counters of a cgroup directory.

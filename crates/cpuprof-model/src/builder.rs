@@ -65,6 +65,9 @@ pub const IDLE_SAMPLE_NS: Ns = 1_000_000_000;
 /// (docs/profile-format.md, "Memory").
 pub const POINT_BUDGET: usize = 1_000_000;
 
+/// Notices a recording that forgets its past keeps (see [`ProfileBuilder::forget_before`]).
+const MAX_NOTICES: usize = 100;
+
 impl ProfileBuilder {
     /// A builder for a recording that started at monotonic time `origin_ns`.
     pub fn new(mut meta: Meta, machine: Machine, origin_ns: u64) -> Self {
@@ -97,6 +100,11 @@ impl ProfileBuilder {
     /// Converts a monotonic time to recording time.
     pub fn rel(&self, t: u64) -> Ns {
         t.saturating_sub(self.origin)
+    }
+
+    /// Recording time of the latest poll.
+    pub fn last_poll(&self) -> Ns {
+        self.last_poll_t
     }
 
     /// The profile so far (e.g. for a live status line).
@@ -360,6 +368,70 @@ impl ProfileBuilder {
                 self.profile.meta.exit_code = code;
                 self.profile.meta.signal = signal;
             }
+        }
+    }
+
+    /// Drops what happened before recording time `t` that no [`Profile::window`] starting at
+    /// or after `t` needs: processes and threads that ended before it, their bookkeeping, every
+    /// thread's polls before it but the last one (the next window's baseline), and samples
+    /// before it. A recording that never ends (`cpuprof top`, `cpuprof agent`) calls it as its
+    /// window slides, so its memory follows what is alive, not how long it ran.
+    pub fn forget_before(&mut self, t: Ns) {
+        let ended = |end: Option<Ns>| end.is_some_and(|e| e < t);
+        let mut dropped: HashSet<Pid> = HashSet::new();
+        let mut dropped_threads: HashSet<(Pid, Tid)> = HashSet::new();
+        self.profile.processes.retain_mut(|p| {
+            if ended(p.end_ns) {
+                dropped.insert(p.pid);
+                return false;
+            }
+            let pid = p.pid;
+            p.threads.retain(|th| {
+                let keep = !ended(th.end_ns);
+                if !keep {
+                    dropped_threads.insert((pid, th.tid));
+                }
+                keep
+            });
+            for th in &mut p.threads {
+                let keep_from = th.points.partition_point(|pt| pt.t < t).saturating_sub(1);
+                th.points.drain(..keep_from);
+            }
+            true
+        });
+        self.process_index = self
+            .profile
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.pid, i))
+            .collect();
+        let gone = |pid: &Pid| dropped.contains(pid);
+        let gone_thread = |k: &(Pid, Tid)| dropped.contains(&k.0) || dropped_threads.contains(k);
+        self.own_cpu.retain(|k, _| !gone(k));
+        self.polled.retain(|k| !gone(k));
+        self.forks.retain(|k, _| !gone(k));
+        self.exec_names.retain(|k, _| !gone(k));
+        self.exec_command_at.retain(|k, _| !gone(k));
+        self.command_read_at.retain(|k, _| !gone(k));
+        self.python_named.retain(|k| !gone_thread(k));
+        self.baselines.retain(|k, _| !gone_thread(k));
+        self.exited.retain(|k| !gone_thread(k));
+        self.profile.samples.retain(|s| s.t >= t);
+        self.profile.python_samples.retain(|s| s.t >= t);
+        // Its indices point into the samples just moved: the next sample of each thread
+        // starts afresh.
+        self.last_python.clear();
+        self.total_points = self
+            .profile
+            .processes
+            .iter()
+            .map(|p| p.threads.iter().map(|th| th.points.len()).sum::<usize>())
+            .sum();
+        // Notices are one line per cause; a watch that runs for days keeps the latest.
+        let n = self.profile.notices.len();
+        if n > MAX_NOTICES {
+            self.profile.notices.drain(..n - MAX_NOTICES);
         }
     }
 
@@ -798,7 +870,7 @@ fn process_cpu(threads: &[Thread], own: CpuTimes) -> CpuTimes {
 }
 
 /// `total` split into user and system in the proportion of `split`.
-fn split_like(total: u64, split: CpuTimes) -> CpuTimes {
+pub(crate) fn split_like(total: u64, split: CpuTimes) -> CpuTimes {
     let parts = split.total_ns();
     if parts == 0 {
         return CpuTimes {

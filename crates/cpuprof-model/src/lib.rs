@@ -29,6 +29,7 @@ mod profile;
 mod sched;
 mod stacks;
 pub mod sweep;
+mod window;
 
 pub use analysis::{Analysis, Finding, ProcessRuntime, Severity, ThreadClass, ThreadRole};
 pub use builder::ProfileBuilder;

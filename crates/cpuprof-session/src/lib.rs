@@ -42,7 +42,12 @@ pub enum Target {
     Command(Vec<OsString>),
     /// Attach to this process and its descendants.
     Pid(u32),
+    /// Every process of a scope (the machine, a cgroup), as processes come and go, until
+    /// stopped: what `cpuprof top` and `cpuprof agent` watch through [`Session::window`].
+    Watch(Scope),
 }
+
+pub use cpuprof_collect::poller::Scope;
 
 /// Where the final figures of tasks that end come from (docs/summary-json.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -143,6 +148,7 @@ impl Session {
                 cpuprof_collect::attach::check_attachable(*pid)?;
                 (PollTarget::Attached(*pid), None)
             }
+            Target::Watch(scope) => (PollTarget::Watched(scope.clone()), None),
             Target::Command(cmd) => {
                 launcher::become_subreaper()?;
                 let launch = Launch {
@@ -157,11 +163,26 @@ impl Session {
         };
         // After the fork: the target keeps the limit it was started with.
         launcher::raise_open_files_limit();
-        let attached = matches!(poll_target, PollTarget::Attached(_));
-        let pid = poll_target.pid();
-
-        let machine = cpuprof_collect::budget::read_machine(pid);
+        let attached = !matches!(poll_target, PollTarget::Launched(_));
+        // A scope has no root: its budget is the machine's as cpuprof sees it, or the
+        // watched group's.
+        let pid = poll_target.pid().unwrap_or(0);
+        let mut machine = cpuprof_collect::budget::read_machine(match pid {
+            0 => std::process::id(),
+            p => p,
+        });
+        if let Target::Watch(scope) = &target {
+            machine.cgroup = match scope {
+                Scope::Machine => None,
+                Scope::Cgroup(dir) => Some(
+                    cpuprof_collect::cgroup::read_dir(dir)
+                        .with_context(|| format!("{} is not a cgroup directory", dir.display()))?,
+                ),
+            };
+        }
         let command = match &target {
+            Target::Watch(Scope::Machine) => vec!["(every process)".to_string()],
+            Target::Watch(Scope::Cgroup(dir)) => vec![format!("(cgroup {})", dir.display())],
             // Attach mode records the target's command line as the command.
             Target::Pid(pid) => std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|t| cpuprof_collect::procfs::cmdline::parse(&t))
@@ -196,6 +217,8 @@ impl Session {
 
         // The kernel's exit notifications, registered before the target runs.
         let (exits, refused) = match opts.exit_accounting {
+            // A scope's tasks end as they please: their last poll is enough for a window.
+            _ if pid == 0 => (None, None),
             ExitSource::Auto => match ExitWatcher::open(pid, tree.clone()) {
                 Ok(w) => (Some(w), None),
                 Err(notice) => (None, Some(notice)),
@@ -339,6 +362,25 @@ impl Session {
     /// The profile so far: a live snapshot.
     pub fn profile(&self) -> &Profile {
         self.builder.profile()
+    }
+
+    /// The last `len` of the recording up to its latest poll, as a profile of its own
+    /// ([`Profile::window`]), which `cpuprof_analysis::analyze` reads as it reads a whole
+    /// recording.
+    pub fn window(&self, len: Duration) -> Profile {
+        let to = self.builder.last_poll();
+        let from = to.saturating_sub(len.as_nanos() as u64);
+        self.builder.profile().window(from, to)
+    }
+
+    /// Forgets what ended more than `keep` before the latest poll (a watch that runs for
+    /// days keeps what its windows need, not its whole history).
+    pub fn forget_older_than(&mut self, keep: Duration) {
+        let t = self
+            .builder
+            .last_poll()
+            .saturating_sub(keep.as_nanos() as u64);
+        self.builder.forget_before(t);
     }
 
     /// Waits up to `wait` (parked; the poller unparks this thread when the target ends) and

@@ -14,10 +14,25 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 use cpuprof_model::Pid;
 
 use crate::procfs::{stat, ProcReader};
+
+/// The processes a watch without a root follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every user-space process of the machine (of this pid namespace) but cpuprof itself;
+    /// kernel threads (children of `kthreadd`) have no pools and no budget to fight over.
+    Machine,
+    /// The processes of a cgroup directory and of its descendant groups (v1 or v2), as
+    /// listed in their `cgroup.procs`; read at every poll, so a process moved in joins.
+    Cgroup(PathBuf),
+}
+
+/// `kthreadd`, the parent of every kernel thread.
+const KTHREADD: Pid = 2;
 
 /// Remembers the pids that are not part of the tree.
 #[derive(Debug, Default)]
@@ -68,14 +83,25 @@ pub fn joiners(unknown: &BTreeMap<Pid, Pid>, is_member: impl Fn(Pid) -> bool) ->
 
 impl Discovery {
     /// New processes of the tree. `tracked`: pids already in it; `adopter`: cpuprof's pid
-    /// in launch mode (its children are the target and adopted orphans).
+    /// in launch mode (its children are the target and adopted orphans); `scope`: the
+    /// processes to follow when there is no root.
     pub fn scan(
         &mut self,
         reader: &mut ProcReader,
         ticks: u64,
         tracked: &dyn Fn(Pid) -> bool,
         adopter: Option<Pid>,
+        scope: Option<&Scope>,
     ) -> Vec<Pid> {
+        if let Some(Scope::Cgroup(dir)) = scope {
+            // The group lists its members: no listing of /proc at all.
+            self.unchanged = false;
+            let mut pids = crate::cgroup::procs(dir);
+            pids.retain(|&p| !tracked(p));
+            pids.sort_unstable();
+            pids.dedup();
+            return pids;
+        }
         // Read before listing: a pid allocated after this read shows at the next poll.
         let last_pid = self.last_pid();
         self.unchanged = last_pid.is_some() && last_pid == self.listed_at;
@@ -98,7 +124,17 @@ impl Discovery {
                 unknown.insert(pid, s.ppid);
             }
         }
-        let joined = joiners(&unknown, |p| tracked(p) || Some(p) == adopter);
+        let joined = match scope {
+            Some(_) => {
+                let me = std::process::id();
+                unknown
+                    .iter()
+                    .filter(|&(&pid, &ppid)| pid != me && pid != KTHREADD && ppid != KTHREADD)
+                    .map(|(&pid, _)| pid)
+                    .collect()
+            }
+            None => joiners(&unknown, |p| tracked(p) || Some(p) == adopter),
+        };
         let joined_set: HashSet<Pid> = joined.iter().copied().collect();
         self.foreign
             .extend(unknown.keys().filter(|p| !joined_set.contains(p)));
@@ -154,7 +190,7 @@ mod tests {
         let skipped = (0..20).any(|_| {
             let before = d.last_pid();
             d.listed_at = before;
-            let found = d.scan(&mut r, 100, &|p| p == me, None);
+            let found = d.scan(&mut r, 100, &|p| p == me, None, None);
             d.last_pid() == before && found.is_empty() && d.nothing_created()
         });
         assert!(skipped, "/proc was listed although no pid was allocated");
@@ -162,11 +198,24 @@ mod tests {
         let listed = d.listed_at.expect("/proc/loadavg has the last pid");
         let mut other = std::process::Command::new("true").spawn().unwrap();
         other.wait().unwrap();
-        let found = d.scan(&mut r, 100, &|p| p == me, None);
+        let found = d.scan(&mut r, 100, &|p| p == me, None, None);
         assert!(found.contains(&child.id()), "{found:?}");
         assert!(d.listed_at.unwrap() > listed && !d.nothing_created());
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn the_machine_scope_has_every_user_process_but_this_one() {
+        let mut d = Discovery::default();
+        let mut r = ProcReader::new();
+        let found = d.scan(&mut r, 100, &|_| false, None, Some(&Scope::Machine));
+        assert!(
+            found.contains(&1),
+            "init is a user-space process: {found:?}"
+        );
+        assert!(!found.contains(&std::process::id()));
+        assert!(!found.contains(&KTHREADD));
     }
 
     #[test]
@@ -178,7 +227,7 @@ mod tests {
         let me = std::process::id();
         let mut d = Discovery::default();
         let mut r = ProcReader::new();
-        let found = d.scan(&mut r, 100, &|p| p == me, None);
+        let found = d.scan(&mut r, 100, &|p| p == me, None, None);
         assert!(found.contains(&child.id()), "{found:?}");
         // Unrelated processes are remembered, and not read again.
         assert!(!d.foreign.is_empty());

@@ -34,20 +34,27 @@ use crate::tree::LiveTree;
 use account::Vanished;
 use process::ProcState;
 
-/// Which process the recording follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which processes the recording follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A child cpuprof launched: the poller reaps it (and orphans) and reports its exit.
     Launched(Pid),
     /// A running process cpuprof attached to: counters start from zero at the first poll.
     Attached(Pid),
+    /// Every process of a scope as processes come and go (`cpuprof top`, `cpuprof agent`):
+    /// no root, so the recording ends only when stopped; counters start from zero at the
+    /// first poll, as when attached.
+    Watched(Scope),
 }
 
+pub use discover::Scope;
+
 impl Target {
-    /// The root pid.
-    pub fn pid(self) -> Pid {
+    /// The root pid (`None` for a scope, which has none).
+    pub fn pid(&self) -> Option<Pid> {
         match self {
-            Target::Launched(p) | Target::Attached(p) => p,
+            Target::Launched(p) | Target::Attached(p) => Some(*p),
+            Target::Watched(_) => None,
         }
     }
 }
@@ -155,7 +162,7 @@ impl Poller {
 
     /// Polls until the target ends or `stop` is set, then flushes.
     pub fn run(mut self) -> PollOutcome {
-        let pidfd = reap::PidFd::open(self.target.pid());
+        let pidfd = self.target.pid().and_then(reap::PidFd::open);
         let interval = self.interval.as_nanos() as u64;
         let mut next = monotonic_ns();
         let mut last;
@@ -241,18 +248,25 @@ impl Poller {
         let first = self.polls == 0;
         self.polls += 1;
         let mut queue: Vec<Pid> = self.procs.keys().copied().collect();
-        if !self.root_gone && !self.procs.contains_key(&self.target.pid()) && first {
-            queue.push(self.target.pid());
+        if let Some(root) = self.target.pid() {
+            if !self.root_gone && !self.procs.contains_key(&root) && first {
+                queue.push(root);
+            }
         }
         let adopter = matches!(self.target, Target::Launched(_)).then_some(self.self_pid);
         // Forked children the exit watcher saw (crate::exits): orphans included.
         queue.extend(self.tree.take_announced());
         let known: BTreeSet<Pid> = queue.iter().copied().collect();
+        let scope = match &self.target {
+            Target::Watched(scope) => Some(scope),
+            _ => None,
+        };
         queue.extend(self.discovery.scan(
             &mut self.reader,
             self.ticks,
             &|p| known.contains(&p),
             adopter,
+            scope,
         ));
         let mut visited: BTreeSet<Pid> = BTreeSet::new();
         let mut alive: BTreeMap<Pid, CpuTimes> = BTreeMap::new();
@@ -271,7 +285,7 @@ impl Poller {
         if matches!(self.target, Target::Launched(_)) {
             for r in reap::reap_all() {
                 add_opt(&mut self.reaped_total, r.rusage);
-                if r.pid == self.target.pid() {
+                if Some(r.pid) == self.target.pid() {
                     self.exit = Some(r.status);
                     self.root_gone = true;
                 }
@@ -294,8 +308,7 @@ impl Poller {
                 }
                 reaped.insert(r.pid, r.rusage);
             }
-        } else if !first {
-            let root = self.target.pid();
+        } else if let (false, Some(root)) = (first, self.target.pid()) {
             if !alive.contains_key(&root) || self.procs.get(&root).is_some_and(|p| p.zombie) {
                 self.root_gone = true;
             }
@@ -377,7 +390,7 @@ impl Poller {
             return None; // the old process is gone; the new one is picked up next poll
         }
         let is_new = seen == decide::Seen::New;
-        let baseline = first && matches!(self.target, Target::Attached(_));
+        let baseline = first && !matches!(self.target, Target::Launched(_));
         let snap = self.read_process(pid, pst, is_new);
         let zombie = snap.stat.state == 'Z';
         let rss_kb = snap.stat.rss_pages * self.page_kb;

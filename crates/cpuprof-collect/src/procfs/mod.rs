@@ -16,10 +16,12 @@
 
 pub mod cmdline;
 pub mod environ;
+pub mod pressure;
 pub mod proc_maps;
 pub mod schedstat;
 pub mod stat;
 pub mod status;
+pub mod system_stat;
 
 use std::collections::HashMap;
 use std::fs::File;
