@@ -65,7 +65,7 @@ pub struct App {
 impl App {
     /// A view of `snapshot`.
     pub fn new(snapshot: Snapshot) -> Self {
-        App {
+        let mut app = App {
             snapshot,
             sort: SortKey::Cpu,
             filter: String::new(),
@@ -75,6 +75,19 @@ impl App {
             paused: false,
             help: false,
             status: String::new(),
+        };
+        app.select_first();
+        app
+    }
+
+    /// Without a selection, the first row is selected: from then on the selection follows
+    /// its process through refreshes and re-sorts, as in `htop`.
+    fn select_first(&mut self) {
+        let gone = self
+            .selected
+            .is_none_or(|pid| !self.snapshot.processes.iter().any(|p| p.pid == pid));
+        if gone {
+            self.selected = self.rows().first().map(|p| p.pid);
         }
     }
 
@@ -82,6 +95,7 @@ impl App {
     pub fn update(&mut self, snapshot: Snapshot) {
         if !self.paused {
             self.snapshot = snapshot;
+            self.select_first();
         }
     }
 
@@ -228,6 +242,13 @@ mod tests {
         assert_eq!(pids(&a), [20, 30, 1]);
         press(&mut a, KeyCode::Char('w'));
         assert_eq!(pids(&a), [30, 20, 1]);
+        assert_eq!(
+            a.selected,
+            Some(20),
+            "the first row at the start stays selected"
+        );
+        press(&mut a, KeyCode::Up);
+        assert_eq!(a.selected, Some(30));
         press(&mut a, KeyCode::Down);
         assert_eq!(a.selected, Some(20));
         press(&mut a, KeyCode::Char('n'));

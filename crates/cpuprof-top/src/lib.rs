@@ -31,9 +31,45 @@ pub fn run(
     interrupted: &dyn Fn() -> bool,
 ) -> Result<()> {
     let mut terminal = ratatui::init();
+    watch_for_hang_up();
     let result = event_loop(&mut terminal, watch, interval, start_recording, interrupted);
     ratatui::restore();
     result
+}
+
+/// The terminal went away (its window closed, the ssh connection dropped, `tmux
+/// kill-server`). The kernel's SIGHUP does not always reach the view (it goes to the
+/// terminal's foreground process group), and a hung-up terminal reads as end of file forever:
+/// without this check the view would spin on it.
+fn terminal_hung_up() -> bool {
+    let mut fds = [1, 0].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a valid array of pollfd for its length; a zero timeout never blocks.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+    n > 0
+        && fds
+            .iter()
+            .any(|f| f.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0)
+}
+
+/// Exit code when the terminal hangs up (128 + SIGHUP, as a shell reports it).
+pub const HANG_UP_EXIT_CODE: i32 = 129;
+
+/// A backstop thread: crossterm reads a hung-up terminal in a loop that never returns (end of
+/// file is not "no input"), so the loop's own check may never run again. There is no
+/// terminal to restore then and nothing to write: the process exits.
+fn watch_for_hang_up() {
+    let _ = std::thread::Builder::new()
+        .name("cpuprof-hangup".into())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if terminal_hung_up() {
+                std::process::exit(HANG_UP_EXIT_CODE);
+            }
+        });
 }
 
 fn event_loop(
@@ -49,6 +85,9 @@ fn event_loop(
     let mut ended = false;
     loop {
         terminal.draw(|f| ui::draw(f, &app))?;
+        if terminal_hung_up() {
+            return Ok(());
+        }
         // Keys until the next refresh, looking at the interrupt flag and the recordings
         // every 100 ms.
         let wait = next_refresh
@@ -73,7 +112,7 @@ fn event_loop(
             }
             // Resizes and other events: redrawn at the top of the loop.
         }
-        if interrupted() {
+        if interrupted() || terminal_hung_up() {
             return Ok(());
         }
         recordings.retain_mut(|(pid, child, path)| match child.try_wait() {

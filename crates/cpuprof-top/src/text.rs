@@ -35,11 +35,11 @@ pub fn table(s: &Snapshot) -> String {
         };
         let _ = writeln!(
             out,
-            "{:>7}  {:>5.2}/{:<4.1}  {:>3.0}%  {:>9}  {:<24}  {:<18}  {}",
+            "{:>7}  {:>5.2}/{:<4.1}  {:>4}  {:>9}  {:<24}  {:<18}  {}",
             p.pid,
             p.cpu_cores,
             p.budget_cores,
-            p.runq_wait_share * 100.0,
+            crate::ui::wait_text(p.runq_wait_share, p.cpu_cores),
             format!(
                 "{}/{}/{}",
                 p.threads.running, p.threads.runnable, p.threads.sleeping

@@ -49,8 +49,20 @@ pub fn pool_text(pool: &cpuprof_live::snapshot::PoolRow) -> String {
     format!("{}×{}{idle}", printable(&pool.runtime), pool.threads)
 }
 
-fn pools_text(p: &ProcessRow) -> String {
-    p.pools.iter().map(pool_text).collect::<Vec<_>>().join(" ")
+/// The pools column: idle pools (no worker busy now) dimmed.
+fn pools_cell(p: &ProcessRow) -> Cell<'static> {
+    let mut spans = Vec::new();
+    for (i, pool) in p.pools.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw(" "));
+        }
+        let text = format!("{}×{}", printable(&pool.runtime), pool.threads);
+        spans.push(match pool.busy_workers {
+            0 => Span::styled(text, Style::default().fg(Color::DarkGray)),
+            _ => Span::raw(text),
+        });
+    }
+    Cell::from(Line::from(spans))
 }
 
 /// Draws the whole view.
@@ -92,16 +104,16 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App) {
         .count();
     let line1 = Line::from(vec![
         Span::styled("cpuprof top", Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("  budget {:.1} cores  busy ", m.budget_cores)),
+        Span::raw(format!("  budget {:.1}  busy ", m.budget_cores)),
         Span::styled(format!("{:.2}", m.cores_busy), busy_style),
-        Span::raw(format!("  CPU pressure {psi}  processes {}", m.processes)),
+        Span::raw(format!("  PSI {psi}  procs {}", m.processes)),
         match flagged {
             0 => Span::raw(""),
             n => Span::styled(format!("  flagged {n}"), Style::default().fg(Color::Red)),
         },
     ]);
     let mut line2 = vec![Span::raw(format!(
-        "window {:.0} s  sort {}",
+        "cores over the last {:.0} s  sort {}",
         app.snapshot.window_s,
         app.sort.label()
     ))];
@@ -157,8 +169,9 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App) {
                     true => Style::default().add_modifier(Modifier::BOLD),
                     false => Style::default(),
                 });
-            let wait = Cell::from(format!("{:>3.0}%", p.runq_wait_share * 100.0)).style(
+            let wait = Cell::from(wait_text(p.runq_wait_share, p.cpu_cores)).style(
                 match p.runq_wait_share {
+                    _ if p.cpu_cores < MIN_CORES => Style::default(),
                     w if w >= 0.3 => Style::default().fg(Color::Red),
                     w if w >= 0.1 => Style::default().fg(Color::Yellow),
                     _ => Style::default(),
@@ -173,7 +186,7 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App) {
                     "{}/{}/{}",
                     p.threads.running, p.threads.runnable, p.threads.sleeping
                 )),
-                Cell::from(pools_text(p)),
+                pools_cell(p),
                 finding_cell(p),
             ])
         })
@@ -197,6 +210,18 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App) {
         state.select(Some(app.selected_index()));
     }
     f.render_stateful_widget(table, area, &mut state);
+}
+
+/// Below this many cores a process's wait share is noise (a few waits of a thread that
+/// barely ran): shown as `-`.
+const MIN_CORES: f64 = 0.01;
+
+/// The wait column: `42%`, or `-` for a process that barely ran.
+pub fn wait_text(share: f64, cores: f64) -> String {
+    match cores < MIN_CORES {
+        true => "   -".to_string(),
+        false => format!("{:>3.0}%", share * 100.0),
+    }
 }
 
 /// `2`, `1.5`, `0.25`: a budget as short as it can be.
@@ -264,7 +289,7 @@ fn thread_row(t: &ThreadRow) -> Row<'static> {
         Cell::from(t.role.clone()),
         Cell::from(t.runtime.as_deref().map(printable).unwrap_or_default()),
         Cell::from(format!("{:>5.2}", t.cpu_cores)),
-        Cell::from(format!("{:>3.0}%", t.runq_wait_share * 100.0)),
+        Cell::from(wait_text(t.runq_wait_share, t.cpu_cores)),
         Cell::from(t.state.clone()).style(state_style),
     ])
 }
