@@ -455,6 +455,70 @@ bench_switch_cost() {
 }
 ALL_BENCHES+=(switch_cost)
 
+# `cpuprof top`'s own cost (issue 18: at most 1% of one core watching 300 processes at the
+# default interval). BENCH_PROCS (300) processes are started beside the machine's own: four
+# in five `sleep`, one in five `bench/threads.c 4` (four threads waking every 100 ms). The view
+# runs in a real terminal (tmux, 120x40) as a user runs it; after a 5 s warm-up its CPU
+# (utime + stime of /proc/PID/stat) is read over BENCH_SECS (30). procps `top -d 1` in the
+# same terminal, alternating with it, is the reference.
+bench_top() {
+    local n="${BENCH_PROCS:-300}" secs="${BENCH_SECS:-30}" rounds="${TOP_RUNS:-3}"
+    local exe="$WORK/threads" pids=() i r tool
+    gcc -O2 -pthread -o "$exe" bench/threads.c
+    for ((i = 0; i < n; i++)); do
+        if ((i % 5 == 0)); then
+            "$exe" 4 3600 >/dev/null 2>&1 &
+        else
+            sleep 3600 &
+        fi
+        pids+=($!)
+    done
+    sleep 2
+    local watched threads
+    watched="$(ls -d /proc/[0-9]* | wc -l)"
+    threads="$(ls -d /proc/[0-9]*/task/[0-9]* 2>/dev/null | wc -l)"
+    declare -A pct=()
+    local sock="$WORK/tmux.sock"
+    for ((r = 0; r < rounds; r++)); do
+        for tool in cpuprof top; do
+            local cmd
+            case "$tool" in
+                cpuprof) cmd="$CPUPROF top" ;;
+                top) cmd="top -d 1" ;;
+            esac
+            tmux -S "$sock" new-session -d -s bench -x 120 -y 40 "$cmd"
+            sleep 5
+            local pid
+            pid="$(tmux -S "$sock" display-message -p -t bench '#{pane_pid}')"
+            local t0 t1
+            t0="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
+            sleep "$secs"
+            t1="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
+            tmux -S "$sock" kill-server
+            sleep 1
+            pct[$tool]+="$(awk -v a="$t0" -v b="$t1" -v s="$secs" -v hz="$(getconf CLK_TCK)" \
+                'BEGIN { printf "%.3f", (b - a) / hz / s * 100 }') "
+        done
+    done
+    kill "${pids[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+    echo "### \`cpuprof top\`'s own cost"
+    echo
+    echo "$watched processes ($threads threads) on the machine: $n started for the benchmark" \
+        "(4 in 5 \`sleep\`, 1 in 5 \`bench/threads.c 4\`, four threads waking every 100 ms)."
+    echo "Each view ran in tmux (120x40) at its default interval (1 s); its CPU over ${secs} s" \
+        "after a 5 s warm-up, $rounds rounds alternating."
+    echo
+    echo "| view | % of one core (median) | runs |"
+    echo "|---|---|---|"
+    # shellcheck disable=SC2086
+    echo "| \`cpuprof top\` | $(median ${pct[cpuprof]}) | ${pct[cpuprof]}|"
+    # shellcheck disable=SC2086
+    echo "| procps \`top -d 1\` | $(median ${pct[top]}) | ${pct[top]}|"
+    echo
+}
+ALL_BENCHES+=(top)
+
 # ---------------------------------------------------------------------------------------------
 
 main() {

@@ -166,6 +166,20 @@ fn once_json_flags_both_workers_and_none_with_one_thread_each() {
         assert!(["error", "warning"].contains(&f["severity"].as_str().unwrap()));
         assert!(!f["title"].as_str().unwrap().is_empty());
     }
+    // --stacks: the selected process's top functions, from perf samples; the BLAS kernel
+    // leads in a worker.
+    let (out, snap) = top_once(&["--pid", &w.pid().to_string(), "--stacks"]);
+    let snap = snap.unwrap_or_else(|| panic!("no JSON: {out:?}"));
+    let p = process(&snap, workers[0]);
+    let top = p["top_functions"]
+        .as_array()
+        .expect("top_functions with --stacks");
+    let first = top[0]["name"].as_str().unwrap();
+    assert!(
+        first.starts_with("dgemm_"),
+        "OpenBLAS's kernel first: {top:?}"
+    );
+    assert!(top[0]["share"].as_f64().unwrap() > 0.3, "{top:?}");
     drop(w);
 
     let w = Workload::start("1");

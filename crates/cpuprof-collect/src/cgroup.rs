@@ -141,6 +141,11 @@ pub fn read_cgroup(pid: u32) -> Option<CgroupInfo> {
     if crate::procfs::stat::read(pid).is_none_or(|s| s.exiting()) {
         return None;
     }
+    group_info(m)
+}
+
+/// The group a membership names, with its quota and throttling now.
+fn group_info(m: Membership) -> Option<CgroupInfo> {
     let (root, mnt) = find_mount(&read(Path::new("/proc/self/mountinfo"))?, m.version)?;
     let leaf = cgroup_dir(&root, &mnt, &m.path);
     Some(CgroupInfo {
@@ -239,6 +244,35 @@ pub fn throttling(dir: &Path) -> Option<Throttling> {
 pub fn throttling_now(info: &CgroupInfo) -> Option<Throttling> {
     let (root, mnt) = find_mount(&read(Path::new("/proc/self/mountinfo"))?, info.version)?;
     throttling(&cgroup_dir(&root, &mnt, &info.path))
+}
+
+/// The CPU cgroups of many processes (`cpuprof top` on a machine): each process costs one
+/// read of its `/proc/PID/cgroup`, each distinct group one read of the mount table and of
+/// its quota, again after `max_age_ns`.
+#[derive(Debug, Default)]
+pub struct GroupCache {
+    groups: std::collections::HashMap<String, (u64, Option<CgroupInfo>)>,
+}
+
+impl GroupCache {
+    /// The CPU cgroup of `pid` at monotonic time `now`, its group read at most `max_age_ns`
+    /// ago. `None` when it cannot be read (or `pid` exits: see [`read_cgroup`]).
+    pub fn of(&mut self, pid: u32, now: u64, max_age_ns: u64) -> Option<CgroupInfo> {
+        let text = read(Path::new(&format!("/proc/{pid}/cgroup")))?;
+        let m = cpu_membership(&text)?;
+        if let Some((at, info)) = self.groups.get(&m.path) {
+            if now.saturating_sub(*at) < max_age_ns {
+                return info.clone();
+            }
+        }
+        if crate::procfs::stat::read(pid).is_none_or(|s| s.exiting()) {
+            return None;
+        }
+        let path = m.path.clone();
+        let info = group_info(m);
+        self.groups.insert(path, (now, info.clone()));
+        info
+    }
 }
 
 /// Follows the CPU cgroup of a running target.

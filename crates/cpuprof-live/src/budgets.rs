@@ -11,8 +11,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use cpuprof_collect::{budget, cgroup};
 use cpuprof_model::{CgroupInfo, Pid, Throttling};
 
-/// How often a process's cgroup and affinity are read again.
-pub const REREAD_NS: u64 = 10_000_000_000;
+/// How often a process's cgroup and affinity are read again: they change when a service
+/// manager moves a process or a program calls `sched_setaffinity`, rarely, and reading them
+/// for every process of a machine costs more than the view's polling does.
+pub const REREAD_NS: u64 = 30_000_000_000;
 
 /// What is known of one process.
 #[derive(Debug, Clone)]
@@ -29,6 +31,7 @@ struct Known {
 #[derive(Debug, Default)]
 pub struct Budgets {
     online: u32,
+    groups: cgroup::GroupCache,
     known: HashMap<Pid, Known>,
     /// Per cgroup path: (time, counters), oldest first, over the last windows.
     throttling: BTreeMap<String, VecDeque<(u64, Throttling)>>,
@@ -64,7 +67,7 @@ impl Budgets {
                 Known {
                     read_at: now,
                     affinity: budget::machine::affinity_cpus(pid),
-                    cgroup: cgroup::read_cgroup(pid),
+                    cgroup: self.groups.of(pid, now, REREAD_NS),
                     uid,
                 },
             );

@@ -72,6 +72,24 @@ pub struct ProcessRow {
     pub findings: Vec<FindingRow>,
     /// Its threads, most CPU first.
     pub thread_list: Vec<ThreadRow>,
+    /// The functions its stack samples were in over the window, most first (`--stacks`
+    /// only; at most [`TOP_FUNCTIONS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_functions: Vec<FunctionRow>,
+}
+
+/// How many functions a row's `top_functions` lists.
+pub const TOP_FUNCTIONS: usize = 8;
+/// ...and the least share of the process's samples one needs to be listed.
+pub const MIN_FUNCTION_SHARE: f64 = 0.01;
+
+/// A function and its share of a process's stack samples (where the sampled thread was).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionRow {
+    /// The function, with its library or file (`dgemm_kernel (libopenblas.so.0)`).
+    pub name: String,
+    /// Share of the process's samples in the window with it as the innermost frame.
+    pub share: f64,
 }
 
 /// Threads by state at the latest poll.
@@ -197,11 +215,36 @@ pub fn add_rows(
     budgets: &dyn Budgets,
 ) {
     let wall = (window.meta.wall_ns as f64 / 1e9).max(1e-9);
-    for p in &window.processes {
-        if p.end_ns.is_some() {
-            continue; // ended in the window: not a process of the machine any more
+    let mut leaves: std::collections::HashMap<Pid, std::collections::HashMap<u32, u64>> =
+        Default::default();
+    for s in &window.samples {
+        if let Some(stack) = s.stack {
+            let leaf = window.stacks.nodes[stack as usize].1;
+            *leaves.entry(s.pid).or_default().entry(leaf).or_default() += 1;
         }
-        into.push(row(p, wall, analysis, budgets));
+    }
+    for p in &window.processes {
+        // Ended in the window, or seen starting but none of its threads read yet: not a
+        // process to show.
+        if p.end_ns.is_some() || p.threads.iter().all(|t| t.end_ns.is_some()) {
+            continue;
+        }
+        let mut r = row(p, wall, analysis, budgets);
+        if let Some(counts) = leaves.get(&p.pid) {
+            let total: u64 = counts.values().sum();
+            let mut top: Vec<(&u32, &u64)> = counts.iter().collect();
+            top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            r.top_functions = top
+                .into_iter()
+                .take(TOP_FUNCTIONS)
+                .filter(|(_, n)| **n as f64 >= total as f64 * MIN_FUNCTION_SHARE)
+                .map(|(frame, n)| FunctionRow {
+                    name: window.stacks.frame(*frame).label(),
+                    share: *n as f64 / total as f64,
+                })
+                .collect();
+        }
+        into.push(r);
     }
 }
 
@@ -282,6 +325,7 @@ fn row(p: &Process, wall: f64, analysis: &Analysis, budgets: &dyn Budgets) -> Pr
         pools,
         findings,
         thread_list,
+        top_functions: Vec::new(),
     }
 }
 

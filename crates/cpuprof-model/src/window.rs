@@ -95,10 +95,16 @@ fn window_process(p: &Process, from: Ns, to: Ns, bin_ns: u64) -> Process {
 }
 
 fn window_thread(t: &Thread, from: Ns, to: Ns, bin_ns: u64) -> Thread {
-    // The baseline: the last poll at or before the window's start (none for a thread that
-    // started in the window: it counts from zero, its start).
+    // The baseline: the counters at the window's start, between the last poll at or before
+    // it and the first after it in proportion of time (polls do not keep step with windows:
+    // the last poll before a window that starts 1 ms before a poll is a whole interval
+    // early, and its interval's CPU would count in a window that is an interval shorter).
+    // None for a thread that started in the window: it counts from zero, its start.
     let split = t.points.partition_point(|p| p.t <= from);
-    let base = split.checked_sub(1).map(|i| t.points[i]);
+    let base = split.checked_sub(1).map(|i| match t.points.get(split) {
+        Some(next) => between(&t.points[i], next, from),
+        None => t.points[i],
+    });
     let rebase = |p: &ThreadPoint| {
         let b = base.unwrap_or_default();
         ThreadPoint {
@@ -151,6 +157,28 @@ fn window_thread(t: &Thread, from: Ns, to: Ns, bin_ns: u64) -> Thread {
         blocks: sched.iter().map(|b| u64::from(b.blocks)).sum(),
         points,
         sched,
+    }
+}
+
+/// The counters at time `at` (`a.t <= at < b.t`), `a`'s plus `b`'s progress in proportion.
+fn between(a: &ThreadPoint, b: &ThreadPoint, at: Ns) -> ThreadPoint {
+    let span = b.t.saturating_sub(a.t);
+    if span == 0 {
+        return *a;
+    }
+    let part = |x: u64, y: u64| {
+        let d = u128::from(y.saturating_sub(x));
+        x + (d * u128::from(at.saturating_sub(a.t)) / u128::from(span)) as u64
+    };
+    ThreadPoint {
+        t: at,
+        cpu_ns: part(a.cpu_ns, b.cpu_ns),
+        runq_ns: part(a.runq_ns, b.runq_ns),
+        user_ns: part(a.user_ns, b.user_ns),
+        sys_ns: part(a.sys_ns, b.sys_ns),
+        state: a.state,
+        vcsw: part(a.vcsw, b.vcsw),
+        ivcsw: part(a.ivcsw, b.ivcsw),
     }
 }
 
@@ -218,6 +246,17 @@ mod tests {
         assert_eq!(p.threads[1].start_ns, 1000);
         assert_eq!(p.cpu_ns(), 1000);
         assert_eq!(p.runq_ns, 40);
+    }
+
+    #[test]
+    fn a_window_between_polls_counts_its_share_of_their_interval() {
+        // Polls at 1000, 5000, 9000; the window starts at 4000, a quarter of the interval
+        // before the 5000 poll: 475 (100 + 3/4 of 500) at its start.
+        let w = profile().window(4000, 10_000);
+        let t = &w.processes[0].threads[0];
+        assert_eq!(t.cpu_ns, 900 - 475);
+        assert_eq!(t.points[1].t, 1000);
+        assert_eq!(t.points[1].cpu_ns, 600 - 475);
     }
 
     #[test]

@@ -83,8 +83,15 @@ fn event_loop(
     let mut recordings: Vec<(u32, Child, PathBuf)> = Vec::new();
     let mut next_refresh = Instant::now() + interval;
     let mut ended = false;
+    // Drawn when something changed (a refresh, a key, a resize, a recording's end), not at
+    // every turn of the loop: a frame of a few hundred processes is most of what the view
+    // costs.
+    let mut dirty = true;
     loop {
-        terminal.draw(|f| ui::draw(f, &app))?;
+        if dirty {
+            terminal.draw(|f| ui::draw(f, &app))?;
+            dirty = false;
+        }
         if terminal_hung_up() {
             return Ok(());
         }
@@ -94,6 +101,7 @@ fn event_loop(
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(100));
         if event::poll(wait)? {
+            dirty = true;
             if let Event::Key(k) = event::read()? {
                 if k.kind == KeyEventKind::Press {
                     match app.key(k) {
@@ -117,6 +125,7 @@ fn event_loop(
         }
         recordings.retain_mut(|(pid, child, path)| match child.try_wait() {
             Ok(Some(status)) => {
+                dirty = true;
                 app.status = match status.success() {
                     true => format!("report of {pid} written to {}", path.display()),
                     false => format!("recording {pid} failed ({status})"),
@@ -125,6 +134,7 @@ fn event_loop(
             }
             Ok(None) => true,
             Err(e) => {
+                dirty = true;
                 app.status = format!("recording {pid}: {e}");
                 false
             }
@@ -135,6 +145,7 @@ fn event_loop(
                 next_refresh = Instant::now() + interval;
             }
             if !ended {
+                dirty = true;
                 ended = watch.tick(Duration::ZERO);
                 app.update(watch.snapshot());
                 if ended {

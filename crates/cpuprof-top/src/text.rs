@@ -49,6 +49,20 @@ pub fn table(s: &Snapshot) -> String {
             command
         );
     }
+    for p in s.processes.iter().filter(|p| !p.top_functions.is_empty()) {
+        let top: Vec<String> = p
+            .top_functions
+            .iter()
+            .map(|f| format!("{} {:.0}%", printable(&f.name), f.share * 100.0))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n{} {} top functions: {}",
+            p.pid,
+            printable(&p.name),
+            top.join(", ")
+        );
+    }
     for p in s.processes.iter().filter(|p| !p.findings.is_empty()) {
         for f in &p.findings {
             let _ = writeln!(

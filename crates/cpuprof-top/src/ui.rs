@@ -151,11 +151,18 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App) {
         .map(|h| Cell::from(h).add_modifier(Modifier::BOLD)),
     )
     .style(Style::default().bg(Color::DarkGray));
+    // Only the rows that fit are built (a machine has hundreds of processes): the window
+    // of rows that keeps the selected one in view.
+    let height = area.height.saturating_sub(1).max(1) as usize;
+    let selected = app.selected_index().min(rows.len().saturating_sub(1));
+    let offset = selected.saturating_sub(height - 1);
     let body: Vec<Row> = rows
         .iter()
+        .skip(offset)
+        .take(height)
         .map(|p| {
             let name = match wide {
-                true => command_line(&p.command),
+                true => short_command(&p.command),
                 false => printable(&p.name),
             };
             let name = if name.is_empty() {
@@ -207,9 +214,21 @@ fn draw_table(f: &mut Frame, area: Rect, app: &App) {
         .column_spacing(1);
     let mut state = TableState::default();
     if !rows.is_empty() {
-        state.select(Some(app.selected_index()));
+        state.select(Some(selected - offset));
     }
     f.render_stateful_widget(table, area, &mut state);
+}
+
+/// The command line with the program's directory left out (`cpuprof-matmul --procs 2`, not
+/// `/home/me/project/target/release/cpuprof-matmul --procs 2`): the name column is narrow.
+fn short_command(command: &[String]) -> String {
+    let mut args = command.to_vec();
+    if let Some(first) = args.first_mut() {
+        if let Some((_, base)) = first.rsplit_once('/') {
+            *first = base.to_string();
+        }
+    }
+    command_line(&args)
 }
 
 /// Below this many cores a process's wait share is noise (a few waits of a thread that
@@ -251,6 +270,18 @@ fn draw_detail(f: &mut Frame, area: Rect, app: &App) {
             app.snapshot.window_s
         )));
         lines.push(Line::from(printable(&command_line(&p.command))).dim());
+    }
+    if !p.top_functions.is_empty() {
+        let top: Vec<String> = p
+            .top_functions
+            .iter()
+            .take(4)
+            .map(|f| format!("{} {:.0}%", printable(&f.name), f.share * 100.0))
+            .collect();
+        lines.push(Line::from(vec![
+            Span::styled("top functions: ", Style::default().fg(Color::Magenta)),
+            Span::raw(top.join(", ")),
+        ]));
     }
     for finding in &p.findings {
         lines.push(Line::from(vec![

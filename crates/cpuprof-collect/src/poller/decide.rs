@@ -286,6 +286,28 @@ pub fn thread(
     )
 }
 
+/// Nothing moved in a known process since its last poll, by its own `stat`: its main
+/// thread is not runnable, its tick counters (its threads' and its reaped children's), its
+/// thread count and its name are those of the last poll. Then no thread of it got a whole
+/// tick of CPU and none started or ended, so a live view may skip reading its threads: what
+/// they did in less than a tick shows at their next read (the counters are cumulative).
+pub fn quiet(known: &ProcState, now: &Stat) -> bool {
+    let own = (
+        now.utime_ns.saturating_sub(known.base_own.user_ns),
+        now.stime_ns.saturating_sub(known.base_own.sys_ns),
+    );
+    let children = (
+        now.cutime_ns.saturating_sub(known.base_children.user_ns),
+        now.cstime_ns.saturating_sub(known.base_children.sys_ns),
+    );
+    !matches!(now.state, 'R' | 'Z' | 'X')
+        && !known.zombie
+        && now.num_threads as usize == known.threads.len()
+        && now.comm == known.comm
+        && own == (known.own_stat.user_ns, known.own_stat.sys_ns)
+        && children == (known.children.user_ns, known.children.sys_ns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +325,37 @@ mod tests {
     const REUSED: &[u8] = b"4242 (sleep) S 1 4242 4100 0 -1 4194560 90 0 0 0 0 0 0 0 20 0 1 0 \
         1500000 5361664 200 18446744073709551615 94000000000000 94000000020000 \
         140700000000000 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
+
+    #[test]
+    fn a_process_is_quiet_while_its_own_stat_stays_put() {
+        let st = parse(PYTHON, 100).unwrap();
+        let mut ps = ProcState {
+            comm: st.comm.clone(),
+            ..Default::default()
+        };
+        for tid in [4242, 4243, 4244] {
+            ps.threads.insert(tid, ThreadState::default());
+        }
+        ps.set_counters(
+            0,
+            CpuTimes {
+                user_ns: st.utime_ns,
+                sys_ns: st.stime_ns,
+            },
+            CpuTimes::default(),
+        );
+        assert!(quiet(&ps, &st));
+        // A tick more of CPU, a thread more, the main thread runnable: read it.
+        let mut busier = st.clone();
+        busier.utime_ns += 10_000_000;
+        assert!(!quiet(&ps, &busier));
+        let mut more = st.clone();
+        more.num_threads += 1;
+        assert!(!quiet(&ps, &more));
+        let mut running = st.clone();
+        running.state = 'R';
+        assert!(!quiet(&ps, &running));
+    }
 
     fn known(st: &Stat) -> Known<'_> {
         Known {

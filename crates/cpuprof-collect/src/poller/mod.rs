@@ -13,6 +13,11 @@
 //!
 //! The poller sleeps on a pidfd of the target, so the target's exit is seen at once (exact
 //! wall time, final counters read from the zombie before it is reaped).
+//!
+//! Watching a scope (the machine, a cgroup: `cpuprof top`), a process whose own `stat` says
+//! nothing moved since the last poll ([`decide::quiet`]) costs that one read: its threads
+//! are read again once it runs. Most processes of a machine sleep; reading every thread of
+//! each at every poll was most of a live view's cost.
 
 pub mod account;
 mod decide;
@@ -96,6 +101,9 @@ pub struct Poller {
     /// The kernel's exit accounting gives every task's final figures (crate::exits): CPU
     /// of unseen children is then not theirs to estimate.
     exits_exact: bool,
+    /// Watching a scope: each thread's last `stat` and the timeslices it had run then. A
+    /// thread that ran no timeslice since has the same `stat` (see [`Poller::read_thread`]).
+    last_stat: std::collections::HashMap<(Pid, Tid), (u64, stat::Stat)>,
 }
 
 impl Poller {
@@ -131,6 +139,7 @@ impl Poller {
             root_gone: false,
             wake_at_end: Vec::new(),
             exits_exact: false,
+            last_stat: std::collections::HashMap::new(),
         }
     }
 
@@ -360,6 +369,7 @@ impl Poller {
             }
             self.tree.remove(pid);
             self.reader.forget(pid, None);
+            self.last_stat.retain(|k, _| k.0 != pid);
             self.send(Event::ProcessEnd {
                 t,
                 pid,
@@ -390,6 +400,14 @@ impl Poller {
             return None; // the old process is gone; the new one is picked up next poll
         }
         let is_new = seen == decide::Seen::New;
+        if !first && matches!(self.target, Target::Watched(_)) {
+            if let Some(known) = self.procs.get_mut(&pid) {
+                if decide::quiet(known, &pst) {
+                    known.read_at = t;
+                    return Some(());
+                }
+            }
+        }
         let baseline = first && !matches!(self.target, Target::Launched(_));
         let snap = self.read_process(pid, pst, is_new);
         let zombie = snap.stat.state == 'Z';
@@ -398,6 +416,7 @@ impl Poller {
         let up = decide::process(pid, t, self.procs.get(&pid), snap, seen, baseline);
         for tid in &up.forget {
             self.reader.forget(pid, Some(*tid));
+            self.last_stat.remove(&(pid, *tid));
         }
         for e in up.events {
             self.send(e);
@@ -488,16 +507,35 @@ impl Poller {
 
     /// Reads one thread's files; `None` if it is gone. `status` is the costliest file (it
     /// also reports memory): a known thread's context switches are read every few polls.
+    /// Watching a scope, a known thread that ran no timeslice since its last poll keeps that
+    /// poll's `stat` (its times, name and state cannot have moved without running): one read
+    /// instead of two for every sleeping thread of the machine.
     fn read_thread(&mut self, pid: Pid, tid: Tid, known: bool) -> Option<decide::ThreadSnapshot> {
         let schedstat = self
             .reader
             .read_kept(pid, Some(tid), "schedstat")
             .ok()
             .and_then(schedstat::parse);
-        let stat = stat::parse(
-            self.reader.read_kept(pid, Some(tid), "stat").ok()?,
-            self.ticks,
-        )?;
+        let watched = matches!(self.target, Target::Watched(_));
+        let slices = schedstat.map(|s| s.timeslices);
+        let kept = match (watched && known, slices, self.last_stat.get(&(pid, tid))) {
+            (true, Some(n), Some((before, st))) if *before == n => Some(st.clone()),
+            _ => None,
+        };
+        let stat = match kept {
+            Some(st) => st,
+            None => {
+                // A thread still unreadable is gone: `?` below.
+                let st = stat::parse(
+                    self.reader.read_kept(pid, Some(tid), "stat").ok()?,
+                    self.ticks,
+                )?;
+                if let (true, Some(n)) = (watched, slices) {
+                    self.last_stat.insert((pid, tid), (n, st.clone()));
+                }
+                st
+            }
+        };
         let status = (!known || self.polls.is_multiple_of(STATUS_EVERY)).then(|| {
             self.reader
                 .read_kept(pid, Some(tid), "status")
