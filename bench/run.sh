@@ -29,6 +29,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 ALL_BENCHES=(record_overhead churn builds_matmul python_pool memory sweep)
+# (agent_soak runs an hour: `bench/run.sh agent_soak`, not part of a plain `bench/run.sh`.)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -518,6 +519,20 @@ bench_top() {
     echo
 }
 ALL_BENCHES+=(top)
+
+# `cpuprof agent` over BENCH_SECS (3600) of process churn: its RSS, CPU and series each
+# minute (bench/agent_soak.py).
+bench_agent_soak() {
+    local secs="${BENCH_SECS:-3600}"
+    echo "### \`cpuprof agent\`: memory over $((secs / 60)) minutes of process churn"
+    echo
+    echo "\`bench/agent_soak.py\`: the agent at its defaults (machine-wide, 1 s interval, 10 s window)," \
+        "20 long-lived sleepers, ~10 short processes a second (1 in 5 with a pool of 3 threads)," \
+        "/metrics scraped every 15 s."
+    echo
+    "$PY" bench/agent_soak.py "$CPUPROF" "$secs"
+    echo
+}
 
 # ---------------------------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@
 #     compile small C programs), chromium (the HTML report tests), libopenblas0-openmp (OpenBLAS
 #     built on OpenMP, beside the pthreads build the alternatives keep as default), clang and
 #     libomp-dev (LLVM OpenMP), nodejs (and npm) for speedscope, tmux (`cpuprof top` is tested
-#     in a real terminal); linux-perf when apt runs anyway.
+#     in a real terminal), prometheus (scrapes `cpuprof agent` in a test; promtool checks the
+#     documented rules) and golang-go (`go tool pprof` reads the pprof exports); linux-perf
+#     when apt runs anyway. The prometheus package's own service is not needed: the tests start
+#     their own server on a free loopback port.
 #   - /dev/null a character device again if something replaced it with a regular file (tmux
 #     refuses to start then; cpuprof before 0.1.0's fix did it with `-o /dev/null` as root).
 #   - .node: the speedscope npm package, pinned, whose own page checks cpuprof's speedscope
@@ -16,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev nodejs tmux)
+REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev nodejs tmux prometheus golang-go)
 OPTIONAL_DEBS=(linux-perf)
 REQUIREMENTS=scripts/requirements.txt
 VENV=.venv

@@ -41,6 +41,54 @@ pub enum Command {
     /// Watch the machine (or a process tree, or a cgroup) live: each process's CPU against
     /// its budget, run-queue wait, pools and findings now (docs/top.md).
     Top(TopArgs),
+    /// Run continuously and serve Prometheus metrics and pprof profiles over HTTP (for a
+    /// fleet's scrapers; docs/agent.md).
+    Agent(AgentArgs),
+}
+
+/// Flags of `agent`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  cpuprof agent\n  cpuprof agent --listen 0.0.0.0:9464 --match 'python|java'\n  curl -s localhost:9464/metrics\n  go tool pprof -top 'http://localhost:9464/debug/pprof/profile?seconds=10'"
+)]
+pub struct AgentArgs {
+    /// Address to serve on (a bare port means loopback: 9464 = 127.0.0.1:9464). Other
+    /// hosts can reach it only when this names an address of theirs, e.g. 0.0.0.0:9464.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
+    pub listen: std::net::SocketAddr,
+
+    /// Watch this process and its descendants only.
+    #[arg(long, value_name = "PID", conflicts_with = "cgroup")]
+    pub pid: Option<u32>,
+
+    /// Watch the processes of this cgroup directory (v1 or v2) and of the groups below it.
+    #[arg(long, value_name = "DIR")]
+    pub cgroup: Option<PathBuf>,
+
+    /// Export only processes whose command line (or name) matches this regular expression.
+    #[arg(long = "match", value_name = "REGEX")]
+    pub matcher: Option<regex::Regex>,
+
+    /// Processes with series of their own (the busiest); the rest are summed into one.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max_processes: u32,
+
+    /// How often every thread is read and the metrics refreshed.
+    #[arg(long, value_name = "TIME", default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// The window the findings and the gauges are over.
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
+    pub window: Duration,
+}
+
+/// `9464` (loopback) or `ADDR:PORT`.
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("'{s}' is not PORT or ADDRESS:PORT (e.g. 127.0.0.1:9464)"))
 }
 
 /// Flags of `top`.
@@ -292,6 +340,12 @@ pub struct OutputArgs {
     /// findings as instant events.
     #[arg(long, value_name = "PATH")]
     pub perfetto: Option<PathBuf>,
+
+    /// Write the stacks in pprof's format here (gzipped protobuf: `go tool pprof`, Pyroscope,
+    /// Parca, Grafana), sample types samples/count and cpu/nanoseconds, labelled with pid,
+    /// tid, thread name and runtime.
+    #[arg(long, value_name = "PATH")]
+    pub pprof: Option<PathBuf>,
 
     /// Print no summary or status line (errors only).
     #[arg(short, long)]

@@ -4,6 +4,7 @@
 //! `report_cmd.rs`, `sweep_cmd.rs`, `top_cmd.rs`). This file is the one place that turns an error into one line on stderr
 //! and an exit code (see `docs/usage.md`).
 
+mod agent_cmd;
 mod cli;
 mod outputs;
 mod record;
@@ -24,6 +25,7 @@ fn main() {
         Some(Command::Record(args)) => record::run(args),
         Some(Command::Sweep(args)) => sweep_cmd::run(args),
         Some(Command::Top(args)) => top_cmd::run(args),
+        Some(Command::Agent(args)) => agent_cmd::run(args),
         None => record::run(cli.record),
     };
     let code = match result {

@@ -32,6 +32,8 @@ pub struct Outputs {
     pub speedscope: Option<PathBuf>,
     /// The Trace Event Format (Perfetto, chrome://tracing) here.
     pub perfetto: Option<PathBuf>,
+    /// pprof's gzipped protobuf here.
+    pub pprof: Option<PathBuf>,
     /// No terminal summary.
     pub quiet: bool,
     /// Keep the profile somewhere safe when every file output fails (a recording; a report
@@ -71,6 +73,7 @@ impl Outputs {
             ("folded stacks", &self.collapsed),
             ("speedscope profile", &self.speedscope),
             ("trace events", &self.perfetto),
+            ("pprof profile", &self.pprof),
         ]
         .into_iter()
         .filter_map(|(what, p)| p.as_ref().map(|p| (what, p)))
@@ -181,6 +184,13 @@ pub fn write_all(out: &Outputs, profile: &Profile, analysis: &Analysis) -> Writt
             .and_then(|doc| write_with(path, |w| w.write_all(doc.as_bytes())));
         if let Err(e) = r {
             fail("trace events", path, e);
+        }
+    }
+    if let Some(path) = &out.pprof {
+        let r = cpuprof_report::pprof::to_pprof(profile, analysis)
+            .and_then(|doc| write_with(path, |w| w.write_all(&doc)));
+        if let Err(e) = r {
+            fail("pprof profile", path, e);
         }
     }
     if let Some(path) = &out.html {

@@ -30,6 +30,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         collapsed: args.out.collapsed.clone(),
         speedscope: args.out.speedscope.clone(),
         perfetto: args.out.perfetto.clone(),
+        pprof: args.out.pprof.clone(),
         quiet: args.out.quiet,
         rescue: true,
     };

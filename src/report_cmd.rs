@@ -24,6 +24,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         collapsed: args.out.collapsed,
         speedscope: args.out.speedscope,
         perfetto: args.out.perfetto,
+        pprof: args.out.pprof,
         quiet: args.out.quiet,
         rescue: false,
     };

@@ -21,6 +21,7 @@ pub fn run(args: SweepArgs) -> Result<i32> {
         collapsed: None,
         speedscope: None,
         perfetto: None,
+        pprof: None,
         quiet: args.quiet,
         rescue: false,
     }

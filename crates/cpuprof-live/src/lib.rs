@@ -45,6 +45,20 @@ impl Default for WatchOptions {
     }
 }
 
+/// What one process did since the previous [`Watch::increments`]: summed over calls, a
+/// process's counters, exact however its threads come and go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Increment {
+    /// Process.
+    pub pid: Pid,
+    /// User CPU, ns.
+    pub user_ns: u64,
+    /// System CPU, ns.
+    pub sys_ns: u64,
+    /// Run-queue wait, ns.
+    pub runq_ns: u64,
+}
+
 /// A live watch.
 pub struct Watch {
     session: Session,
@@ -54,6 +68,8 @@ pub struct Watch {
     cpu_history: Vec<(u64, system_stat::CpuTotals)>,
     ticks: u64,
     ended: bool,
+    /// Recording time up to which [`Watch::increments`] has counted.
+    counted_to: u64,
 }
 
 impl Watch {
@@ -81,6 +97,7 @@ impl Watch {
             cpu_history,
             ticks: cpuprof_collect::procfs::clock_ticks(),
             ended: false,
+            counted_to: 0,
         })
     }
 
@@ -129,6 +146,9 @@ impl Watch {
             psi_some: pressure::cpu_some_avg10(),
         };
         let mut snap = snapshot::finish(rows, &window, figures);
+        for p in &mut snap.processes {
+            p.cgroup = self.budgets.group_of(p.pid).to_string();
+        }
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         if uid != 0 {
@@ -143,6 +163,33 @@ impl Watch {
         // Everything a next window can need is at most one window old.
         self.session.forget_older_than(self.opts.window * 2);
         snap
+    }
+
+    /// Each process's CPU and run-queue wait since the last call (the first call: since the
+    /// watch began). Consecutive calls cut the recording at its polls, so nothing is counted
+    /// twice or lost; a window of its own per call, so the figures stay exact when the
+    /// window of [`Watch::snapshot`] slides and what ended is forgotten. Call it at least once
+    /// per window (what is older than two windows may be forgotten).
+    pub fn increments(&mut self) -> Vec<Increment> {
+        let to = self.session.last_poll();
+        let from = self.counted_to.min(to);
+        self.counted_to = to;
+        let part = self.session.profile().window(from, to);
+        part.processes
+            .iter()
+            .map(|p| Increment {
+                pid: p.pid,
+                user_ns: p.cpu.user_ns,
+                sys_ns: p.cpu.sys_ns,
+                runq_ns: p.runq_ns,
+            })
+            .filter(|i| i.user_ns + i.sys_ns + i.runq_ns > 0)
+            .collect()
+    }
+
+    /// The cgroup path of a process as last read (`""` when unknown).
+    pub fn cgroup_of(&self, pid: Pid) -> &str {
+        self.budgets.group_of(pid)
     }
 
     /// Cores busy machine-wide from `/proc/stat` over (about) the window.

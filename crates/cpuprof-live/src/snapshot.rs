@@ -58,6 +58,9 @@ pub struct ProcessRow {
     pub name: String,
     /// Command line.
     pub command: Vec<String>,
+    /// Its CPU cgroup's path (`""` when unknown).
+    #[serde(default)]
+    pub cgroup: String,
     /// Cores used, averaged over the window.
     pub cpu_cores: f64,
     /// Cores it may use: online CPUs, its affinity and its cgroup's quota.
@@ -318,6 +321,7 @@ fn row(p: &Process, wall: f64, analysis: &Analysis, budgets: &dyn Budgets) -> Pr
             .map(|t| t.name.clone())
             .unwrap_or_default(),
         command: p.command.clone(),
+        cgroup: String::new(),
         cpu_cores: p.cpu_ns() as f64 / 1e9 / wall,
         budget_cores: budgets.budget_cores(p.pid),
         runq_wait_share: share(p.runq_ns, p.cpu_ns()),

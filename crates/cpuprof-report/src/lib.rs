@@ -24,6 +24,7 @@
 pub mod collapsed;
 pub mod escape;
 pub mod html;
+pub mod pprof;
 pub mod speedscope;
 pub mod stacks;
 pub mod summary;

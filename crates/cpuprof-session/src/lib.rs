@@ -373,6 +373,11 @@ impl Session {
         self.builder.profile().window(from, to)
     }
 
+    /// Recording time (ns from its start) of the latest poll taken in.
+    pub fn last_poll(&self) -> u64 {
+        self.builder.last_poll()
+    }
+
     /// Forgets what ended more than `keep` before the latest poll (a watch that runs for
     /// days keeps what its windows need, not its whole history).
     pub fn forget_older_than(&mut self, keep: Duration) {
