@@ -347,6 +347,12 @@ pub struct OutputArgs {
     #[arg(long, value_name = "PATH")]
     pub pprof: Option<PathBuf>,
 
+    /// Write the Firefox Profiler's processed format here (open it at profiler.firefox.com):
+    /// every process and thread, stack samples with their thread's CPU since the previous
+    /// one (CPU against wall time in its activity graph), the findings as markers.
+    #[arg(long, value_name = "PATH")]
+    pub firefox: Option<PathBuf>,
+
     /// Print no summary or status line (errors only).
     #[arg(short, long)]
     pub quiet: bool,

@@ -34,6 +34,8 @@ pub struct Outputs {
     pub perfetto: Option<PathBuf>,
     /// pprof's gzipped protobuf here.
     pub pprof: Option<PathBuf>,
+    /// The Firefox Profiler's processed format here.
+    pub firefox: Option<PathBuf>,
     /// No terminal summary.
     pub quiet: bool,
     /// Keep the profile somewhere safe when every file output fails (a recording; a report
@@ -74,6 +76,7 @@ impl Outputs {
             ("speedscope profile", &self.speedscope),
             ("trace events", &self.perfetto),
             ("pprof profile", &self.pprof),
+            ("Firefox Profiler profile", &self.firefox),
         ]
         .into_iter()
         .filter_map(|(what, p)| p.as_ref().map(|p| (what, p)))
@@ -191,6 +194,14 @@ pub fn write_all(out: &Outputs, profile: &Profile, analysis: &Analysis) -> Writt
             .and_then(|doc| write_with(path, |w| w.write_all(&doc)));
         if let Err(e) = r {
             fail("pprof profile", path, e);
+        }
+    }
+    if let Some(path) = &out.firefox {
+        let r = cpuprof_report::firefox::to_json(profile, analysis)
+            .map_err(std::io::Error::other)
+            .and_then(|doc| write_with(path, |w| w.write_all(doc.as_bytes())));
+        if let Err(e) = r {
+            fail("Firefox Profiler profile", path, e);
         }
     }
     if let Some(path) = &out.html {

@@ -31,6 +31,7 @@ pub fn run(args: RecordArgs) -> Result<i32> {
         speedscope: args.out.speedscope.clone(),
         perfetto: args.out.perfetto.clone(),
         pprof: args.out.pprof.clone(),
+        firefox: args.out.firefox.clone(),
         quiet: args.out.quiet,
         rescue: true,
     };

@@ -25,6 +25,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
         speedscope: args.out.speedscope,
         perfetto: args.out.perfetto,
         pprof: args.out.pprof,
+        firefox: args.out.firefox,
         quiet: args.out.quiet,
         rescue: false,
     };

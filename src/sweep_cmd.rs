@@ -22,6 +22,7 @@ pub fn run(args: SweepArgs) -> Result<i32> {
         speedscope: None,
         perfetto: None,
         pprof: None,
+        firefox: None,
         quiet: args.quiet,
         rescue: false,
     }

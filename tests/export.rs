@@ -107,10 +107,15 @@ fn speedscope_export_loads_in_speedscope() {
         "{total} of {cpu}"
     );
 
-    // Loaded the way `speedscope FILE` does it: a script calling loadFileFromBase64, named in
-    // the page's #localProfilePath.
-    let bytes = std::fs::read(dir.path().join("export.json")).unwrap();
-    let js = dir.path().join("load.js");
+    speedscope_loads(&ss, dir.path(), &dir.path().join("export.json"), &doc);
+}
+
+/// Loads a speedscope file the way `speedscope FILE` does it (a script calling
+/// loadFileFromBase64, named in the page's #localProfilePath) and checks the page shows it.
+fn speedscope_loads(ss: &Path, dir: &Path, file: &Path, doc: &Value) {
+    let profiles = doc["profiles"].as_array().unwrap();
+    let bytes = std::fs::read(file).unwrap();
+    let js = dir.join("load.js");
     std::fs::write(
         &js,
         format!(
@@ -125,7 +130,7 @@ fn speedscope_export_loads_in_speedscope() {
         js.display()
     );
     let (dom, _) = util::chromium(
-        dir.path(),
+        dir,
         &[
             "--allow-file-access-from-files".to_string(),
             "--virtual-time-budget=8000".to_string(),
@@ -243,4 +248,214 @@ fn trace_events_follow_the_format_and_sum_to_the_cpu() {
         .filter(|e| e["ph"] == "i" && e["cat"] == "finding")
         .count();
     assert_eq!(instants, summary["findings"].as_array().unwrap().len());
+}
+
+/// The Firefox Profiler's processed format, version by version as its repository documents it
+/// (`docs-developer/processed-profile-format.md`, `src/types/profile.js`): the profiler's page
+/// cannot be installed here (it is not on npm, and profiler.firefox.com is not reachable), so
+/// the file is checked the way the profiler's loader reads it: every table's columns as long as
+/// its `length`, every index inside the table it names, every string index in the thread's
+/// string array, time deltas and CPU deltas that add up.
+fn check_firefox(doc: &Value, summary: &Value) -> Vec<String> {
+    let meta = &doc["meta"];
+    assert!(meta["version"].as_u64().unwrap() >= 24, "{meta}");
+    assert!(meta["preprocessedProfileVersion"].as_u64().unwrap() >= 40);
+    assert!(meta["interval"].as_f64().unwrap() > 0.0);
+    assert!(
+        meta["startTime"].as_f64().unwrap() > 1.7e12,
+        "ms since the epoch"
+    );
+    assert!(meta["product"].as_str().unwrap().starts_with("cpuprof"));
+    assert_eq!(meta["sampleUnits"]["threadCPUDelta"], "µs");
+    let categories = meta["categories"].as_array().unwrap().len();
+    let threads = doc["threads"].as_array().unwrap();
+    let mut labels = Vec::new();
+    let mut cpu_us = 0.0;
+    let table = |t: &Value, name: &str| -> usize {
+        let tab = &t[name];
+        let n = tab["length"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}.length")) as usize;
+        for (k, v) in tab.as_object().unwrap() {
+            if let Some(col) = v.as_array() {
+                assert_eq!(col.len(), n, "{name}.{k} has {} of {n}", col.len());
+            }
+        }
+        n
+    };
+    for t in threads {
+        assert!(t["pid"].is_string() && t["tid"].is_string() && t["name"].is_string());
+        assert!(t["processName"].is_string());
+        let strings = t["stringArray"].as_array().unwrap();
+        let (stacks, frames, funcs) = (
+            table(t, "stackTable"),
+            table(t, "frameTable"),
+            table(t, "funcTable"),
+        );
+        let samples = table(t, "samples");
+        table(t, "markers");
+        let idx = |v: &Value, bound: usize, what: &str| {
+            if let Some(i) = v.as_u64() {
+                assert!((i as usize) < bound, "{what} {i} of {bound}");
+            } else {
+                assert!(v.is_null(), "{what}: {v}");
+            }
+        };
+        for v in t["samples"]["stack"].as_array().unwrap() {
+            idx(v, stacks, "sample stack");
+        }
+        for v in t["stackTable"]["prefix"].as_array().unwrap() {
+            idx(v, stacks, "stack prefix");
+        }
+        for v in t["stackTable"]["frame"].as_array().unwrap() {
+            idx(v, frames, "stack frame");
+        }
+        for v in t["frameTable"]["func"].as_array().unwrap() {
+            idx(v, funcs, "frame func");
+        }
+        for v in t["frameTable"]["category"].as_array().unwrap() {
+            idx(v, categories, "frame category");
+        }
+        for v in t["funcTable"]["name"].as_array().unwrap() {
+            idx(v, strings.len(), "func name");
+            labels.push(
+                strings[v.as_u64().unwrap() as usize]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        let deltas: f64 = t["samples"]["timeDeltas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_f64().unwrap())
+            .sum();
+        assert!(deltas >= 0.0 && deltas <= util::num(summary, "wall_s") * 1000.0 + 1000.0);
+        assert_eq!(
+            samples,
+            t["samples"]["threadCPUDelta"].as_array().unwrap().len()
+        );
+        cpu_us += t["samples"]["threadCPUDelta"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_f64().unwrap_or(0.0))
+            .sum::<f64>();
+    }
+    // The CPU deltas are the threads' CPU as the summary measured it (less what happened
+    // before a thread's first sample or poll).
+    let cpu = util::num(summary, "cpu_s");
+    assert!(
+        cpu_us / 1e6 <= cpu * 1.01 && cpu_us / 1e6 >= 0.8 * cpu,
+        "{} s of CPU deltas for {cpu} s",
+        cpu_us / 1e6
+    );
+    // One marker per finding.
+    let markers: u64 = threads
+        .iter()
+        .map(|t| t["markers"]["length"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        markers as usize,
+        summary["findings"].as_array().unwrap().len()
+    );
+    labels
+}
+
+#[test]
+fn firefox_export_follows_the_processed_format() {
+    let dir = util::tempdir();
+    let (doc, summary) = record_export(dir.path(), "--firefox");
+    let labels = check_firefox(&doc, &summary);
+    assert!(labels.iter().any(|l| l.starts_with("dgemm_")), "{labels:?}");
+    let threads = doc["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), util::threads(&summary).len());
+}
+
+/// A Python pool (examples/pool_matmul.py) in every format at once, each read by its
+/// consumer: speedscope's page, `go tool pprof`, the Firefox format's rules, the Trace Event
+/// Format's; Python frames with their file and line in each.
+#[test]
+fn a_python_pool_in_every_format() {
+    let dir = util::tempdir();
+    let d = dir.path();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pool_matmul.py");
+    let r = Command::new(util::cpuprof())
+        .args(["-q", "--json"])
+        .arg(d.join("summary.json"))
+        .arg("--speedscope")
+        .arg(d.join("pool.speedscope.json"))
+        .arg("--pprof")
+        .arg(d.join("pool.pb.gz"))
+        .arg("--firefox")
+        .arg(d.join("pool.firefox.json"))
+        .arg("--perfetto")
+        .arg(d.join("pool.trace.json"))
+        .arg("--")
+        .arg(util::venv_python())
+        .arg(&script)
+        .args(["--workers", "2", "--tasks", "8", "--size", "768"])
+        .output()
+        .expect("run cpuprof");
+    assert!(r.status.success(), "{r:?}");
+    let summary = util::read_json(&d.join("summary.json")).unwrap();
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(d.join(name)).unwrap()).unwrap()
+    };
+
+    // speedscope: Python frames carry the script's path and their line.
+    let ss_doc = read("pool.speedscope.json");
+    let frames = ss_doc["shared"]["frames"].as_array().unwrap();
+    assert!(
+        frames.iter().any(|f| f["name"] == "task"
+            && f["file"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("pool_matmul.py"))
+            && f["line"].is_u64()),
+        "the pool's task function in {frames:?}"
+    );
+    if let Some(ss) = speedscope_dir() {
+        speedscope_loads(&ss, d, &d.join("pool.speedscope.json"), &ss_doc);
+    }
+
+    // pprof: `go tool pprof` lists the Python function at its file and line.
+    let go = Path::new("/usr/bin/go");
+    assert!(go.exists(), "go missing: run `make setup` (golang-go)");
+    let out = Command::new(go)
+        .args(["tool", "pprof", "-top", "-lines", "-nodecount=100000"])
+        .arg(d.join("pool.pb.gz"))
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    let top = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        top.lines()
+            .any(|l| l.contains(" task ") && l.contains("pool_matmul.py:")),
+        "{top}"
+    );
+
+    // Firefox: the processed format's rules, and the Python frames' labels.
+    let labels = check_firefox(&read("pool.firefox.json"), &summary);
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.starts_with("task (") && l.contains("pool_matmul.py:")),
+        "{labels:?}"
+    );
+
+    // Trace events: one process_name per process of the summary.
+    let trace = read("pool.trace.json");
+    let names = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "process_name")
+        .count();
+    assert_eq!(names, util::processes(&summary).len());
 }

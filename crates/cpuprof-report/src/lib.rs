@@ -23,6 +23,7 @@
 
 pub mod collapsed;
 pub mod escape;
+pub mod firefox;
 pub mod html;
 pub mod pprof;
 pub mod speedscope;
