@@ -10,7 +10,7 @@
 //! (Python, native, kernel). Each finding is a marker on the main thread of its first process.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use cpuprof_model::{Analysis, FrameKind, Pid, Profile, Tid};
 use fx::{
@@ -87,7 +87,7 @@ pub fn to_json(profile: &Profile, analysis: &Analysis) -> serde_json::Result<Str
         "cpuprof: {}",
         crate::escape::command_line(&profile.meta.command)
     );
-    let mut fx = fx::Profile::new(&product, SystemTime::from(start).into(), interval);
+    let mut fx = fx::Profile::new(&product, start.into(), interval);
     fx.set_os_name("Linux");
     let python = fx.add_category("Python", CategoryColor::Yellow);
     let native = fx.add_category("Native", CategoryColor::Blue);
