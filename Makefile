@@ -5,6 +5,7 @@
 #   make test    setup + build + all tests (one at a time: they measure CPU) + fmt + clippy
 #   make demo    profile the oversubscribed matmul workload and show the summary and report
 #   make bench   the recorder's own cost (bench/run.sh; by hand, not part of `make test`)
+#   make wheel   the `pip install cpuprof` wheel (maturin, manylinux via zig) in target/wheels
 #
 # Honours CARGO_TARGET_DIR; binaries are taken from $(TARGET_DIR)/release.
 
@@ -13,7 +14,7 @@ CARGO ?= cargo
 TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 export CPUPROF_BIN_DIR := $(abspath $(TARGET_DIR))/release
 
-.PHONY: setup build test demo bench fmt clippy
+.PHONY: setup build test demo bench fmt clippy wheel
 
 setup:
 	scripts/setup.sh
@@ -37,3 +38,9 @@ demo: setup build
 
 bench: setup build
 	bench/run.sh
+
+# The wheel's build has a target directory of its own (zig links against an old glibc, so its
+# artifacts differ from `make build`'s).
+wheel: setup
+	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/maturin build --release --zig \
+		--compatibility manylinux2014 -o $(TARGET_DIR)/wheels --target-dir $(TARGET_DIR)/wheel
