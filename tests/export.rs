@@ -459,3 +459,39 @@ fn a_python_pool_in_every_format() {
         .count();
     assert_eq!(names, util::processes(&summary).len());
 }
+
+#[test]
+fn report_converts_a_saved_profile_to_every_viewer_format() {
+    let dir = util::tempdir();
+    let d = dir.path();
+    let save = d.join("run.cpuprof");
+    let r = Command::new(util::cpuprof())
+        .args(["-q", "--save"])
+        .arg(&save)
+        .arg("--")
+        .arg(util::matmul())
+        .args(["--procs", "2", "--size", "256", "--iters", "300"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let r = Command::new(util::cpuprof())
+        .args(["report", "-q"])
+        .arg(&save)
+        .arg("--speedscope")
+        .arg(d.join("a.speedscope.json"))
+        .arg("--firefox")
+        .arg(d.join("a.firefox.json"))
+        .arg("--perfetto")
+        .arg(d.join("a.trace.json"))
+        .arg("--pprof")
+        .arg(d.join("a.pb.gz"))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    for f in ["a.speedscope.json", "a.firefox.json", "a.trace.json"] {
+        let v: Value = serde_json::from_slice(&std::fs::read(d.join(f)).unwrap()).unwrap();
+        assert!(v.is_object(), "{f}");
+    }
+    let gz = std::fs::read(d.join("a.pb.gz")).unwrap();
+    assert_eq!(&gz[..2], b"\x1f\x8b", "gzip");
+}

@@ -477,6 +477,16 @@ fn a_cgroup_is_watched_alone_against_its_quota() {
         assert_eq!(p["budget_cores"].as_f64(), Some(1.0), "{p}");
     }
     assert_eq!(snap["machine"]["budget_cores"].as_f64(), Some(1.0));
+    // Pools sized for 2 cores in a 1-CPU quota, throttled over the window.
+    let p = process(&snap, workers[0]);
+    let quota = p["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "cpu-quota")
+        .unwrap_or_else(|| panic!("no cpu-quota finding: {p:#}"));
+    let detail = quota["detail"].as_str().unwrap();
+    assert!(!detail.contains("0 of 0 periods"), "{detail}");
 }
 
 #[test]
@@ -508,4 +518,43 @@ fn errors_are_one_clear_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("not a cgroup directory"), "{err}");
+}
+
+#[test]
+fn unprivileged_it_shows_what_it_can_read_and_says_why_not_the_rest() {
+    let _m = lock();
+    // Needs root (to become another user) and setpriv (util-linux), as tests/record.rs.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the tests run as root on this machine"
+    );
+    let dir = util::tempdir();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("cpuprof");
+    std::fs::copy(util::cpuprof(), &exe).unwrap();
+    let w = Workload::start("auto");
+    let workers = w.workers();
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args(["top", "--once", "--json", "-"])
+        .output()
+        .expect("setpriv");
+    let snap: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    // root's workers are there with their CPU (stat and schedstat are world-readable)...
+    for &pid in &workers {
+        let p = process(&snap, pid);
+        assert!(p["cpu_cores"].as_f64().unwrap() > 0.3, "{p}");
+    }
+    // ...and the status says why their pools are not.
+    let hidden = snap["hidden"]
+        .as_str()
+        .expect("a reason for what is hidden");
+    assert!(
+        hidden.contains("other users") && hidden.contains("CAP_SYS_PTRACE"),
+        "{hidden}"
+    );
 }

@@ -47,7 +47,13 @@ fn the_wheel_installs_into_a_fresh_venv_and_records() {
     run(Command::new(venv_bin.join("maturin"))
         .current_dir(root)
         .env("PATH", &path)
-        .args(["build", "--release", "--zig", "--compatibility", "manylinux2014"])
+        .args([
+            "build",
+            "--release",
+            "--zig",
+            "--compatibility",
+            "manylinux2014",
+        ])
         .arg("-o")
         .arg(&wheels)
         .arg("--target-dir")
@@ -67,7 +73,10 @@ fn the_wheel_installs_into_a_fresh_venv_and_records() {
     let listing = run(Command::new(venv_bin.join("python"))
         .args(["-m", "zipfile", "-l"])
         .arg(&wheel));
-    assert!(listing.contains("cpuprof-0.1.0.data/scripts/cpuprof"), "{listing}");
+    assert!(
+        listing.contains("cpuprof-0.1.0.data/scripts/cpuprof"),
+        "{listing}"
+    );
     assert!(!listing.contains("matmul"), "{listing}");
 
     // A fresh environment from the real interpreter, the wheel installed without an index.
@@ -85,7 +94,12 @@ fn the_wheel_installs_into_a_fresh_venv_and_records() {
     run(Command::new(&cpuprof)
         .args(["-q", "--json"])
         .arg(&json)
-        .args(["--", "sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]));
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+        ]));
     let summary = util::read_json(&json).expect("a summary from the installed cpuprof");
     assert_eq!(summary["exit_code"], 0);
     assert!(util::num(&summary, "cpu_s") > 0.05, "{summary}");
@@ -108,7 +122,10 @@ fn cargo_install_gives_a_cpuprof_without_openblas() {
         .arg(&target));
     let bin = dir.path().join("bin/cpuprof");
     assert!(!dir.path().join("bin/cpuprof-matmul").exists());
-    assert_eq!(run(Command::new(&bin).arg("--version")).trim(), "cpuprof 0.1.0");
+    assert_eq!(
+        run(Command::new(&bin).arg("--version")).trim(),
+        "cpuprof 0.1.0"
+    );
     let libs = linked(&bin);
     assert!(!libs.contains("openblas"), "{libs}");
 }

@@ -105,6 +105,15 @@ impl Budgets {
         g
     }
 
+    /// Remembers a group's throttling counters read at monotonic time `at` (the watched
+    /// cgroup's, read when the watch began), so that the first window has a start.
+    pub fn seed_throttling(&mut self, group: &str, at: u64, counters: Throttling) {
+        self.throttling
+            .entry(group.to_string())
+            .or_default()
+            .push_front((at, counters));
+    }
+
     /// Forgets the throttling history of groups not in `groups`.
     pub fn keep_groups(&mut self, groups: &[String]) {
         self.throttling.retain(|k, _| groups.contains(k));

@@ -90,10 +90,16 @@ impl Watch {
         let cpu_history = system_stat::read()
             .map(|c| vec![(monotonic_ns(), c)])
             .unwrap_or_default();
+        let mut budgets = budgets::Budgets::new(online);
+        if let Some(g) = &session.profile().machine.cgroup {
+            if let Some(t) = g.throttling_start {
+                budgets.seed_throttling(&g.path, session.origin(), t);
+            }
+        }
         Ok(Watch {
             session,
             opts,
-            budgets: budgets::Budgets::new(online),
+            budgets,
             cpu_history,
             ticks: cpuprof_collect::procfs::clock_ticks(),
             ended: false,
