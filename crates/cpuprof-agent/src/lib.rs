@@ -146,18 +146,20 @@ fn serve(server: &Server, rendered: &Arc<Mutex<Rendered>>, target: &Target) {
         }
         in_flight.fetch_add(1, Ordering::SeqCst);
         let rendered = rendered.clone();
-        let in_flight = in_flight.clone();
+        let counter = in_flight.clone();
         let profiling = profiling.clone();
         let target = target.clone();
         let spawned = std::thread::Builder::new()
             .name("cpuprof-request".into())
             .spawn(move || {
                 answer(request, &rendered, &target, &profiling);
-                in_flight.fetch_sub(1, Ordering::SeqCst);
+                counter.fetch_sub(1, Ordering::SeqCst);
             });
-        // Without a thread the request went with the closure, unanswered: the client sees
-        // the connection close.
-        drop(spawned);
+        // Without a thread the request went with the closure, unanswered (the client sees
+        // the connection close), and is no longer in flight.
+        if spawned.is_err() {
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 

@@ -158,10 +158,9 @@ impl Metrics {
     /// Takes in a refresh: the counters grow by `increments`; processes not in `snap` are
     /// gone (their series end).
     pub fn update(&mut self, snap: &Snapshot, increments: &[Increment]) {
-        let shown = self.shown(snap);
         let alive: std::collections::HashSet<Pid> = snap.processes.iter().map(|p| p.pid).collect();
         for inc in increments {
-            let c = match shown.contains(&inc.pid) || alive.contains(&inc.pid) {
+            let c = match alive.contains(&inc.pid) {
                 true => self.counters.entry(inc.pid).or_default(),
                 false => &mut self.other,
             };
@@ -183,15 +182,6 @@ impl Metrics {
                 self.other.runq_s += c.runq_s;
             }
         }
-    }
-
-    /// The pids with series of their own: the busiest `max_processes` of the window.
-    fn shown(&self, snap: &Snapshot) -> Vec<Pid> {
-        snap.processes
-            .iter()
-            .take(self.max_processes)
-            .map(|p| p.pid)
-            .collect()
     }
 
     /// Every metric, in `format`.
@@ -485,7 +475,7 @@ mod tests {
         let text = m.render(&s, SelfFigures::default(), Format::Text);
         assert!(
             text.contains(
-                "cpuprof_process_cpu_seconds_total{pid=\"10\",comm=\"p\\\"10\\\"\\n\",cgroup=\"\",mode=\"user\"} 0.2"
+                "cpuprof_process_cpu_seconds_total{pid=\"10\",comm=\"p\\\"10\\n\",cgroup=\"\",mode=\"user\"} 0.2"
             ),
             "{text}"
         );
@@ -498,7 +488,7 @@ mod tests {
         assert!(text.contains("cpuprof_finding_estimated_waste_cores{pid=\"10\""));
         // demand: 1 core at a 50% wait share = 2 cores wanted, over 2.
         assert!(text.contains(
-            "cpuprof_process_demand_ratio{pid=\"10\",comm=\"p\\\"10\\\"\\n\",cgroup=\"\"} 1"
+            "cpuprof_process_demand_ratio{pid=\"10\",comm=\"p\\\"10\\n\",cgroup=\"\"} 1"
         ));
         assert!(!text.contains("# EOF"));
         // The process ended: its series go, its CPU stays in the sum.
