@@ -50,7 +50,9 @@ pub struct App {
     pub filter: String,
     /// Typing a filter (after `/`).
     pub filtering: bool,
-    /// The selected process, by pid (kept across refreshes and re-sorts).
+    /// The process the user selected, by pid (kept across refreshes and re-sorts, as in
+    /// `htop`); `None`: the first row, whichever it is at each refresh (as in `top`), until
+    /// the user moves the selection.
     pub selected: Option<u32>,
     /// The selected process's threads are shown.
     pub expanded: bool,
@@ -76,18 +78,16 @@ impl App {
             help: false,
             status: String::new(),
         };
-        app.select_first();
+        app.drop_gone_selection();
         app
     }
 
-    /// Without a selection, the first row is selected: from then on the selection follows
-    /// its process through refreshes and re-sorts, as in `htop`.
-    fn select_first(&mut self) {
-        let gone = self
-            .selected
-            .is_none_or(|pid| !self.snapshot.processes.iter().any(|p| p.pid == pid));
-        if gone {
-            self.selected = self.rows().first().map(|p| p.pid);
+    /// A selected process that is gone: the selection goes back to following the first row.
+    fn drop_gone_selection(&mut self) {
+        if let Some(pid) = self.selected {
+            if !self.snapshot.processes.iter().any(|p| p.pid == pid) {
+                self.selected = None;
+            }
         }
     }
 
@@ -95,7 +95,7 @@ impl App {
     pub fn update(&mut self, snapshot: Snapshot) {
         if !self.paused {
             self.snapshot = snapshot;
-            self.select_first();
+            self.drop_gone_selection();
         }
     }
 
@@ -243,10 +243,10 @@ mod tests {
         press(&mut a, KeyCode::Char('w'));
         assert_eq!(pids(&a), [30, 20, 1]);
         assert_eq!(
-            a.selected,
-            Some(20),
-            "the first row at the start stays selected"
+            a.selected, None,
+            "no selection yet: the first row, whichever it is"
         );
+        assert_eq!(a.selected_row().unwrap().pid, 30);
         press(&mut a, KeyCode::Up);
         assert_eq!(a.selected, Some(30));
         press(&mut a, KeyCode::Down);
