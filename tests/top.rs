@@ -21,8 +21,28 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 /// `cpuprof-matmul --procs 2 --size 256 --iters 100000 --threads T`, killed on drop.
 struct Workload(Child);
 
+/// Pids of `cpuprof-matmul ... --iters 100000` processes (this file's workloads).
+fn stale_workloads() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmd).contains("--iters\x00100000")
+        })
+        .collect()
+}
+
 impl Workload {
     fn start(threads: &str) -> Workload {
+        // The previous test's workers may still be exiting: they would be rows of the view.
+        util::wait_for(
+            "the previous workload to end",
+            Duration::from_secs(10),
+            || stale_workloads().is_empty(),
+        );
         let child = Command::new(util::matmul())
             .args(["--procs", "2", "--size", "256", "--iters", "100000"])
             .args(["--threads", threads])
@@ -59,16 +79,9 @@ impl Drop for Workload {
         // with the root (they exit when their parent's pipe closes).
         unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
         let _ = self.0.wait();
-        for w in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let pid: u32 = match w.file_name().to_str().and_then(|s| s.parse().ok()) {
-                Some(p) => p,
-                None => continue,
-            };
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains("--iters\x00100000") {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
+        for pid in stale_workloads() {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
 }
@@ -343,7 +356,12 @@ fn the_terminal_view_flags_the_workers_and_answers_its_keys() {
         s.lines().count() <= 24 && s.contains("oversubscription") && s.contains("q quit")
     });
 
-    // r: a 10 s recording of the selected process into an HTML report.
+    // r: a 10 s recording of the selected process (the busiest: sorted by CPU) into an HTML
+    // report.
+    t.keys(&["c"]);
+    t.wait("sorted by CPU", Duration::from_secs(3), |s| {
+        s.contains("sort cpu")
+    });
     t.keys(&["r"]);
     let s = t.wait("the report", Duration::from_secs(25), |s| {
         s.contains("written to")
