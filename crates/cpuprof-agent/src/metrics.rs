@@ -133,8 +133,14 @@ fn family<'a>(
     help: &str,
 ) -> Family<'a> {
     let kind = if counter { "counter" } else { "gauge" };
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+    // The text format names a counter's samples in its metadata (`x_total`), OpenMetrics
+    // names the family (`x`, its samples `x_total`).
+    let meta_name = match (counter, format) {
+        (true, Format::Text) => format!("{name}_total"),
+        _ => name.to_string(),
+    };
+    let _ = writeln!(out, "# HELP {meta_name} {help}");
+    let _ = writeln!(out, "# TYPE {meta_name} {kind}");
     if let (Format::OpenMetrics, Some(u)) = (format, unit) {
         let _ = writeln!(out, "# UNIT {name} {u}");
     }
@@ -491,6 +497,7 @@ mod tests {
             "cpuprof_process_demand_ratio{pid=\"10\",comm=\"p\\\"10\\n\",cgroup=\"\"} 1"
         ));
         assert!(!text.contains("# EOF"));
+        assert!(text.contains("# TYPE cpuprof_process_cpu_seconds_total counter"));
         // The process ended: its series go, its CPU stays in the sum.
         m.update(&snap(&[]), &[]);
         let text = m.render(&snap(&[]), SelfFigures::default(), Format::OpenMetrics);

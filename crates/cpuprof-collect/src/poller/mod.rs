@@ -400,7 +400,9 @@ impl Poller {
             return None; // the old process is gone; the new one is picked up next poll
         }
         let is_new = seen == decide::Seen::New;
-        if !first && matches!(self.target, Target::Watched(_)) {
+        // Not after an exec: the new program's libraries and command line are read now.
+        let same = matches!(seen, decide::Seen::Same { exec: false });
+        if same && !first && matches!(self.target, Target::Watched(_)) {
             if let Some(known) = self.procs.get_mut(&pid) {
                 if decide::quiet(known, &pst) {
                     known.read_at = t;
