@@ -480,7 +480,12 @@ fn a_cgroup_is_watched_alone_against_its_quota() {
     let workers = w.workers();
     let (out, snap) = top_once(&["--cgroup", &group.display().to_string()]);
     drop(w);
-    let _ = std::fs::remove_dir(&group);
+    // A group can be removed once its last process has left it (exited, not just killed).
+    util::wait_for(
+        "the test cgroup to be removed",
+        Duration::from_secs(10),
+        || std::fs::remove_dir(&group).is_ok() || !group.exists(),
+    );
     let snap = snap.unwrap_or_else(|| panic!("no JSON: {out:?}"));
     let pids: Vec<u64> = snap["processes"]
         .as_array()
