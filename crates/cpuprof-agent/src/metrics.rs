@@ -11,7 +11,7 @@
 //! long-lived metric objects that a program updates, where these are collected from a
 //! snapshot at each refresh with label sets that come and go with processes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use cpuprof_live::{Increment, Snapshot};
@@ -116,6 +116,11 @@ impl Family<'_> {
     }
 }
 
+/// A process's labels as a series takes them (more may be pushed after).
+fn borrowed<'a>(labels: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 fn number(v: f64) -> String {
     if v.is_finite() {
         format!("{v}")
@@ -204,24 +209,19 @@ impl Metrics {
                 other.runq_s += c.runq_s;
             }
         }
-        let rows: Vec<(BTreeMap<&str, String>, &cpuprof_live::snapshot::ProcessRow)> = shown
+        // Each shown process's own labels, in the order every series lists them.
+        let rows: Vec<(Vec<(&str, String)>, &cpuprof_live::snapshot::ProcessRow)> = shown
             .iter()
             .map(|p| {
-                let labels = BTreeMap::from([
+                let labels = vec![
                     ("pid", p.pid.to_string()),
                     ("comm", p.name.clone()),
                     ("cgroup", p.cgroup.clone()),
-                ]);
+                ];
                 (labels, *p)
             })
             .collect();
         let other_labels: [(&str, &str); 3] = [("pid", ""), ("comm", "(other)"), ("cgroup", "")];
-        let as_pairs = |m: &BTreeMap<&str, String>| -> Vec<(String, String)> {
-            ["pid", "comm", "cgroup"]
-                .iter()
-                .map(|k| (k.to_string(), m[k].clone()))
-                .collect()
-        };
 
         let mut f = family(
             &mut out,
@@ -233,10 +233,8 @@ impl Metrics {
         );
         for (labels, p) in &rows {
             let c = self.counters.get(&p.pid).cloned().unwrap_or_default();
-            let l = as_pairs(labels);
             for (mode, v) in [("user", c.user_s), ("system", c.sys_s)] {
-                let mut ls: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let mut ls = borrowed(labels);
                 ls.push(("mode", mode));
                 f.sample(&ls, v);
             }
@@ -257,8 +255,7 @@ impl Metrics {
         );
         for (labels, p) in &rows {
             let c = self.counters.get(&p.pid).cloned().unwrap_or_default();
-            let l = as_pairs(labels);
-            let ls: Vec<(&str, &str)> = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let ls = borrowed(labels);
             f.sample(&ls, c.runq_s);
         }
         f.sample(&other_labels, other.runq_s);
@@ -283,9 +280,7 @@ impl Metrics {
         for (i, (name, unit, help)) in gauges.iter().enumerate() {
             let mut f = family(&mut out, format, name, false, *unit, help);
             for (labels, p) in &rows {
-                let l = as_pairs(labels);
-                let ls: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let ls = borrowed(labels);
                 let demand = if p.runq_wait_share < 1.0 {
                     p.cpu_cores / (1.0 - p.runq_wait_share)
                 } else {
@@ -309,14 +304,12 @@ impl Metrics {
             "The process's threads at the latest poll, by state.",
         );
         for (labels, p) in &rows {
-            let l = as_pairs(labels);
             for (state, n) in [
                 ("running", p.threads.running),
                 ("runnable", p.threads.runnable),
                 ("sleeping", p.threads.sleeping),
             ] {
-                let mut ls: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let mut ls = borrowed(labels);
                 ls.push(("state", state));
                 f.sample(&ls, f64::from(n));
             }
@@ -331,10 +324,8 @@ impl Metrics {
             "Threads of each thread pool of the process (BLAS, OpenMP, Rayon, ...), by runtime.",
         );
         for (labels, p) in &rows {
-            let l = as_pairs(labels);
             for pool in &p.pools {
-                let mut ls: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let mut ls = borrowed(labels);
                 ls.push(("runtime", &pool.runtime));
                 f.sample(&ls, pool.threads as f64);
             }
@@ -349,10 +340,8 @@ impl Metrics {
             "1 while the last window has this finding for the process (docs/findings.md).",
         );
         for (labels, p) in &rows {
-            let l = as_pairs(labels);
             for finding in &p.findings {
-                let mut ls: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let mut ls = borrowed(labels);
                 ls.push(("id", &finding.id));
                 ls.push(("severity", &finding.severity));
                 f.sample(&ls, 1.0);
@@ -367,10 +356,8 @@ impl Metrics {
             "CPU the finding's fix is estimated to save, in cores over the last window.",
         );
         for (labels, p) in &rows {
-            let l = as_pairs(labels);
             for finding in &p.findings {
-                let mut ls: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let mut ls = borrowed(labels);
                 ls.push(("id", &finding.id));
                 f.sample(&ls, finding.est_saving_cpu_s / snap.window_s.max(1e-9));
             }

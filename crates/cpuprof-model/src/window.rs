@@ -30,26 +30,8 @@ impl Profile {
             .filter(|p| alive(p.start_ns, p.end_ns, from, to))
             .map(|p| window_process(p, from, to, bin_ns))
             .collect();
-        let samples = self
-            .samples
-            .iter()
-            .filter(|s| s.t > from && s.t <= to)
-            .map(|s| {
-                let mut s = *s;
-                s.t -= from;
-                s
-            })
-            .collect();
-        let python_samples = self
-            .python_samples
-            .iter()
-            .filter(|s| s.t > from && s.t <= to)
-            .map(|s| {
-                let mut s = *s;
-                s.t -= from;
-                s
-            })
-            .collect();
+        let samples = in_window(&self.samples, from, to, |s| &mut s.t);
+        let python_samples = in_window(&self.python_samples, from, to, |s| &mut s.t);
         Profile {
             meta,
             machine: self.machine.clone(),
@@ -60,6 +42,22 @@ impl Profile {
             notices: self.notices.clone(),
         }
     }
+}
+
+/// The samples at times in `(from, to]`, their times made relative to `from`.
+fn in_window<S: Copy>(samples: &[S], from: Ns, to: Ns, t: impl Fn(&mut S) -> &mut Ns) -> Vec<S> {
+    samples
+        .iter()
+        .filter_map(|s| {
+            let mut s = *s;
+            let at = t(&mut s);
+            if *at <= from || *at > to {
+                return None;
+            }
+            *at -= from;
+            Some(s)
+        })
+        .collect()
 }
 
 fn alive(start: Ns, end: Option<Ns>, from: Ns, to: Ns) -> bool {
