@@ -286,3 +286,136 @@ fn python_before_3_11_in_blocking_mode_and_attached() {
         p.notices
     );
 }
+
+/// The target of the walker test: a deep recursion through a nested class's method with a
+/// non-ASCII name, a lambda, a sleeping named thread, and a busy main thread.
+const DEEP: &str = r#"
+import threading, time
+
+class Outer:
+    class Inner:
+        def método(self, n):
+            if n == 0:
+                ready.set()
+                time.sleep(600)
+            return self.método(n - 1)
+
+def sleeper():
+    time.sleep(600)
+
+ready = threading.Event()
+threading.Thread(target=sleeper, name="sleeper-thread", daemon=True).start()
+threading.Thread(target=lambda: Outer.Inner().método(30), name="deep", daemon=True).start()
+ready.wait()
+print("ready", flush=True)
+x = 0
+while True:
+    x = sum(range(1000)) + x % 7
+"#;
+
+/// cpuprof's own stack reader (crates/cpuprof-python/src/walk) gives exactly what py-spy's
+/// gives, frame by frame, on every installed CPython, read from the same stopped process; and
+/// the offsets it reads are the ones each interpreter's headers give (the committed table is
+/// what scripts/python_offsets.sh prints).
+#[test]
+fn the_walker_reads_what_py_spy_reads_on_every_cpython() {
+    use std::io::BufRead;
+    let found = interpreters();
+    for (version, python) in &found {
+        let dir = util::tempdir();
+        let script = dir.path().join("deep.py");
+        std::fs::write(&script, DEEP).unwrap();
+        let mut child = Command::new(python)
+            .arg(&script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "{version}");
+        let pid = child.id() as i32;
+        // SAFETY: a plain signal to our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap()
+            .contains(") T ")
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let config = py_spy::Config {
+            blocking: py_spy::config::LockingStrategy::NonBlocking,
+            include_idle: true,
+            collect_thread_names: true,
+            ..py_spy::Config::default()
+        };
+        let mut spy = py_spy::PythonSpy::new(pid, &config).expect("py-spy opens it");
+        let theirs = spy.get_stack_traces().expect("py-spy reads it");
+        let mut walker = cpuprof_python::walk::Walker::for_spy(&spy).expect("a layout");
+        let ours = walker.stacks().expect("the walker reads it");
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        child.wait().unwrap();
+
+        let key = |t: &py_spy::StackTrace| {
+            let frames: Vec<_> = t
+                .frames
+                .iter()
+                .map(|f| {
+                    (
+                        f.name.clone(),
+                        f.filename.clone(),
+                        f.short_filename.clone(),
+                        f.line,
+                    )
+                })
+                .collect();
+            // py-spy's thread id on Linux before 3.11 comes from elsewhere: compare 3.11+ only.
+            let os = t.os_thread_id.filter(|_| version.as_str() >= "3.11");
+            (t.thread_id, os, t.owns_gil, frames)
+        };
+        let mut a: Vec<_> = theirs.iter().map(key).collect();
+        let mut b: Vec<_> = ours.iter().map(key).collect();
+        a.sort();
+        b.sort();
+        assert_eq!(
+            a, b,
+            "{version}: py-spy (left) and the walker (right) differ"
+        );
+        eprintln!(
+            "{version}: {} threads, {} frames alike",
+            a.len(),
+            a.iter().map(|t| t.3.len()).sum::<usize>()
+        );
+        let deep = ours
+            .iter()
+            .map(|t| {
+                t.frames
+                    .iter()
+                    .filter(|f| f.name.ends_with("método"))
+                    .count()
+            })
+            .max();
+        assert_eq!(deep, Some(31), "{version}: {ours:?}");
+        assert!(
+            ours.iter().flat_map(|t| &t.frames).any(|f| f.line > 0),
+            "{version}: no lines"
+        );
+    }
+    // The committed offsets are what the headers say (where the machine has them all).
+    if found.len() == 6 {
+        let out = Command::new("scripts/python_offsets.sh").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let committed =
+            std::fs::read_to_string("crates/cpuprof-python/src/walk/layout_table.rs").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            committed,
+            "the offsets table is stale: scripts/python_offsets.sh > crates/cpuprof-python/src/walk/layout_table.rs"
+        );
+    }
+}

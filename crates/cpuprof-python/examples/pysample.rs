@@ -97,10 +97,10 @@ fn main() {
         .collect();
     let per_read_us = stats.read_ns as f64 / stats.reads.max(1) as f64 / 1e3;
     println!(
-        "wall {wall:.3} s  sampler_cpu {:.2} s  read_us {per_read_us:.0}  paused_s {:.3}  status {status}  ticks {}  samples {}  processes {}  failed_reads {}  notices {:?}",
+        "wall {wall:.3} s  sampler_cpu {:.3} s  read_us {per_read_us:.0}  paused_s {:.3}  status {status}  ticks {}  samples {}  processes {}  reads {}  walked {}  reused {}  forked {}  failed_reads {}  notices {:?}",
         own_cpu_s(),
         stats.paused_ns as f64 / 1e9,
         stats.ticks,
-        stats.samples, stats.processes, stats.failed_reads, notices
+        stats.samples, stats.processes, stats.reads, stats.walked, stats.reused, stats.forked, stats.failed_reads, notices
     );
 }

@@ -27,7 +27,9 @@ pub mod detect;
 mod merge;
 mod native_tid;
 mod pause;
+mod reader;
 mod sampler;
+pub mod walk;
 
 use cpuprof_model::Pid;
 

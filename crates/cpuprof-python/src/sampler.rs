@@ -24,12 +24,13 @@ use std::time::{Duration, Instant};
 use cpuprof_collect::procfs::{schedstat, stat, ProcReader};
 use cpuprof_model::{Event, Pid, Tid};
 use py_spy::config::LockingStrategy;
-use py_spy::{Config, PythonSpy, StackTrace};
+use py_spy::{Config, StackTrace};
 
 use crate::convert::{looks_idle, to_event};
 use crate::detect::{self, Kind};
 use crate::native_tid::{self, NativeTids};
 use crate::pause::{pause, RunHistory};
+use crate::reader::Reader;
 use crate::{clock_ns, Error, PidSource};
 
 /// Longest wait while no process of the tree is Python: the tree wakes the sampler when it
@@ -82,6 +83,11 @@ pub struct SamplerStats {
     pub paused_ns: u64,
     /// Reads saved because no Python thread of the process had run since the last one.
     pub reused: u64,
+    /// Reads done by cpuprof's own stack reader rather than py-spy's ([`walk`](crate::walk)).
+    pub walked: u64,
+    /// Processes read with their parent's analysis (forked workers; py-spy opened for them
+    /// only when they start a thread of their own: counted in `processes` then).
+    pub forked: u64,
 }
 
 /// The sampler thread: Python stacks of every Python process a [`PidSource`] names.
@@ -123,7 +129,7 @@ enum State {
     },
     /// Being sampled.
     Sampling {
-        spy: Box<PythonSpy>,
+        reader: Box<Reader>,
         failures: u32,
         /// CPU of its threads at the last pause (blocking mode).
         history: RunHistory,
@@ -134,6 +140,19 @@ enum State {
     },
     /// Reported unreadable; skipped until it execs something else.
     GaveUp,
+}
+
+impl State {
+    /// Being sampled by `reader`, nothing read yet.
+    fn sampling(reader: Reader) -> State {
+        State::Sampling {
+            reader: Box::new(reader),
+            failures: 0,
+            history: RunHistory::default(),
+            threads: Box::default(),
+            last: None,
+        }
+    }
 }
 
 impl<S: PidSource> PythonSampler<S> {
@@ -263,6 +282,18 @@ impl<S: PidSource> PythonSampler<S> {
     }
 
     fn sample(&mut self, pid: Pid) {
+        let opening = self
+            .targets
+            .get(&pid)
+            .is_some_and(|t| matches!(t.state, State::Opening { .. }));
+        if opening {
+            if let Some(reader) = self.forked_reader(pid) {
+                self.stats.forked += 1;
+                if let Some(t) = self.targets.get_mut(&pid) {
+                    t.state = State::sampling(reader);
+                }
+            }
+        }
         let Some(target) = self.targets.get_mut(&pid) else {
             return;
         };
@@ -276,16 +307,10 @@ impl<S: PidSource> PythonSampler<S> {
                 next_try,
                 last_error,
             } => {
-                match PythonSpy::new(pid as py_spy::Pid, &config) {
-                    Ok(spy) => {
+                match Reader::open(pid, &config) {
+                    Ok(reader) => {
                         self.stats.processes += 1;
-                        target.state = State::Sampling {
-                            spy: Box::new(spy),
-                            failures: 0,
-                            history: RunHistory::default(),
-                            threads: Box::default(),
-                            last: None,
-                        };
+                        target.state = State::sampling(reader);
                         self.sample(pid);
                     }
                     Err(e) => {
@@ -307,7 +332,7 @@ impl<S: PidSource> PythonSampler<S> {
                 }
             }
             State::Sampling {
-                spy,
+                reader,
                 failures,
                 history,
                 threads,
@@ -332,9 +357,12 @@ impl<S: PidSource> PythonSampler<S> {
                 *last = None;
                 let before = clock_ns();
                 let paused = if blocking { pause(pid, history) } else { None };
-                let result = spy.get_stack_traces();
+                let (result, how) = reader.read(&config);
+                let walked = how.walked;
                 let after = clock_ns();
                 self.stats.reads += 1;
+                self.stats.walked += u64::from(walked);
+                self.stats.processes += u64::from(how.opened);
                 self.stats.read_ns += after - before;
                 if paused.is_some() {
                     self.stats.paused_ns += after - before;
@@ -343,17 +371,26 @@ impl<S: PidSource> PythonSampler<S> {
                 match result {
                     Ok(mut traces) => {
                         *failures = 0;
-                        let reader = &mut self.reader;
+                        let proc_reader = &mut self.reader;
                         let mut running = |tid: Tid| {
-                            reader
+                            proc_reader
                                 .read_kept(pid, Some(tid), "stat")
                                 .ok()
                                 .and_then(|t| stat::parse(t, 100))
                                 .is_some_and(|s| s.state == 'R')
                         };
+                        if walked {
+                            // py-spy sets these from the OS thread's state; the walker leaves
+                            // them to us (before 3.11 `threads.map` does, with the tid it finds).
+                            for trace in &mut traces {
+                                if let Some(tid) = trace.os_thread_id.filter(|&t| t != 0) {
+                                    trace.active = running(tid as Tid) && !looks_idle(trace);
+                                }
+                            }
+                        }
                         let unmapped = threads.map(
                             pid,
-                            spy,
+                            reader,
                             &mut self.libc_offsets,
                             &mut running,
                             &mut traces,
@@ -364,7 +401,7 @@ impl<S: PidSource> PythonSampler<S> {
                                  pid {pid} ({}, Python {}): {why}; its Python stacks are not \
                                  recorded",
                                 detect::image_exe(&target.image),
-                                spy.version
+                                reader.version()
                             );
                             self.stats.notices += 1;
                             let _ = self.tx.send(Event::Notice(msg));
@@ -417,6 +454,21 @@ impl<S: PidSource> PythonSampler<S> {
                     }
                 }
             }
+        }
+    }
+
+    /// A reader for `pid` made from its parent's, when `pid` is a fork of a process being
+    /// read that has not exec'd since ([`Reader::forked`]).
+    fn forked_reader(&mut self, pid: Pid) -> Option<Reader> {
+        let text = self.reader.read_kept(pid, None, "stat").ok()?;
+        let ppid = stat::parse(text, 100)?.ppid;
+        let (child, parent) = (self.targets.get(&pid)?, self.targets.get(&ppid)?);
+        if parent.image != child.image || parent.layout != child.layout {
+            return None;
+        }
+        match &parent.state {
+            State::Sampling { reader, .. } => Reader::forked(pid, reader),
+            _ => None,
         }
     }
 
@@ -501,7 +553,7 @@ impl ThreadMap {
     fn map(
         &mut self,
         pid: Pid,
-        spy: &mut PythonSpy,
+        reader: &mut Reader,
         offsets: &mut HashMap<String, Result<u64, String>>,
         running: &mut dyn FnMut(Tid) -> bool,
         traces: &mut [StackTrace],
@@ -529,7 +581,7 @@ impl ThreadMap {
             if let Some(tid) = trace.os_thread_id.and_then(|t| Tid::try_from(t).ok()) {
                 let before = self.last_tid.insert(trace.thread_id, tid);
                 if before.is_some_and(|b| b != tid) {
-                    spy.python_thread_names.clear();
+                    reader.forget_names();
                     trace.thread_name = None;
                 }
             }

@@ -203,16 +203,30 @@ fn multiprocessing_workers_show_the_worker_function() {
         PythonOptions::default(),
     );
     let mut worker_pids = BTreeSet::new();
+    let mut names = BTreeSet::new();
     for e in run.samples() {
-        if let Event::PythonSample { pid, .. } = e {
+        if let Event::PythonSample {
+            pid, thread_name, ..
+        } = e
+        {
             if *pid != run.pid && frames_of(e).iter().any(|f| f.starts_with("work (pool.py:")) {
                 worker_pids.insert(*pid);
+                names.insert(thread_name.clone());
             }
         }
     }
     assert!(
         worker_pids.len() >= 2,
         "worker processes with a `work` frame: {worker_pids:?} ({:?})",
+        run.stats
+    );
+    // Forked workers are read with their parent's analysis (py-spy is opened on one only when
+    // it has a thread its parent had not named) and keep the name of the thread that forked them.
+    assert!(run.stats.forked >= 2, "{:?}", run.stats);
+    assert_eq!(names, BTreeSet::from([Some("MainThread".to_string())]));
+    assert!(
+        run.stats.walked * 10 >= run.stats.reads * 9,
+        "{:?}",
         run.stats
     );
     assert!(run.notices().is_empty(), "{:?}", run.notices());

@@ -1,0 +1,401 @@
+//! cpuprof's own reader of CPython stacks: what py-spy's `get_stack_traces` returns, for a
+//! fraction of its reads.
+//!
+//! py-spy reads every frame's code object, both its strings and its line table again at every
+//! sample: about eight `process_vm_readv` calls per frame, which is most of what sampling a
+//! busy Python program costs (measured: docs/benchmarks.md). A code object does not change
+//! while it lives, so the walker reads one frame per call and then the heads of all the
+//! stack's code objects in **one** call, and takes names, file and line table from its cache
+//! when a code object's head still names the same strings and table (a freed code object
+//! whose address was reused does not). A stack of 12 frames costs 14 calls instead of ~100.
+//!
+//! py-spy still finds the interpreter (symbols, version, the interpreter and GIL addresses),
+//! names the threads (it reads `threading`'s dictionaries) and serves as the fallback: the
+//! sampler asks it whenever the walker sees a thread py-spy has not named yet, and for good
+//! when the walker fails where py-spy reads. The field offsets come from each CPython's own
+//! headers ([`layout`]); `tests/python_versions.rs` compares the two readers on every
+//! installed CPython.
+
+mod layout;
+pub mod lines;
+mod memory;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cpuprof_model::Pid;
+use py_spy::{Frame, PythonSpy, StackTrace};
+
+pub use layout::Layout;
+use memory::{i32_at, u64_at};
+pub use memory::{Memory, Unreadable};
+
+/// `_PyInterpreterFrame.owner` of the shim frames CPython 3.12+ puts on the C stack between
+/// blocks of Python frames (`FRAME_OWNED_BY_CSTACK`).
+const FRAME_OWNED_BY_CSTACK: u8 = 3;
+/// Longest chain followed (threads of a process, frames of a thread): beyond, the read tore.
+const MAX_CHAIN: usize = 4096;
+/// Longest string or line table read (bytes): beyond, the read tore.
+const MAX_OBJECT: u64 = 1 << 20;
+/// Code objects remembered per process before the cache starts again.
+const MAX_CODES: usize = 1 << 16;
+
+/// The stack reader of one Python process.
+pub struct Walker {
+    pid: Pid,
+    mem: Memory,
+    layout: Layout,
+    minor: u64,
+    format: lines::Format,
+    /// `PyInterpreterState` of the main interpreter.
+    interp: u64,
+    /// Where the GIL holder is (py-spy's `threadstate_address`); 0 when unknown.
+    gil: u64,
+    codes: HashMap<u64, Code>,
+    short_names: HashMap<String, Option<String>>,
+}
+
+/// Bytes read around a 3.11+ frame: the interpreter's frames of a thread sit one after another
+/// on its data stack (callers below), so one read usually holds the whole stack.
+const WINDOW: usize = 4096;
+
+/// The memory last read around a frame.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Window {
+    /// The `n` bytes of the frame at `addr`: from the window when it holds them, else read (with
+    /// the `WINDOW` bytes below it when `contiguous`, the frame alone if that fails).
+    fn frame(
+        &mut self,
+        mem: &Memory,
+        addr: u64,
+        n: usize,
+        contiguous: bool,
+    ) -> Result<&[u8], Unreadable> {
+        let inside = addr >= self.start && addr + n as u64 <= self.start + self.bytes.len() as u64;
+        if !inside {
+            let below = if contiguous { WINDOW - n } else { 0 };
+            let start = addr.saturating_sub(below as u64);
+            self.bytes.resize((addr - start) as usize + n, 0);
+            if mem.read(start, &mut self.bytes).is_ok() {
+                self.start = start;
+            } else {
+                self.bytes.resize(n, 0);
+                mem.read(addr, &mut self.bytes)?;
+                self.start = addr;
+            }
+        }
+        let at = (addr - self.start) as usize;
+        Ok(&self.bytes[at..at + n])
+    }
+}
+
+/// What a code object gives a frame, and the head fields it was read under.
+struct Code {
+    key: CodeKey,
+    name: String,
+    filename: String,
+    short: Option<String>,
+    first_line: i32,
+    table: Vec<u8>,
+}
+
+/// The fields of a code object's head that name its strings and table: equal heads at the same
+/// address are the same code object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CodeKey {
+    filename: u64,
+    name: u64,
+    qualname: u64,
+    table: u64,
+    first_line: i32,
+}
+
+impl Walker {
+    /// The walker of the process `spy` reads, if its version's layout is known.
+    pub fn for_spy(spy: &PythonSpy) -> Option<Walker> {
+        Walker::new(
+            spy.pid as Pid,
+            (spy.version.major, spy.version.minor),
+            spy.addresses.interpreter_address as u64,
+            spy.addresses.threadstate_address as u64,
+        )
+    }
+
+    /// The walker of CPython `version` in `pid`, with its interpreter state at `interp` and its
+    /// GIL holder at `gil` (0: unknown).
+    pub fn new(pid: Pid, version: (u64, u64), interp: u64, gil: u64) -> Option<Walker> {
+        let layout = Layout::for_version(version.0, version.1)?;
+        Some(Walker {
+            pid,
+            mem: Memory::new(pid),
+            layout,
+            minor: version.1,
+            format: lines::Format::of(version.1),
+            interp,
+            gil,
+            codes: HashMap::new(),
+            short_names: HashMap::new(),
+        })
+    }
+
+    /// Every thread's stack, innermost frame first, as py-spy's `get_stack_traces` gives them
+    /// (without thread names, and `active` left for the caller: it reads the OS state).
+    pub fn stacks(&mut self) -> Result<Vec<StackTrace>, Unreadable> {
+        let l = self.layout;
+        let (mut state, holder) = self.heads()?;
+        let mut buf = [0u8; 512];
+        let n = l.tstate_read().min(buf.len());
+        let mut traces = Vec::new();
+        while state != 0 {
+            if traces.len() > MAX_CHAIN {
+                return Err(Unreadable(state));
+            }
+            self.mem.read(state, &mut buf[..n])?;
+            let mut frame = u64_at(&buf, l.tstate_frame);
+            if let (Some(current), true) = (l.cframe_current_frame, frame != 0) {
+                frame = self.mem.u64(frame + current)?;
+            }
+            traces.push(StackTrace {
+                pid: self.pid as py_spy::Pid,
+                thread_id: u64_at(&buf, l.tstate_thread_id),
+                thread_name: None,
+                os_thread_id: l.tstate_native_thread_id.map(|o| u64_at(&buf, o)),
+                active: false,
+                owns_gil: holder != 0 && holder == state,
+                frames: self.frames(frame)?,
+                process_info: None,
+            });
+            state = u64_at(&buf, l.tstate_next);
+        }
+        Ok(traces)
+    }
+
+    /// The first thread state and the one holding the GIL (0 if none or unknown), in one call.
+    fn heads(&self) -> Result<(u64, u64), Unreadable> {
+        let l = self.layout;
+        let mut first = [0u8; 8];
+        let mut gil = [0u8; 32];
+        // 3.12+: the runtime's GIL state, whose last holder holds it while it is locked; before,
+        // the GIL address holds the current thread state.
+        let gil_len = match (l.gil_last_holder, l.gil_locked) {
+            (Some(holder), Some(locked)) => (holder.max(locked) + 8) as usize,
+            _ => 8,
+        };
+        let mut parts = [
+            (self.interp + l.interp_threads_head, &mut first[..]),
+            (self.gil, &mut gil[..gil_len]),
+        ];
+        let wanted = if self.gil == 0 { 1 } else { 2 };
+        if self.mem.read_many(&mut parts[..wanted]) < wanted {
+            return Err(Unreadable(self.interp));
+        }
+        let holder = match (self.gil, l.gil_last_holder, l.gil_locked) {
+            (0, _, _) => 0,
+            (_, Some(holder), Some(locked)) if i32_at(&gil, locked) != 0 => u64_at(&gil, holder),
+            (_, Some(_), Some(_)) => 0,
+            _ => u64_at(&gil, 0),
+        };
+        Ok((u64::from_ne_bytes(first), holder))
+    }
+
+    /// The frames from `frame` outwards.
+    fn frames(&mut self, mut frame: u64) -> Result<Vec<Frame>, Unreadable> {
+        let l = self.layout;
+        let n = l.frame_read();
+        let mut window = Window::default();
+        // (code object, byte offset of the instruction)
+        let mut chain: Vec<(u64, i64)> = Vec::new();
+        let mut visited = 0;
+        while frame != 0 {
+            visited += 1;
+            if visited > MAX_CHAIN {
+                return Err(Unreadable(frame));
+            }
+            let buf = window.frame(&self.mem, frame, n, self.minor >= 11)?;
+            let back = u64_at(buf, l.frame_back);
+            let shim = self.minor >= 12
+                && l.frame_owner
+                    .is_some_and(|o| buf[o as usize] == FRAME_OWNED_BY_CSTACK);
+            let code = u64_at(buf, l.frame_code);
+            if !shim && code != 0 {
+                chain.push((code, self.offset(buf, code)));
+            }
+            frame = back;
+        }
+        // The heads of every code object of the stack, in one call.
+        let head = l.code_read();
+        let mut heads = vec![0u8; head * chain.len()];
+        let mut parts: Vec<(u64, &mut [u8])> = chain
+            .iter()
+            .map(|&(code, _)| code)
+            .zip(heads.chunks_mut(head))
+            .collect();
+        if self.mem.read_many(&mut parts) < chain.len() {
+            return Err(Unreadable(chain.first().map_or(0, |c| c.0)));
+        }
+        let mut frames = Vec::with_capacity(chain.len());
+        for (&(code, offset), head) in chain.iter().zip(heads.chunks(head)) {
+            let key = CodeKey {
+                filename: u64_at(head, l.code_filename),
+                name: u64_at(head, l.code_name),
+                qualname: l.code_qualname.map_or(0, |o| u64_at(head, o)),
+                table: u64_at(head, l.code_linetable),
+                first_line: i32_at(head, l.code_firstlineno),
+            };
+            if self.codes.get(&code).is_none_or(|c| c.key != key) {
+                // A frame whose strings do not read is skipped, as py-spy does (a torn read).
+                let Some(c) = self.load(key) else { continue };
+                if self.codes.len() >= MAX_CODES {
+                    self.codes.clear();
+                }
+                self.codes.insert(code, c);
+            }
+            let c = &self.codes[&code];
+            // CPython 3.13's shims have no file.
+            if c.filename.is_empty() || c.filename == "<shim>" {
+                continue;
+            }
+            frames.push(Frame {
+                name: c.name.clone(),
+                filename: c.filename.clone(),
+                module: None,
+                short_filename: c.short.clone(),
+                line: lines::line(self.format, &c.table, c.first_line, offset),
+                locals: None,
+                is_entry: false,
+                is_shim_entry: false,
+            });
+        }
+        Ok(frames)
+    }
+
+    /// The byte offset of a frame's instruction in its code.
+    fn offset(&self, frame: &[u8], code: u64) -> i64 {
+        let l = self.layout;
+        if let Some(at) = l.frame_lasti {
+            let lasti = i64::from(i32_at(frame, at));
+            // 3.10 counts code units, 3.8 and 3.9 bytes; -1: not started.
+            return if self.minor == 10 && lasti >= 0 {
+                lasti * 2
+            } else {
+                lasti
+            };
+        }
+        let instr = l.frame_instr.map_or(0, |at| u64_at(frame, at));
+        let start = code + l.code_adaptive.unwrap_or(0);
+        (instr as i64).wrapping_sub(start as i64)
+    }
+
+    /// Reads a code object's strings and line table.
+    fn load(&mut self, key: CodeKey) -> Option<Code> {
+        let filename = self.string(key.filename).ok()?;
+        let name = match key.qualname {
+            0 => self.string(key.name).ok()?,
+            q => self.string(q).or_else(|_| self.string(key.name)).ok()?,
+        };
+        let table = self.bytes(key.table).unwrap_or_default();
+        let short = self.short_name(&filename);
+        Some(Code {
+            key,
+            name,
+            filename,
+            short,
+            first_line: key.first_line,
+            table,
+        })
+    }
+
+    /// A `str` object's text (compact strings: every string the compiler makes).
+    fn string(&self, addr: u64) -> Result<String, Unreadable> {
+        let l = self.layout;
+        let mut head = [0u8; 80];
+        let n = (l.unicode_compact_data as usize).min(head.len());
+        self.mem.read(addr, &mut head[..n])?;
+        let length = u64_at(&head, l.unicode_length);
+        let state = u32::from_ne_bytes(
+            head[l.unicode_state as usize..l.unicode_state as usize + 4]
+                .try_into()
+                .unwrap_or([0; 4]),
+        );
+        let kind = u64::from((state >> l.unicode_kind_shift) & 7);
+        let compact = state >> l.unicode_compact_bit & 1 == 1;
+        let ascii = state >> l.unicode_ascii_bit & 1 == 1;
+        if !compact || !matches!(kind, 1 | 2 | 4) || length * kind > MAX_OBJECT {
+            return Err(Unreadable(addr));
+        }
+        let data = if ascii {
+            l.unicode_ascii_data
+        } else {
+            l.unicode_compact_data
+        };
+        let mut raw = vec![0u8; (length * kind) as usize];
+        self.mem.read(addr + data, &mut raw)?;
+        let text = match kind {
+            1 if ascii => String::from_utf8(raw).map_err(|_| Unreadable(addr))?,
+            1 => raw.iter().map(|&b| char::from(b)).collect(),
+            2 => char::decode_utf16(
+                raw.chunks_exact(2)
+                    .map(|c| u16::from_ne_bytes([c[0], c[1]])),
+            )
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect(),
+            _ => raw
+                .chunks_exact(4)
+                .map(|c| {
+                    char::from_u32(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                        .unwrap_or(char::REPLACEMENT_CHARACTER)
+                })
+                .collect(),
+        };
+        Ok(text)
+    }
+
+    /// A `bytes` object's contents.
+    fn bytes(&self, addr: u64) -> Result<Vec<u8>, Unreadable> {
+        let l = self.layout;
+        let size = self.mem.u64(addr + l.bytes_size)?;
+        if size > MAX_OBJECT {
+            return Err(Unreadable(addr));
+        }
+        let mut raw = vec![0u8; size as usize];
+        self.mem.read(addr + l.bytes_data, &mut raw)?;
+        Ok(raw)
+    }
+
+    /// The file name as users know it: the path below its outermost package
+    /// (`multiprocessing/process.py`; the directories that hold an `__init__.py`, seen from the
+    /// process's own root, so a container's files are found), as py-spy shortens it.
+    fn short_name(&mut self, filename: &str) -> Option<String> {
+        if let Some(s) = self.short_names.get(filename) {
+            return s.clone();
+        }
+        let short = if filename.starts_with('/') {
+            let rooted = format!("/proc/{}/root{filename}", self.pid);
+            let path = if Path::new(&rooted).exists() {
+                Path::new(&rooted)
+            } else {
+                Path::new(filename)
+            };
+            let mut top = path;
+            while let Some(parent) = top.parent() {
+                top = parent;
+                if !parent.join("__init__.py").exists() {
+                    break;
+                }
+            }
+            path.strip_prefix(top)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned())
+        } else {
+            // `<frozen importlib._bootstrap>`, `<string>`: no file to look at.
+            Some(filename.to_string())
+        };
+        self.short_names.insert(filename.to_string(), short.clone());
+        short
+    }
+}
