@@ -1,10 +1,12 @@
 //! One executable or shared library, parsed once: its load segments (to turn process
 //! addresses into file addresses), its unwind sections (handed to framehop without copying:
-//! they stay in the memory-mapped file) and its symbol table.
+//! they stay in the memory-mapped file) and its symbol table — built at the first name looked
+//! up in it: a Python program maps dozens of extension modules whose code no sample ever
+//! lands in, and building their tables was most of what recording native stacks cost it.
 
 use std::ops::{Deref, Range};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use framehop::ExplicitModuleSectionInfo;
 use memmap2::Mmap;
@@ -53,14 +55,15 @@ pub struct Library {
     eh_frame_hdr: Option<Section>,
     debug_frame: Option<Section>,
     plt: Vec<Range<u64>>,
-    symbols: SymbolTable,
+    /// Built on first use ([`Library::symbols`]).
+    symbols: OnceLock<SymbolTable>,
 }
 
 impl std::fmt::Debug for Library {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Library")
             .field("path", &self.path)
-            .field("symbols", &self.symbols.len())
+            .field("symbols", &self.symbols.get().map(SymbolTable::len))
             .finish()
     }
 }
@@ -100,7 +103,7 @@ impl Library {
                 }
             })
             .collect();
-        let mut lib = Library {
+        let lib = Library {
             path: path.to_string(),
             segments,
             text: section(".text"),
@@ -112,16 +115,9 @@ impl Library {
                 .iter()
                 .filter_map(|n| section(n).map(|s| s.svma))
                 .collect(),
-            symbols: symbols(&obj),
+            symbols: OnceLock::new(),
             map: map.clone(),
         };
-        if lib.symbols.is_empty() || obj.symbol_table().is_none() {
-            if let Some(debug) = separate_debug_symbols(&obj) {
-                if debug.len() > lib.symbols.len() {
-                    lib.symbols = debug;
-                }
-            }
-        }
         Ok(lib)
     }
 
@@ -130,9 +126,22 @@ impl Library {
         &self.path
     }
 
-    /// The symbol table.
+    /// The symbol table (the file's own, or its separate debug file's when that has more).
     pub fn symbols(&self) -> &SymbolTable {
-        &self.symbols
+        self.symbols.get_or_init(|| {
+            let Ok(obj) = object::File::parse(&self.map[..]) else {
+                return SymbolTable::new(Vec::new());
+            };
+            let own = symbols(&obj);
+            if own.is_empty() || obj.symbol_table().is_none() {
+                if let Some(debug) = separate_debug_symbols(&obj) {
+                    if debug.len() > own.len() {
+                        return debug;
+                    }
+                }
+            }
+            own
+        })
     }
 
     /// The load bias of a mapping of this file at `start` with file offset `offset`:
@@ -184,7 +193,7 @@ impl Library {
 
     /// The start (file address) of the function containing `svma`, if a symbol covers it.
     pub fn function_start(&self, svma: u64) -> Option<u64> {
-        self.symbols.lookup(svma).map(|(_, off)| svma - off)
+        self.symbols().lookup(svma).map(|(_, off)| svma - off)
     }
 
     /// The unwind sections for a framehop module.

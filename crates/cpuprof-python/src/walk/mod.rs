@@ -76,11 +76,13 @@ impl Window {
         n: usize,
         contiguous: bool,
     ) -> Result<&[u8], Unreadable> {
-        let inside = addr >= self.start && addr + n as u64 <= self.start + self.bytes.len() as u64;
+        // Addresses come from another process's memory, read without stopping it: anything.
+        let end = addr.checked_add(n as u64).ok_or(Unreadable(addr))?;
+        let inside = addr >= self.start && end <= self.start + self.bytes.len() as u64;
         if !inside {
             let below = if contiguous { WINDOW - n } else { 0 };
             let start = addr.saturating_sub(below as u64);
-            self.bytes.resize((addr - start) as usize + n, 0);
+            self.bytes.resize((end - start) as usize, 0);
             if mem.read(start, &mut self.bytes).is_ok() {
                 self.start = start;
             } else {
@@ -158,7 +160,7 @@ impl Walker {
             self.mem.read(state, &mut buf[..n])?;
             let mut frame = u64_at(&buf, l.tstate_frame);
             if let (Some(current), true) = (l.cframe_current_frame, frame != 0) {
-                frame = self.mem.u64(frame + current)?;
+                frame = self.mem.u64(frame.wrapping_add(current))?;
             }
             traces.push(StackTrace {
                 pid: self.pid as py_spy::Pid,
@@ -287,7 +289,7 @@ impl Walker {
             };
         }
         let instr = l.frame_instr.map_or(0, |at| u64_at(frame, at));
-        let start = code + l.code_adaptive.unwrap_or(0);
+        let start = code.wrapping_add(l.code_adaptive.unwrap_or(0));
         (instr as i64).wrapping_sub(start as i64)
     }
 
@@ -325,7 +327,7 @@ impl Walker {
         let kind = u64::from((state >> l.unicode_kind_shift) & 7);
         let compact = state >> l.unicode_compact_bit & 1 == 1;
         let ascii = state >> l.unicode_ascii_bit & 1 == 1;
-        if !compact || !matches!(kind, 1 | 2 | 4) || length * kind > MAX_OBJECT {
+        if !compact || !matches!(kind, 1 | 2 | 4) || length > MAX_OBJECT / kind {
             return Err(Unreadable(addr));
         }
         let data = if ascii {
@@ -334,7 +336,7 @@ impl Walker {
             l.unicode_compact_data
         };
         let mut raw = vec![0u8; (length * kind) as usize];
-        self.mem.read(addr + data, &mut raw)?;
+        self.mem.read(addr.wrapping_add(data), &mut raw)?;
         let text = match kind {
             1 if ascii => String::from_utf8(raw).map_err(|_| Unreadable(addr))?,
             1 => raw.iter().map(|&b| char::from(b)).collect(),
@@ -358,12 +360,12 @@ impl Walker {
     /// A `bytes` object's contents.
     fn bytes(&self, addr: u64) -> Result<Vec<u8>, Unreadable> {
         let l = self.layout;
-        let size = self.mem.u64(addr + l.bytes_size)?;
+        let size = self.mem.u64(addr.wrapping_add(l.bytes_size))?;
         if size > MAX_OBJECT {
             return Err(Unreadable(addr));
         }
         let mut raw = vec![0u8; size as usize];
-        self.mem.read(addr + l.bytes_data, &mut raw)?;
+        self.mem.read(addr.wrapping_add(l.bytes_data), &mut raw)?;
         Ok(raw)
     }
 
@@ -397,5 +399,29 @@ impl Walker {
         };
         self.short_names.insert(filename.to_string(), short.clone());
         short
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_reads_frames_below_one_another_once_and_refuses_wild_addresses() {
+        let me = Memory::new(std::process::id() as Pid);
+        let stack: Vec<u64> = (0..1024).collect();
+        let base = stack.as_ptr() as u64;
+        let mut w = Window::default();
+        let top = base + 8 * 1000;
+        assert_eq!(u64_at(w.frame(&me, top, 16, true).unwrap(), 0), 1000);
+        let (start, len) = (w.start, w.bytes.len());
+        // A caller's frame below it comes from the same read.
+        assert_eq!(u64_at(w.frame(&me, base + 8 * 600, 16, true).unwrap(), 8), 601);
+        assert_eq!((w.start, w.bytes.len()), (start, len));
+        for wild in [u64::MAX - 3, u64::MAX - 200, 8] {
+            assert!(w.frame(&me, wild, 16, true).is_err());
+        }
+        // A torn pointer does not leave the window broken.
+        assert_eq!(u64_at(w.frame(&me, top, 16, true).unwrap(), 0), 1000);
     }
 }
