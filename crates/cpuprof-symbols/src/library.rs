@@ -130,7 +130,7 @@ impl Library {
     pub fn symbols(&self) -> &SymbolTable {
         self.symbols.get_or_init(|| {
             let Ok(obj) = object::File::parse(&self.map[..]) else {
-                return SymbolTable::new(Vec::new());
+                return SymbolTable::new(Vec::<(u64, u64, &str, u64)>::new());
             };
             let own = symbols(&obj);
             if own.is_empty() || obj.symbol_table().is_none() {
@@ -240,12 +240,7 @@ fn symbols(obj: &object::File) -> SymbolTable {
         }
         if let Ok(name) = sym.name() {
             if !name.is_empty() {
-                entries.push((
-                    sym.address(),
-                    sym.size(),
-                    name.to_string(),
-                    section_end(&sym),
-                ));
+                entries.push((sym.address(), sym.size(), name, section_end(&sym)));
             }
         }
     }

@@ -4,24 +4,31 @@
 //! without a size (common in hand-written assembly, e.g. OpenBLAS kernels) extend to the
 //! next symbol, capped at the end of their section.
 
-/// Sorted function symbols of one file, addresses as stated in the file (SVMAs).
+/// Sorted function symbols of one file, addresses as stated in the file (SVMAs). The names sit
+/// in one buffer: a large library has tens of thousands of symbols, and one allocation each was
+/// most of the time it took to build its table.
 #[derive(Debug, Default)]
 pub struct SymbolTable {
     starts: Vec<u64>,
     ends: Vec<u64>,
-    names: Vec<String>,
+    /// Where each name ends in `text`.
+    name_ends: Vec<usize>,
+    text: String,
 }
 
 impl SymbolTable {
     /// Builds a table from `(address, size, name, section_end)` entries; the first entry of
     /// two at the same address wins (so callers put `.symtab` before `.dynsym`).
-    pub fn new(mut entries: Vec<(u64, u64, String, u64)>) -> Self {
+    pub fn new<S: AsRef<str>>(mut entries: Vec<(u64, u64, S, u64)>) -> Self {
         // Stable sort keeps the caller's preference among equal addresses.
         entries.sort_by_key(|e| e.0);
         entries.dedup_by_key(|e| e.0);
-        let mut t = SymbolTable::default();
+        let mut t = SymbolTable {
+            text: String::with_capacity(entries.iter().map(|e| e.2.as_ref().len()).sum()),
+            ..SymbolTable::default()
+        };
         for i in 0..entries.len() {
-            let (start, size, _, section_end) = entries[i];
+            let (start, size, ref name, section_end) = entries[i];
             let next = entries.get(i + 1).map_or(u64::MAX, |e| e.0);
             let end = if size > 0 {
                 start + size
@@ -30,7 +37,8 @@ impl SymbolTable {
             };
             t.starts.push(start);
             t.ends.push(end);
-            t.names.push(std::mem::take(&mut entries[i].2));
+            t.text.push_str(name.as_ref());
+            t.name_ends.push(t.text.len());
         }
         t
     }
@@ -38,7 +46,8 @@ impl SymbolTable {
     /// The symbol containing `addr` and `addr`'s offset into it.
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
         let i = self.starts.partition_point(|&s| s <= addr).checked_sub(1)?;
-        (addr < self.ends[i]).then(|| (self.names[i].as_str(), addr - self.starts[i]))
+        let from = i.checked_sub(1).map_or(0, |j| self.name_ends[j]);
+        (addr < self.ends[i]).then(|| (&self.text[from..self.name_ends[i]], addr - self.starts[i]))
     }
 
     /// Number of symbols.
@@ -58,11 +67,11 @@ mod tests {
 
     fn table() -> SymbolTable {
         SymbolTable::new(vec![
-            (0x2000, 0x10, "b_sized".into(), 0x9000),
-            (0x1000, 0x100, "a_symtab".into(), 0x9000),
-            (0x1000, 0x100, "a_dynsym".into(), 0x9000),
-            (0x3000, 0, "c_unsized".into(), 0x9000),
-            (0x5000, 0, "d_last".into(), 0x6000),
+            (0x2000, 0x10, "b_sized", 0x9000),
+            (0x1000, 0x100, "a_symtab", 0x9000),
+            (0x1000, 0x100, "a_dynsym", 0x9000),
+            (0x3000, 0, "c_unsized", 0x9000),
+            (0x5000, 0, "d_last", 0x6000),
         ])
     }
 

@@ -416,7 +416,10 @@ mod tests {
         assert_eq!(u64_at(w.frame(&me, top, 16, true).unwrap(), 0), 1000);
         let (start, len) = (w.start, w.bytes.len());
         // A caller's frame below it comes from the same read.
-        assert_eq!(u64_at(w.frame(&me, base + 8 * 600, 16, true).unwrap(), 8), 601);
+        assert_eq!(
+            u64_at(w.frame(&me, base + 8 * 600, 16, true).unwrap(), 8),
+            601
+        );
         assert_eq!((w.start, w.bytes.len()), (start, len));
         for wild in [u64::MAX - 3, u64::MAX - 200, 8] {
             assert!(w.frame(&me, wild, 16, true).is_err());
