@@ -115,6 +115,8 @@ struct Target {
     image: String,
     /// Code and stack addresses from `stat` when `image` was read (an exec changes them).
     layout: [u64; 3],
+    /// Its main thread was running at this tick's read of that `stat`.
+    main_running: bool,
     state: State,
 }
 
@@ -231,10 +233,13 @@ impl<S: PidSource> PythonSampler<S> {
         });
         for pid in pids {
             // Gone or a zombie: nothing to read (its samples so far are kept).
-            let Some(layout) = self.layout(pid) else {
+            let Some((layout, main_running)) = self.layout(pid) else {
                 self.targets.remove(&pid);
                 continue;
             };
+            if let Some(t) = self.targets.get_mut(&pid) {
+                t.main_running = main_running;
+            }
             // A known process is looked at again only after an exec or while being opened.
             let settled = self
                 .targets
@@ -251,6 +256,7 @@ impl<S: PidSource> PythonSampler<S> {
             let target = self.targets.entry(pid).or_insert_with(|| Target {
                 image: String::new(),
                 layout,
+                main_running,
                 state: State::Ignored,
             });
             target.layout = layout;
@@ -272,13 +278,14 @@ impl<S: PidSource> PythonSampler<S> {
         }
     }
 
-    /// The code and stack addresses of `pid` ([`stat::Stat::layout`]); `None` when it is gone
+    /// The code and stack addresses of `pid` ([`stat::Stat::layout`]) and whether its main
+    /// thread is running (the process's `stat` is its main thread's); `None` when it is gone
     /// or a zombie.
-    fn layout(&mut self, pid: Pid) -> Option<[u64; 3]> {
+    fn layout(&mut self, pid: Pid) -> Option<([u64; 3], bool)> {
         let text = self.reader.read_kept(pid, None, "stat").ok()?;
         // The clock-tick rate only scales CPU times, which are not used here.
         let s = stat::parse(text, 100)?;
-        (s.state != 'Z').then_some(s.layout)
+        (s.state != 'Z').then_some((s.layout, s.state == 'R'))
     }
 
     fn sample(&mut self, pid: Pid) {
@@ -372,7 +379,11 @@ impl<S: PidSource> PythonSampler<S> {
                     Ok(mut traces) => {
                         *failures = 0;
                         let proc_reader = &mut self.reader;
+                        let main_running = target.main_running;
                         let mut running = |tid: Tid| {
+                            if tid == pid {
+                                return main_running;
+                            }
                             proc_reader
                                 .read_kept(pid, Some(tid), "stat")
                                 .ok()
@@ -414,6 +425,9 @@ impl<S: PidSource> PythonSampler<S> {
                             }
                         }
                         drop(paused);
+                        // A read is kept for reuse only while no thread is running: a busy
+                        // process's next stack differs anyway.
+                        let keep = !traces.iter().any(|t| t.active);
                         let mut read = LastRead {
                             t: before,
                             cpu: Vec::new(),
@@ -422,9 +436,14 @@ impl<S: PidSource> PythonSampler<S> {
                         for trace in &traces {
                             if let Some(ev) = to_event(pid, t, trace) {
                                 self.stats.samples += 1;
-                                read.events.push(ev.clone());
+                                if keep {
+                                    read.events.push(ev.clone());
+                                }
                                 self.outbox.push(ev);
                             }
+                        }
+                        if !keep {
+                            return;
                         }
                         // What each thread had used when its stack was read (read after: a
                         // thread that ran meanwhile shows as changed at the next tick).
