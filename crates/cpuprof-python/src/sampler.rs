@@ -32,6 +32,7 @@ use crate::native_tid::{self, NativeTids};
 use crate::pause::{pause, RunHistory};
 use crate::reader::Reader;
 use crate::{clock_ns, Error, PidSource};
+use cpuprof_symbols::InterpretedPids;
 
 /// Longest wait while no process of the tree is Python: the tree wakes the sampler when it
 /// changes, this only bounds the wait for sources that cannot.
@@ -107,6 +108,8 @@ pub struct PythonSampler<S: PidSource> {
     /// Where the tid is in a thread descriptor, per libc ([`native_tid`]): forked workers and
     /// every interpreter of a machine share one.
     libc_offsets: HashMap<String, Result<u64, String>>,
+    /// The processes whose stacks are being read, for the native unwinder.
+    reading: InterpretedPids,
 }
 
 /// What the sampler knows of one pid, for one program image (executable + command line).
@@ -176,7 +179,15 @@ impl<S: PidSource> PythonSampler<S> {
             reader: ProcReader::new(),
             outbox: Vec::new(),
             libc_offsets: HashMap::new(),
+            reading: InterpretedPids::new(),
         }
+    }
+
+    /// Keeps `pids` up to date with the processes whose Python stacks are read (a read worked
+    /// at least once and the process has not exec'd or been given up since).
+    pub fn publishing_to(mut self, pids: InterpretedPids) -> Self {
+        self.reading = pids;
+        self
     }
 
     /// Runs the sampler on its own thread.
@@ -224,10 +235,12 @@ impl<S: PidSource> PythonSampler<S> {
         self.stats.ticks += 1;
         let pids = self.source.pids();
         let reader = &mut self.reader;
+        let reading = &self.reading;
         self.targets.retain(|pid, _| {
             let keep = pids.contains(pid);
             if !keep {
                 reader.forget(*pid, None);
+                reading.remove(*pid);
             }
             keep
         });
@@ -235,6 +248,7 @@ impl<S: PidSource> PythonSampler<S> {
             // Gone or a zombie: nothing to read (its samples so far are kept).
             let Some((layout, main_running)) = self.layout(pid) else {
                 self.targets.remove(&pid);
+                self.reading.remove(pid);
                 continue;
             };
             if let Some(t) = self.targets.get_mut(&pid) {
@@ -251,6 +265,7 @@ impl<S: PidSource> PythonSampler<S> {
             }
             let Some(image) = detect::image(pid) else {
                 self.targets.remove(&pid);
+                self.reading.remove(pid);
                 continue;
             };
             let target = self.targets.entry(pid).or_insert_with(|| Target {
@@ -261,6 +276,7 @@ impl<S: PidSource> PythonSampler<S> {
             });
             target.layout = layout;
             if target.image != image {
+                self.reading.remove(pid);
                 target.state = match detect::classify(pid, detect::image_exe(&image)) {
                     Kind::Python => State::Opening {
                         since: Instant::now(),
@@ -378,6 +394,7 @@ impl<S: PidSource> PythonSampler<S> {
                 match result {
                     Ok(mut traces) => {
                         *failures = 0;
+                        self.reading.insert(pid);
                         let proc_reader = &mut self.reader;
                         let main_running = target.main_running;
                         let mut running = |tid: Tid| {
@@ -468,6 +485,7 @@ impl<S: PidSource> PythonSampler<S> {
                                 advice(&err)
                             );
                             target.state = State::GaveUp;
+                            self.reading.remove(pid);
                             self.notice(msg);
                         }
                     }

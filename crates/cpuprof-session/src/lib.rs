@@ -235,6 +235,9 @@ impl Session {
 
         // perf before the target runs (launch) or right after attaching.
         let mut sees_every_switch = false;
+        // The processes whose Python frames the Python sampler reads (perf leaves their
+        // interpreter frames to it).
+        let interpreted = cpuprof_collect::perf::InterpretedPids::new();
         let perf_handle = match &opts.perf {
             None => None,
             Some(perf_opts) => {
@@ -244,8 +247,11 @@ impl Session {
                     false => PerfTarget::Launch(pid),
                 };
                 match PerfSampler::open(perf_target, perf_opts) {
-                    Ok(sampler) => {
+                    Ok(mut sampler) => {
                         sees_every_switch = sampler.sees_every_switch();
+                        if opts.python.is_some() {
+                            sampler.leave_interpreter_to(interpreted.clone());
+                        }
                         Some(sampler.spawn(tx.clone(), stop.clone()))
                     }
                     // No perf: one notice line, and procfs data only.
@@ -287,6 +293,7 @@ impl Session {
         let python_handle = match opts.python {
             Some(py) => Some(
                 cpuprof_python::PythonSampler::new(tree.clone(), py, tx.clone(), stop.clone())
+                    .publishing_to(interpreted)
                     .spawn()?,
             ),
             None => None,

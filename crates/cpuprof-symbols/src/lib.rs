@@ -23,6 +23,7 @@
 mod address_space;
 mod demangle;
 mod error;
+mod interpreted;
 mod library;
 mod live_stack;
 pub mod maps;
@@ -32,6 +33,7 @@ mod symbolizer;
 
 pub use demangle::demangle;
 pub use error::Error;
+pub use interpreted::InterpretedPids;
 pub use library::Library;
 pub use maps::Mapping;
 pub use symbol_table::SymbolTable;

@@ -57,6 +57,8 @@ pub struct Library {
     plt: Vec<Range<u64>>,
     /// Built on first use ([`Library::symbols`]).
     symbols: OnceLock<SymbolTable>,
+    /// [`Library::python_eval`], found on first use.
+    python_eval: OnceLock<Option<Range<u64>>>,
 }
 
 impl std::fmt::Debug for Library {
@@ -116,6 +118,7 @@ impl Library {
                 .filter_map(|n| section(n).map(|s| s.svma))
                 .collect(),
             symbols: OnceLock::new(),
+            python_eval: OnceLock::new(),
             map: map.clone(),
         };
         Ok(lib)
@@ -189,6 +192,19 @@ impl Library {
     /// Whether file address `svma` lies in a PLT stub (calls to other libraries go there).
     pub fn in_plt(&self, svma: u64) -> bool {
         self.plt.iter().any(|r| r.contains(&svma))
+    }
+
+    /// Where CPython's frame evaluation (`_PyEval_EvalFrameDefault`) is in this file, if it is
+    /// an interpreter or a libpython (file addresses).
+    pub fn python_eval(&self) -> Option<&Range<u64>> {
+        self.python_eval
+            .get_or_init(|| {
+                let base = self.path.rsplit('/').next().unwrap_or_default();
+                (base.starts_with("python") || base.starts_with("libpython"))
+                    .then(|| self.symbols().range_of("_PyEval_EvalFrameDefault"))
+                    .flatten()
+            })
+            .as_ref()
     }
 
     /// The start (file address) of the function containing `svma`, if a symbol covers it.

@@ -50,6 +50,19 @@ impl SymbolTable {
         (addr < self.ends[i]).then(|| (&self.text[from..self.name_ends[i]], addr - self.starts[i]))
     }
 
+    /// The address range of the symbol named `name` (a linear search: for the few symbols
+    /// looked up by name once per library).
+    pub fn range_of(&self, name: &str) -> Option<std::ops::Range<u64>> {
+        let mut from = 0;
+        for (i, &end) in self.name_ends.iter().enumerate() {
+            if &self.text[from..end] == name {
+                return Some(self.starts[i]..self.ends[i]);
+            }
+            from = end;
+        }
+        None
+    }
+
     /// Number of symbols.
     pub fn len(&self) -> usize {
         self.starts.len()
@@ -82,6 +95,15 @@ mod tests {
         assert_eq!(t.lookup(0x1000), Some(("a_symtab", 0)));
         assert_eq!(t.lookup(0x10ff), Some(("a_symtab", 0xff)));
         assert_eq!(t.lookup(0x2008), Some(("b_sized", 8)));
+    }
+
+    #[test]
+    fn symbols_are_found_by_name() {
+        let t = table();
+        assert_eq!(t.range_of("b_sized"), Some(0x2000..0x2010));
+        assert_eq!(t.range_of("c_unsized"), Some(0x3000..0x5000));
+        assert_eq!(t.range_of("a_dynsym"), None, "the .symtab name won");
+        assert_eq!(t.range_of("b_size"), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 
 use crate::address_space::AddressSpace;
 use crate::demangle::demangle;
+use crate::interpreted::InterpretedPids;
 use crate::library::Library;
 use crate::live_stack::{LiveStack, ProcessMemory};
 use crate::maps::{self, Mapping};
@@ -47,6 +48,9 @@ pub struct SymbolizerStats {
     pub stitched: u64,
     /// Cut stacks completed from the running thread's own stack (see `live_stack`).
     pub live: u64,
+    /// Cut stacks left at the interpreter's frame evaluation: the Python sampler has the
+    /// frames above it ([`InterpretedPids`]).
+    pub left_to_python: u64,
 }
 
 /// Library cache key: device + inode when known, else the path.
@@ -69,6 +73,8 @@ pub struct Symbolizer {
     complete: FxHashMap<u32, VecDeque<Walk>>,
     /// `/proc/PID/mem` per process (`None`: not readable), to finish cut stacks.
     memories: HashMap<u32, Option<ProcessMemory>>,
+    /// Processes whose interpreter frames the Python sampler records ([`InterpretedPids`]).
+    interpreted: InterpretedPids,
     stats: SymbolizerStats,
 }
 
@@ -106,8 +112,15 @@ impl Symbolizer {
             exited: VecDeque::new(),
             complete: FxHashMap::default(),
             memories: HashMap::new(),
+            interpreted: InterpretedPids::default(),
             stats: SymbolizerStats::default(),
         }
+    }
+
+    /// Stacks of the processes in `pids` that the copy cut above CPython's frame evaluation
+    /// are not continued in the live stack: their Python frames are recorded by another reader.
+    pub fn leave_interpreter_to(&mut self, pids: InterpretedPids) {
+        self.interpreted = pids;
     }
 
     /// Counters so far.
@@ -192,9 +205,11 @@ impl Symbolizer {
         {
             self.refresh(pid);
         }
-        let (mut addrs, complete) = self.walk(pid, regs, stack);
+        let (mut addrs, end) = self.walk(pid, regs, stack);
         let known = self.complete.entry(tid).or_default();
-        if complete {
+        if end == WalkEnd::Interpreter {
+            // Not a whole stack, and not one to complete from another.
+        } else if end == WalkEnd::Root {
             // Most recent first, without duplicates.
             known.retain(|k| *k != addrs);
             known.push_front(addrs.clone());
@@ -220,11 +235,11 @@ impl Symbolizer {
     }
 
     /// The addresses of the stack, leaf first, each with "is a return address" and the
-    /// stack pointer of its frame; true when the walk reached the root.
-    fn walk(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> (Walk, bool) {
+    /// stack pointer of its frame, and how the walk ended.
+    fn walk(&mut self, pid: u32, regs: Regs, stack: &[u8]) -> (Walk, WalkEnd) {
         let mut out = vec![(regs.ip, false, regs.sp)];
         let Some(space) = self.processes.get(&pid) else {
-            return (out, false);
+            return (out, WalkEnd::Lost);
         };
         let sp0 = regs.sp;
         let copy_end = sp0.saturating_add(stack.len() as u64);
@@ -258,12 +273,18 @@ impl Symbolizer {
             scans: 0,
             resume: None,
             memory,
+            stop_at_python: self.interpreted.contains(pid),
         };
-        let mut end = walker.walk(
-            UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
-            FrameAddress::from_instruction_pointer(regs.ip),
-            &mut out,
-        );
+        let mut end = if walker.stop_at_python && is_python_eval(space, regs.ip) {
+            // Interpreting: the Python sampler has the rest.
+            WalkEnd::Interpreter
+        } else {
+            walker.walk(
+                UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
+                FrameAddress::from_instruction_pointer(regs.ip),
+                &mut out,
+            )
+        };
         if end == WalkEnd::PastCopy {
             // Cut by the size of the copy: go on in the live stack if the thread is still
             // inside the frames the copy ends in (their return addresses are still in place).
@@ -280,7 +301,7 @@ impl Symbolizer {
                     past_end.set(false);
                     let cut = out.len();
                     end = walker.walk(r, a, &mut out);
-                    if end == WalkEnd::Root {
+                    if matches!(end, WalkEnd::Root | WalkEnd::Interpreter) {
                         self.stats.live += 1;
                     } else {
                         out.truncate(cut);
@@ -289,7 +310,8 @@ impl Symbolizer {
             }
         }
         self.stats.scans += walker.scans;
-        (out, end == WalkEnd::Root)
+        self.stats.left_to_python += u64::from(end == WalkEnd::Interpreter);
+        (out, end)
     }
 
     /// Names one address of `pid`.
@@ -363,6 +385,16 @@ impl Symbolizer {
     }
 }
 
+/// Whether `addr` lies in CPython's frame evaluation function.
+fn is_python_eval(space: &AddressSpace, addr: u64) -> bool {
+    space.find(addr).is_some_and(|m| {
+        m.library
+            .as_ref()
+            .and_then(|l| l.python_eval())
+            .is_some_and(|r| r.contains(&addr.wrapping_sub(m.bias)))
+    })
+}
+
 /// The word at `addr` if it lies in `bytes`, a copy of the stack from address `start` up.
 fn copied_word(start: u64, bytes: &[u8], addr: u64) -> Option<u64> {
     let off = usize::try_from(addr.checked_sub(start)?).ok()?;
@@ -379,6 +411,9 @@ enum WalkEnd {
     PastCopy,
     /// Unwinding failed, or the stack was too deep.
     Lost,
+    /// At CPython's frame evaluation, in a process whose Python frames another reader records:
+    /// the merge puts those in place of the interpreter's frames above.
+    Interpreter,
 }
 
 /// One stack walk: framehop's rules, plus a stack scan where they give up.
@@ -395,6 +430,8 @@ struct Walker<'a, F> {
     resume: Option<(UnwindRegsX86_64, FrameAddress)>,
     /// The process's memory, to read the GOT slots of PLT stubs.
     memory: Option<&'a ProcessMemory>,
+    /// End the walk at CPython's frame evaluation ([`InterpretedPids`]).
+    stop_at_python: bool,
 }
 
 impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
@@ -436,6 +473,9 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
                 return WalkEnd::Lost;
             };
             out.push((ra, true, regs.sp()));
+            if self.stop_at_python && is_python_eval(self.space, ra.wrapping_sub(1)) {
+                return WalkEnd::Interpreter;
+            }
             regs.set_ip(ra);
             address = a;
         }

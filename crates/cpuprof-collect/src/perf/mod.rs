@@ -33,6 +33,7 @@ mod records;
 mod ring;
 mod sampler;
 
+pub use cpuprof_symbols::InterpretedPids;
 pub use error::PerfError;
 pub use period::effective_rate;
 pub use sampler::{

@@ -261,6 +261,12 @@ impl PerfSampler {
         self.stats.machine_wide && self.context_switches
     }
 
+    /// Stacks of these processes are not continued past CPython's frame evaluation: the Python
+    /// sampler records their Python frames ([`cpuprof_symbols::InterpretedPids`]).
+    pub fn leave_interpreter_to(&mut self, pids: cpuprof_symbols::InterpretedPids) {
+        self.symbolizer.leave_interpreter_to(pids);
+    }
+
     /// Runs [`run`](PerfSampler::run) on a new thread.
     pub fn spawn(self, tx: Sender<Event>, stop: Arc<AtomicBool>) -> JoinHandle<PerfStats> {
         std::thread::Builder::new()
