@@ -521,8 +521,10 @@ fn report_of_a_saved_profile_reaches_the_same_findings() {
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(live["findings"], again["findings"]);
     assert!(!findings(&again).is_empty());
+    // The gate on the saved findings (`info`: the oversubscribed run's estimated saving, and so
+    // its severity, moves with the machine's noise; the gate is what is tested here).
     let gate = Command::new(cpuprof())
-        .args(["report", "--quiet", "--fail-on", "warning", s(&saved)])
+        .args(["report", "--quiet", "--fail-on", "info", s(&saved)])
         .output()
         .unwrap();
     assert_eq!(gate.status.code(), Some(3));
