@@ -40,24 +40,20 @@ struct StackFacts {
     entry: Option<&'static Runtime>,
 }
 
-fn stack_facts(profile: &Profile, stack: StackId) -> StackFacts {
+fn stack_facts(
+    profile: &Profile,
+    runtimes: &mut runtimes::FrameRuntimes,
+    stack: StackId,
+) -> StackFacts {
     let mut f = StackFacts::default();
     for id in profile.stacks.frames_of(stack) {
-        let frame = profile.stacks.frame(id);
-        if let Some(rt) = frame
-            .module
-            .as_deref()
-            .and_then(runtimes::runtime_of_library)
-        {
+        if let Some(rt) = runtimes.of(id) {
             if !f.inside.contains(&rt.name) {
                 f.inside.push(rt.name);
             }
         }
         if f.entry.is_none() {
-            let name = frame.name.split('+').next().unwrap_or(&frame.name);
-            f.entry = runtimes::ALL
-                .iter()
-                .find(|r| r.worker_frames.iter().any(|w| name.contains(w)));
+            f.entry = runtimes.worker_entry(id);
         }
     }
     f
@@ -93,6 +89,7 @@ pub fn classify(
     loaded: &BTreeMap<Pid, Vec<Loaded>>,
 ) -> (BTreeMap<Tid, ThreadClass>, Entered) {
     let mut cache: HashMap<StackId, StackFacts> = HashMap::new();
+    let mut frame_runtimes = runtimes::FrameRuntimes::new(profile);
     let mut per_thread: HashMap<(Pid, Tid), ThreadSamples> = HashMap::new();
     for s in &profile.samples {
         let ts = per_thread.entry((s.pid, s.tid)).or_default();
@@ -100,7 +97,7 @@ pub fn classify(
         let Some(stack) = s.stack else { continue };
         let f = cache
             .entry(stack)
-            .or_insert_with(|| stack_facts(profile, stack));
+            .or_insert_with(|| stack_facts(profile, &mut frame_runtimes, stack));
         for rt in &f.inside {
             *ts.inside.entry(rt).or_default() += 1;
         }

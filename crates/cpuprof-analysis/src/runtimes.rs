@@ -5,9 +5,9 @@
 //! environment variables the analysis looks at: everything else in an environment may be a
 //! secret, and the collector never records it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use cpuprof_model::{Pid, Process, Profile, StackId};
+use cpuprof_model::{FrameId, Pid, Process, Profile, StackId};
 
 /// What kind of pool a runtime runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -367,6 +367,50 @@ pub fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// [`runtime_of_library`] of each frame's module, worked out once per frame of a profile (a
+/// recording's stacks share most of their frames; matching every frame of every stack against
+/// every runtime's markers was most of the analysis's time).
+pub struct FrameRuntimes<'a> {
+    profile: &'a Profile,
+    memo: HashMap<FrameId, Option<&'static Runtime>>,
+    entries: HashMap<FrameId, Option<&'static Runtime>>,
+}
+
+impl<'a> FrameRuntimes<'a> {
+    /// An empty memo over `profile`'s frames.
+    pub fn new(profile: &'a Profile) -> Self {
+        FrameRuntimes {
+            profile,
+            memo: HashMap::new(),
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The runtime whose worker start routine frame `id` is (`blas_thread_server`...).
+    pub fn worker_entry(&mut self, id: FrameId) -> Option<&'static Runtime> {
+        let profile = self.profile;
+        *self.entries.entry(id).or_insert_with(|| {
+            let name = &profile.stacks.frame(id).name;
+            let name = name.split('+').next().unwrap_or(name);
+            ALL.iter()
+                .find(|r| r.worker_frames.iter().any(|w| name.contains(w)))
+        })
+    }
+
+    /// The runtime whose library frame `id` is in.
+    pub fn of(&mut self, id: FrameId) -> Option<&'static Runtime> {
+        let profile = self.profile;
+        *self.memo.entry(id).or_insert_with(|| {
+            profile
+                .stacks
+                .frame(id)
+                .module
+                .as_deref()
+                .and_then(runtime_of_library)
+        })
+    }
+}
+
 /// The runtime a library path belongs to, if any.
 pub fn runtime_of_library(path: &str) -> Option<&'static Runtime> {
     let base = base_name(path);
@@ -430,16 +474,17 @@ pub fn loaded(process: &Process, in_stacks: &[String]) -> Vec<Loaded> {
 pub fn from_stacks(profile: &Profile) -> BTreeMap<Pid, Vec<String>> {
     let mut seen: BTreeSet<(Pid, StackId)> = BTreeSet::new();
     let mut out: BTreeMap<Pid, Vec<String>> = BTreeMap::new();
+    let mut runtimes = FrameRuntimes::new(profile);
     for s in &profile.samples {
         let Some(stack) = s.stack else { continue };
         if !seen.insert((s.pid, stack)) {
             continue;
         }
         for id in profile.stacks.frames_of(stack) {
-            let Some(m) = profile.stacks.frame(id).module.as_deref() else {
+            if runtimes.of(id).is_none() {
                 continue;
-            };
-            if runtime_of_library(m).is_some() {
+            }
+            if let Some(m) = profile.stacks.frame(id).module.as_deref() {
                 let libs = out.entry(s.pid).or_default();
                 if !libs.iter().any(|l| l == m) {
                     libs.push(m.to_string());
