@@ -8,13 +8,16 @@ For each case: RECORDINGS runs under `cpuprof --json` (the estimate is the media
 largest estimated wall saving among the pool findings, with the finding's severity and the
 fix's variable), then RUNS alternating timed runs of the program as it is and with the fix in
 its environment, without cpuprof (the measured saving is the difference of the medians, with
-the range of the pairwise differences). Prints a Markdown table for docs/findings.md.
+the range of the pairwise differences), each with its CPU time (the children's rusage: the
+CPU saved divided by the cores is what the wall estimate models). Prints a Markdown table for
+docs/findings.md.
 Expects release binaries (`make build`) and `make setup` (the .venv with the libraries).
 Standard library only.
 """
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -88,15 +91,20 @@ def cases(progs):
 
 
 def timed(argv, env):
+    """(wall s, CPU s) of one run."""
     e = dict(os.environ, **env)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(argv, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    check=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def recorded(argv, work):
-    """One recording: (largest estimated wall saving, its finding, wall)."""
+    """One recording: (largest estimated wall saving, its finding, wall, its CPU estimate)."""
     js = os.path.join(work, "s.json")
     subprocess.run([CPUPROF, "-q", "--json", js, "-o", os.devnull, "--"] + argv,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
@@ -104,9 +112,9 @@ def recorded(argv, work):
         v = json.load(f)
     fs = [f for f in v["findings"] if f["id"] in POOL_FINDINGS]
     if not fs:
-        return 0.0, None, v["wall_s"]
+        return 0.0, None, v["wall_s"], 0.0
     best = max(fs, key=lambda f: f["est_saving_wall_s"])
-    return best["est_saving_wall_s"], best, v["wall_s"]
+    return best["est_saving_wall_s"], best, v["wall_s"], best["est_saving_cpu_s"]
 
 
 def knob(fix):
@@ -121,21 +129,26 @@ def main():
         progs = compile_programs(work)
         print(f"machine: {os.cpu_count()} CPUs, {os.uname().release}; {RECORDINGS} recordings "
               f"and {RUNS} alternating timed runs per case\n")
-        print("| case | as it is, s | with the fix, s | measured saving, s | estimated, s "
-              "| estimate / measured | finding (severity) | fix |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| case | as it is, s | with the fix, s | measured wall saving, s "
+              "| CPU as it is → fixed, s | est. wall, s | est. / measured | est. CPU, s "
+              "| CPU saved ÷ cores, s | finding (severity) | fix |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for name, argv, fix in cases(progs):
             if only and not any(o in name for o in only):
                 continue
             timed(argv, {})  # warm-up: page cache, Python bytecode
             recs = [recorded(argv, work) for _ in range(RECORDINGS)]
             est = statistics.median(r[0] for r in recs)
+            est_cpu = statistics.median(r[3] for r in recs)
             named = [r[1] for r in recs if r[1]]
-            base, fixed = [], []
+            base, fixed, base_cpu, fixed_cpu = [], [], [], []
             for _ in range(RUNS):
-                base.append(timed(argv, {}))
-                fixed.append(timed(argv, fix))
+                for runs, cpus, env in ((base, base_cpu, {}), (fixed, fixed_cpu, fix)):
+                    wall, cpu = timed(argv, env)
+                    runs.append(wall)
+                    cpus.append(cpu)
             mb, mf = statistics.median(base), statistics.median(fixed)
+            cb, cf = statistics.median(base_cpu), statistics.median(fixed_cpu)
             saving = mb - mf
             ratio = f"{est / saving:.2f}" if saving > 0.02 else "—"
             if named:
@@ -144,9 +157,11 @@ def main():
                 how = knob(top["fix"])
             else:
                 what, how = f"none (0/{len(recs)})", "—"
-            print(f"| {name} | {mb:.2f} | {mf:.2f} | {saving:+.2f} ({min(b - f for b, f in zip(base, fixed)):+.2f}"
-                  f"..{max(b - f for b, f in zip(base, fixed)):+.2f}) | {est:.2f} | {ratio} | {what} | `{how}` |",
-                  flush=True)
+            pairs = [b - f for b, f in zip(base, fixed)]
+            cores = min(os.cpu_count() or 1, len(os.sched_getaffinity(0)))
+            print(f"| {name} | {mb:.2f} | {mf:.2f} | {saving:+.2f} ({min(pairs):+.2f}..{max(pairs):+.2f}) "
+                  f"| {cb:.2f} → {cf:.2f} | {est:.2f} | {ratio} | {est_cpu:.2f} | {(cb - cf) / cores:+.2f} "
+                  f"| {what} | `{how}` |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
