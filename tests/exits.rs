@@ -95,12 +95,13 @@ const MODES: [(&[&str], &str); 3] = [
 /// How far a figure may be from the task's own measurement, relative: the kernel's exit
 /// figures are exact; perf's on-CPU intervals also hold interrupts and, on a virtual machine,
 /// the host's steal time (measured here: 20 ms threads read 20.2–22.1 ms with two busy loops
-/// beside them, every switch record present).
+/// beside them, every switch record present; in clean CI runs of the whole suite 24.3, 24.5 and
+/// 25.1 ms, i.e. up to +26%, while the host was busy).
 fn slack(source: &str) -> f64 {
     if source == "taskstats" {
         0.0
     } else {
-        0.15
+        0.30
     }
 }
 
