@@ -1,4 +1,5 @@
-//! Python stacks for cpuprof, through the `py-spy` library, and their merge with native stacks.
+//! Python stacks for cpuprof — read by its own CPython stack walker ([`walk`]), with the `py-spy`
+//! library finding the interpreter and naming threads — and their merge with native stacks.
 //!
 //! Two halves:
 //! - [`PythonSampler`]: a collector thread. For every Python process of the live tree it reads

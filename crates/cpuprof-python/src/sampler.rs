@@ -2,7 +2,9 @@
 //!
 //! Every tick it walks the pids of the live process tree, decides once per program image
 //! (executable + command line, [`detect`](crate::detect)) whether a process is a Python
-//! interpreter, opens a `py_spy::PythonSpy` for each one and reads every thread's Python stack.
+//! interpreter, opens a [`Reader`] for each one (cpuprof's walker, py-spy beside it; a forked
+//! worker gets one from its parent's) and reads every thread's Python stack, publishing the
+//! processes it reads to the native unwinder ([`PythonSampler::publishing_to`]).
 //! A known process costs one `pread` of its `stat` per tick (kept open): an `exec` shows
 //! there as new code and stack addresses, and only then are its executable and command line
 //! read again.

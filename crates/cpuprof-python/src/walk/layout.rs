@@ -81,38 +81,49 @@ impl Layout {
 
     /// Bytes of a thread state that hold every field read.
     pub fn tstate_read(&self) -> usize {
-        let last = [
-            self.tstate_next,
-            self.tstate_thread_id,
-            self.tstate_native_thread_id.unwrap_or(0),
-            self.tstate_frame,
-        ];
-        (last.iter().max().unwrap_or(&0) + 8).min(self.tstate_size) as usize
+        span(
+            &[
+                self.tstate_next,
+                self.tstate_thread_id,
+                self.tstate_native_thread_id.unwrap_or(0),
+                self.tstate_frame,
+            ],
+            self.tstate_size,
+        )
     }
 
     /// Bytes of a frame that hold every field read.
     pub fn frame_read(&self) -> usize {
-        let last = [
-            self.frame_back,
-            self.frame_code,
-            self.frame_instr.unwrap_or(0),
-            self.frame_owner.unwrap_or(0),
-            self.frame_lasti.unwrap_or(0),
-        ];
-        (last.iter().max().unwrap_or(&0) + 8).min(self.frame_size) as usize
+        span(
+            &[
+                self.frame_back,
+                self.frame_code,
+                self.frame_instr.unwrap_or(0),
+                self.frame_owner.unwrap_or(0),
+                self.frame_lasti.unwrap_or(0),
+            ],
+            self.frame_size,
+        )
     }
 
     /// Bytes of a code object that hold every field read.
     pub fn code_read(&self) -> usize {
-        let last = [
-            self.code_filename,
-            self.code_name,
-            self.code_qualname.unwrap_or(0),
-            self.code_firstlineno,
-            self.code_linetable,
-        ];
-        (last.iter().max().unwrap_or(&0) + 8).min(self.code_size) as usize
+        span(
+            &[
+                self.code_filename,
+                self.code_name,
+                self.code_qualname.unwrap_or(0),
+                self.code_firstlineno,
+                self.code_linetable,
+            ],
+            self.code_size,
+        )
     }
+}
+
+/// Bytes from a struct's start through the last of `fields` (8-byte reads), at most `size`.
+fn span(fields: &[u64], size: u64) -> usize {
+    (fields.iter().max().unwrap_or(&0) + 8).min(size) as usize
 }
 
 #[cfg(test)]
