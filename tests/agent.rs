@@ -91,18 +91,9 @@ fn workload(threads: &str) -> Killed {
     )
 }
 
+/// The two matmul worker processes under `root`, once both run.
 fn workers(root: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    util::wait_for("two matmul workers", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(format!("/proc/{root}/task/{root}/children"))
-            .unwrap_or_default();
-        found = text
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        found.len() == 2
-    });
-    found
+    util::children(root, 2)
 }
 
 /// Debian's Prometheus, scraping the agent every second.

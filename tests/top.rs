@@ -59,17 +59,7 @@ impl Workload {
 
     /// The worker processes (children of the workload's root), once both run.
     fn workers(&self) -> Vec<u32> {
-        let mut found = Vec::new();
-        util::wait_for("two matmul workers", Duration::from_secs(10), || {
-            let text = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid()))
-                .unwrap_or_default();
-            found = text
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect();
-            found.len() == 2
-        });
-        found
+        util::children(self.pid(), 2)
     }
 }
 

@@ -215,6 +215,25 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The `n` child processes of `root` (its main thread's children), once it has that many.
+pub fn children(root: u32, n: usize) -> Vec<u32> {
+    let mut found = Vec::new();
+    wait_for(
+        &format!("{n} children of {root}"),
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(format!("/proc/{root}/task/{root}/children"))
+                .unwrap_or_default();
+            found = text
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            found.len() == n
+        },
+    );
+    found
+}
+
 /// Asserts `actual` is within `rel` (relative) of `expected`.
 pub fn assert_close(what: &str, actual: f64, expected: f64, rel: f64) {
     let err = (actual - expected).abs() / expected.abs().max(1e-9);

@@ -116,15 +116,7 @@ pub fn to_json(profile: &Profile, analysis: &Analysis) -> serde_json::Result<Str
     }
 
     let samples = stacks::samples(profile);
-    let mut count: HashMap<(Pid, Tid), u64> = HashMap::new();
-    for s in &samples {
-        *count.entry((s.pid, s.tid)).or_default() += 1;
-    }
-    let cpu_of: HashMap<(Pid, Tid), u64> = profile
-        .processes
-        .iter()
-        .flat_map(|p| p.threads.iter().map(move |t| ((p.pid, t.tid), t.cpu_ns)))
-        .collect();
+    let per_sample = stacks::cpu_per_sample(profile, &samples);
     for s in &samples {
         let Some(&th) = threads.get(&(s.pid, s.tid)) else {
             continue;
@@ -151,14 +143,13 @@ pub fn to_json(profile: &Profile, analysis: &Analysis) -> serde_json::Result<Str
             None => Vec::new(),
         };
         let stack = fx.intern_stack_frames(th, frames.into_iter());
-        let n = count[&(s.pid, s.tid)];
-        let cpu = cpu_of.get(&(s.pid, s.tid)).copied().unwrap_or(0) / n.max(1);
+        let cpu = per_sample[&(s.pid, s.tid)];
         fx.add_sample(th, at(s.t), stack, CpuDelta::from_nanos(cpu), 1);
     }
     // Threads no stack sample reached: their CPU per poll.
     for p in &profile.processes {
         for t in &p.threads {
-            if count.contains_key(&(p.pid, t.tid)) {
+            if per_sample.contains_key(&(p.pid, t.tid)) {
                 continue;
             }
             let th = threads[&(p.pid, t.tid)];

@@ -250,14 +250,11 @@ pub fn to_pprof(profile: &Profile, analysis: &Analysis) -> std::io::Result<Vec<u
     let (thread_key, runtime_key) = (t.strings.id("thread"), t.strings.id("runtime"));
 
     // Each thread's CPU divided among its samples (at least 1 ns each).
-    let mut per_thread: HashMap<(Pid, Tid), u64> = HashMap::new();
-    for s in &samples {
-        *per_thread.entry((s.pid, s.tid)).or_default() += 1;
-    }
-    let mut names: HashMap<(Pid, Tid), (String, u64)> = HashMap::new();
+    let per_sample = stacks::cpu_per_sample(profile, &samples);
+    let mut names: HashMap<(Pid, Tid), String> = HashMap::new();
     for p in &profile.processes {
         for th in &p.threads {
-            names.insert((p.pid, th.tid), (stacks::thread_label(th), th.cpu_ns));
+            names.insert((p.pid, th.tid), stacks::thread_label(th));
         }
     }
     let mut out = Vec::with_capacity(samples.len());
@@ -272,12 +269,11 @@ pub fn to_pprof(profile: &Profile, analysis: &Analysis) -> std::io::Result<Vec<u
             .rev()
             .map(|f| t.location(profile, *f))
             .collect();
-        let n = per_thread[&(s.pid, s.tid)];
-        let (thread_name, cpu) = names
+        let thread_name = names
             .get(&(s.pid, s.tid))
             .cloned()
-            .unwrap_or_else(|| (s.tid.to_string(), 0));
-        let ns = (cpu / n).max(1) as i64;
+            .unwrap_or_else(|| s.tid.to_string());
+        let ns = per_sample[&(s.pid, s.tid)].max(1) as i64;
         let mut label = vec![
             Label {
                 key: pid_key,

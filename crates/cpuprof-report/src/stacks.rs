@@ -55,6 +55,28 @@ pub fn source(profile: &Profile) -> SampleSource {
     }
 }
 
+/// Each sampled thread's CPU time divided among its `samples` (ns per sample, the remainder
+/// dropped), keyed by (pid, tid): the weight the viewers' formats give a sample so that a
+/// thread's samples add up to what procfs measured for it.
+pub fn cpu_per_sample(profile: &Profile, samples: &[StackSample]) -> HashMap<(Pid, Tid), u64> {
+    let mut count: HashMap<(Pid, Tid), u64> = HashMap::new();
+    for s in samples {
+        *count.entry((s.pid, s.tid)).or_default() += 1;
+    }
+    let mut out = HashMap::with_capacity(count.len());
+    for p in &profile.processes {
+        for t in &p.threads {
+            if let Some(n) = count.get(&(p.pid, t.tid)) {
+                out.insert((p.pid, t.tid), t.cpu_ns / n);
+            }
+        }
+    }
+    for key in count.keys() {
+        out.entry(*key).or_insert(0);
+    }
+    out
+}
+
 /// The counted samples, sorted by time.
 pub fn samples(profile: &Profile) -> Vec<StackSample> {
     match source(profile) {
