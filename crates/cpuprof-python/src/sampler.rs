@@ -120,9 +120,20 @@ struct Target {
     image: String,
     /// Code and stack addresses from `stat` when `image` was read (an exec changes them).
     layout: [u64; 3],
+    /// Its parent, from that `stat`.
+    ppid: Pid,
     /// Its main thread was running at this tick's read of that `stat`.
     main_running: bool,
     state: State,
+}
+
+/// What one read of a process's `stat` gives the sampler.
+struct Seen {
+    /// Code and stack addresses ([`stat::Stat::layout`]).
+    layout: [u64; 3],
+    /// Its main thread is running.
+    main_running: bool,
+    ppid: Pid,
 }
 
 enum State {
@@ -248,7 +259,12 @@ impl<S: PidSource> PythonSampler<S> {
         });
         for pid in pids {
             // Gone or a zombie: nothing to read (its samples so far are kept).
-            let Some((layout, main_running)) = self.layout(pid) else {
+            let Some(Seen {
+                layout,
+                main_running,
+                ppid,
+            }) = self.look(pid)
+            else {
                 self.targets.remove(&pid);
                 self.reading.remove(pid);
                 continue;
@@ -273,10 +289,12 @@ impl<S: PidSource> PythonSampler<S> {
             let target = self.targets.entry(pid).or_insert_with(|| Target {
                 image: String::new(),
                 layout,
+                ppid,
                 main_running,
                 state: State::Ignored,
             });
             target.layout = layout;
+            target.ppid = ppid;
             if target.image != image {
                 self.reading.remove(pid);
                 target.state = match detect::classify(pid, detect::image_exe(&image)) {
@@ -296,14 +314,17 @@ impl<S: PidSource> PythonSampler<S> {
         }
     }
 
-    /// The code and stack addresses of `pid` ([`stat::Stat::layout`]) and whether its main
-    /// thread is running (the process's `stat` is its main thread's); `None` when it is gone
-    /// or a zombie.
-    fn layout(&mut self, pid: Pid) -> Option<([u64; 3], bool)> {
+    /// What this tick's read of `pid`'s `stat` says; `None` when it is gone or a zombie.
+    fn look(&mut self, pid: Pid) -> Option<Seen> {
         let text = self.reader.read_kept(pid, None, "stat").ok()?;
         // The clock-tick rate only scales CPU times, which are not used here.
         let s = stat::parse(text, 100)?;
-        (s.state != 'Z').then_some((s.layout, s.state == 'R'))
+        (s.state != 'Z').then_some(Seen {
+            layout: s.layout,
+            // The process's `stat` is its main thread's.
+            main_running: s.state == 'R',
+            ppid: s.ppid,
+        })
     }
 
     fn sample(&mut self, pid: Pid) {
@@ -498,10 +519,9 @@ impl<S: PidSource> PythonSampler<S> {
 
     /// A reader for `pid` made from its parent's, when `pid` is a fork of a process being
     /// read that has not exec'd since ([`Reader::forked`]).
-    fn forked_reader(&mut self, pid: Pid) -> Option<Reader> {
-        let text = self.reader.read_kept(pid, None, "stat").ok()?;
-        let ppid = stat::parse(text, 100)?.ppid;
-        let (child, parent) = (self.targets.get(&pid)?, self.targets.get(&ppid)?);
+    fn forked_reader(&self, pid: Pid) -> Option<Reader> {
+        let child = self.targets.get(&pid)?;
+        let parent = self.targets.get(&child.ppid)?;
         if parent.image != child.image || parent.layout != child.layout {
             return None;
         }

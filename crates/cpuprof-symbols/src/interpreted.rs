@@ -2,10 +2,11 @@
 //!
 //! perf sees a CPython thread as a tower of `_PyEval_EvalFrameDefault` frames; cpuprof's
 //! Python sampler reads the program's frames, and the merge keeps only the native frames
-//! *below* the innermost evaluation frame (NumPy, BLAS). For those processes a stack that the
-//! 64 KB copy cut above that frame needs no more: the symbolizer does not read the rest of the
-//! live stack (one `/proc/PID/mem` read per 16 KB, most of what a deep Python stack cost to
-//! unwind). A process the Python sampler cannot read is not in the set, and keeps whole stacks.
+//! *below* the innermost evaluation frame (NumPy, BLAS). For those processes the symbolizer
+//! ends the walk at that frame: the interpreter's frames above it are never unwound, named or
+//! read from the live stack past the 64 KB copy (one `/proc/PID/mem` read per 16 KB, most of
+//! what a deep Python stack cost to unwind). A process the Python sampler cannot read is not in
+//! the set, and keeps whole stacks.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};

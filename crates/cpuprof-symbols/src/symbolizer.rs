@@ -48,8 +48,8 @@ pub struct SymbolizerStats {
     pub stitched: u64,
     /// Cut stacks completed from the running thread's own stack (see `live_stack`).
     pub live: u64,
-    /// Cut stacks left at the interpreter's frame evaluation: the Python sampler has the
-    /// frames above it ([`InterpretedPids`]).
+    /// Walks ended at the interpreter's frame evaluation: the Python sampler has the frames
+    /// above it ([`InterpretedPids`]).
     pub left_to_python: u64,
 }
 
@@ -117,8 +117,8 @@ impl Symbolizer {
         }
     }
 
-    /// Stacks of the processes in `pids` that the copy cut above CPython's frame evaluation
-    /// are not continued in the live stack: their Python frames are recorded by another reader.
+    /// Walks of the processes in `pids` end at CPython's innermost frame evaluation: their
+    /// Python frames are recorded by another reader, which the merge puts in their place.
     pub fn leave_interpreter_to(&mut self, pids: InterpretedPids) {
         self.interpreted = pids;
     }
