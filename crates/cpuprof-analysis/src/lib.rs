@@ -117,19 +117,23 @@ pub const ERROR_SAVING_SHARE: f64 = 0.10;
 /// ...a warning from this share: 2% is about the run-to-run noise of a quiet machine, so less
 /// is not worth a setting.
 pub const WARNING_SAVING_SHARE: f64 = 0.02;
-/// ...information from this share; below it the finding is dropped (a pool that is wider than
-/// the budget but costs nothing measurable is not worth a line).
+/// ...information from this share; below it the finding is dropped (spinning or a quota that
+/// costs nothing measurable is not worth a line).
 pub const INFO_SAVING_SHARE: f64 = 0.005;
 
 /// Severity from what the fix saves; `None` drops the finding. `too-many-processes` saves no
-/// time by construction and stays as information.
+/// time by construction and stays as information, and so does a pool measured wider than the
+/// budget whatever its fix saves: numexpr's 4 workers on 2 cores block rather than spin and
+/// lose almost nothing taking turns, which is worth knowing before tuning it.
 pub fn severity_from_cost(f: &cpuprof_model::Finding, wall_s: f64, cpu_s: f64) -> Option<Severity> {
     let share = (f.est_saving_wall_s / wall_s.max(1e-9)).max(f.est_saving_cpu_s / cpu_s.max(1e-9));
+    let measured_pool =
+        matches!(f.id.as_str(), "oversubscription" | "nested-pools") && !f.setting.is_empty();
     if share >= ERROR_SAVING_SHARE {
         Some(Severity::Error)
     } else if share >= WARNING_SAVING_SHARE {
         Some(Severity::Warning)
-    } else if share >= INFO_SAVING_SHARE || f.id == "too-many-processes" {
+    } else if share >= INFO_SAVING_SHARE || f.id == "too-many-processes" || measured_pool {
         Some(Severity::Info)
     } else {
         None

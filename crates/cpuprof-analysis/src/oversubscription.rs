@@ -13,7 +13,9 @@ use cpuprof_model::{Finding, Pid, Severity, Tid};
 use crate::fixes;
 use crate::pools::{Kind, Pool};
 use crate::roles::is_python;
+use crate::runtimes::{self, Runtime};
 use crate::spin;
+use crate::waitloops;
 use crate::Context;
 
 /// Demand above this multiple of the budget is oversubscribed: Intel VTune calls thread
@@ -222,23 +224,32 @@ pub fn check(cx: &Context) -> Option<Over> {
     let preempted: u64 = member_threads().map(|t| t.preemptions).sum();
 
     // Waste: measured spinning when there are stacks, else the model. The fix shrinks the
-    // pools, so all the spinning of these processes goes (CPU); only the spinning done while
-    // cores were oversubscribed delayed other threads (wall).
-    // Only the BLAS and OpenMP runtimes' wait loops are known ([`crate::waitloops`]): the
-    // others' (Rayon's, numexpr's, an unknown pool's) waiting is modelled.
+    // pools, so all the spinning of these processes goes (CPU); only the spinning that took a
+    // core another thread waited for delayed anyone (wall, [`spin::contended_s`]).
+    // The samples tell the waste of pools that spin in known loops ([`crate::waitloops`]) and
+    // of pools that block (they waste none); the others' (Rayon's, an unknown pool's) is
+    // modelled.
     let known_loops = blamed
         .as_ref()
         .and_then(Pool::runtime)
-        .is_none_or(|r| r.family != crate::runtimes::Family::Pool);
+        .is_none_or(|r| r.idle != crate::runtimes::Idle::Modelled);
     let sampled = known_loops
         && blamed.as_ref().is_none_or(|p| p.runtime().is_some())
         && cx.profile.samples.iter().any(|s| pids.contains(&s.pid));
-    let bin_ns = d.bin_ns;
-    let in_over = |t: u64| bins.get((t / bin_ns) as usize).copied().unwrap_or(false);
+    // The blamed pool's own waiting only: the fix leaves other pools as they are.
+    let blamed_rt = blamed.as_ref().and_then(Pool::runtime);
+    let counts = |rt: &Runtime| blamed_rt.is_none_or(|pool| waitloops::waits_for(pool, rt));
     let spin = if sampled {
-        let all = spin::stats(cx, |s| pids.contains(&s.pid)).spin_s;
-        let over = spin::stats(cx, |s| pids.contains(&s.pid) && in_over(s.t)).spin_s;
-        Some((all, over))
+        let st = spin::stats(cx, |s| pids.contains(&s.pid));
+        let n: u64 = st
+            .by_runtime
+            .iter()
+            .filter(|(name, _)| runtimes::ALL.iter().any(|r| r.name == **name && counts(r)))
+            .map(|(_, n)| n)
+            .sum();
+        let all = n as f64 * spin::ns_per_sample(cx.profile) / 1e9;
+        let contended = spin::contended_s(cx, |s| pids.contains(&s.pid), counts);
+        Some((all, contended))
     } else {
         None
     };
@@ -277,7 +288,7 @@ pub fn check(cx: &Context) -> Option<Over> {
     match spin {
         Some((all, over)) => detail.push_str(&format!(
             " {all:.2} s of their CPU went to the runtimes' wait loops (sampled), {over:.2} s \
-             of it while oversubscribed."
+             of it took a core another thread waited for."
         )),
         None => detail.push_str(&format!(
             " Estimated waste {model_s:.2} s of CPU (model, see docs/findings.md: {}).",
@@ -287,6 +298,17 @@ pub fn check(cx: &Context) -> Option<Over> {
                 "this pool's wait loops are not known"
             }
         )),
+    }
+    if let Some(rt) = blamed
+        .as_ref()
+        .and_then(Pool::runtime)
+        .filter(|r| spin.is_some() && r.idle == crate::runtimes::Idle::Blocks)
+    {
+        detail.push_str(&format!(
+            " {}'s workers block when idle: waiting costs it no CPU, and taking turns on the \
+             cores little else.",
+            rt.name
+        ));
     }
 
     let python = members

@@ -20,6 +20,21 @@ pub enum Family {
     Pool,
 }
 
+/// How a runtime's idle workers wait, which decides how the CPU they waste is estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// In busy-wait loops recognised in its stacks ([`crate::waitloops`]): the waste is the
+    /// spinning sampled.
+    Spins,
+    /// Blocked in the kernel (condition variables, futexes): an idle worker burns nothing, so
+    /// the waste is what the samples show spinning, none of it the pool's own.
+    Blocks,
+    /// Not readable from its stacks (Rayon's workers spin a little before they sleep, and
+    /// splitting the work costs more than the waiting): the no-stacks model
+    /// ([`crate::oversubscription::NO_STACKS_WASTE`]).
+    Modelled,
+}
+
 /// A runtime the analysis knows: how to recognise it, its workers, and how to size its pool.
 /// docs/findings.md has the same table with the source of each fact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +43,8 @@ pub struct Runtime {
     pub name: &'static str,
     /// Kind of pool.
     pub family: Family,
+    /// How its idle workers wait.
+    pub idle: Idle,
     /// Library base-name prefixes.
     pub prefixes: &'static [&'static str],
     /// Substrings of a library's full path (Python extension modules have generic names).
@@ -77,6 +94,7 @@ const NO: &[&str] = &[];
 pub const OPENBLAS: Runtime = Runtime {
     name: "OpenBLAS",
     family: Family::Blas,
+    idle: Idle::Spins,
     prefixes: &["libopenblas", "libscipy_openblas"],
     paths: NO,
     thread_names: NO,
@@ -100,6 +118,7 @@ pub const OPENBLAS: Runtime = Runtime {
 pub const OPENBLAS_OPENMP: Runtime = Runtime {
     name: "OpenBLAS (OpenMP build)",
     family: Family::Blas,
+    idle: Idle::Spins,
     prefixes: NO,
     paths: &["openblas-openmp/", "openblas_openmp", "openblas-openmp."],
     thread_names: NO,
@@ -115,6 +134,7 @@ pub const OPENBLAS_OPENMP: Runtime = Runtime {
 pub const MKL: Runtime = Runtime {
     name: "MKL",
     family: Family::Blas,
+    idle: Idle::Spins,
     prefixes: &[
         "libmkl_rt",
         "libmkl_intel_thread",
@@ -140,6 +160,7 @@ pub const MKL: Runtime = Runtime {
 pub const BLIS: Runtime = Runtime {
     name: "BLIS",
     family: Family::Blas,
+    idle: Idle::Spins,
     prefixes: &["libblis"],
     paths: NO,
     thread_names: NO,
@@ -154,6 +175,7 @@ pub const BLIS: Runtime = Runtime {
 pub const FLEXIBLAS: Runtime = Runtime {
     name: "FlexiBLAS",
     family: Family::Blas,
+    idle: Idle::Spins,
     prefixes: &["libflexiblas"],
     paths: NO,
     thread_names: NO,
@@ -168,6 +190,7 @@ pub const FLEXIBLAS: Runtime = Runtime {
 pub const GNU_OPENMP: Runtime = Runtime {
     name: "GNU OpenMP",
     family: Family::OpenMp,
+    idle: Idle::Spins,
     prefixes: &["libgomp"],
     paths: NO,
     thread_names: NO,
@@ -182,6 +205,7 @@ pub const GNU_OPENMP: Runtime = Runtime {
 pub const LLVM_OPENMP: Runtime = Runtime {
     name: "LLVM OpenMP",
     family: Family::OpenMp,
+    idle: Idle::Spins,
     prefixes: &["libomp"],
     paths: NO,
     thread_names: NO,
@@ -196,6 +220,7 @@ pub const LLVM_OPENMP: Runtime = Runtime {
 pub const INTEL_OPENMP: Runtime = Runtime {
     name: "Intel OpenMP",
     family: Family::OpenMp,
+    idle: Idle::Spins,
     prefixes: &["libiomp"],
     paths: NO,
     thread_names: NO,
@@ -211,6 +236,7 @@ pub const INTEL_OPENMP: Runtime = Runtime {
 pub const POLARS: Runtime = Runtime {
     name: "polars",
     family: Family::Pool,
+    idle: Idle::Modelled,
     prefixes: NO,
     paths: &["_polars_runtime", "/polars/polars", "polars.abi3"],
     thread_names: &["polars-", "async-executor-"],
@@ -225,6 +251,7 @@ pub const POLARS: Runtime = Runtime {
 pub const RAYON: Runtime = Runtime {
     name: "Rayon",
     family: Family::Pool,
+    idle: Idle::Modelled,
     prefixes: NO,
     paths: NO,
     thread_names: &["rayon-"],
@@ -235,10 +262,12 @@ pub const RAYON: Runtime = Runtime {
     import: "",
 };
 
-/// numexpr's own pthreads pool (`th_worker`).
+/// numexpr's own pthreads pool (`th_worker`): its workers meet at a barrier of
+/// `pthread_cond_wait` calls (numexpr's `module.cpp`, shipped in the wheel) and never spin.
 pub const NUMEXPR: Runtime = Runtime {
     name: "numexpr",
     family: Family::Pool,
+    idle: Idle::Blocks,
     prefixes: NO,
     paths: &["numexpr/interpreter"],
     thread_names: NO,
@@ -257,6 +286,7 @@ pub const NUMEXPR: Runtime = Runtime {
 pub const NUMBA: Runtime = Runtime {
     name: "numba",
     family: Family::Pool,
+    idle: Idle::Modelled,
     prefixes: NO,
     paths: &[
         "numba/np/ufunc/workqueue",
@@ -275,6 +305,7 @@ pub const NUMBA: Runtime = Runtime {
 pub const TORCH: Runtime = Runtime {
     name: "PyTorch",
     family: Family::Pool,
+    idle: Idle::Modelled,
     prefixes: &["libtorch_cpu"],
     paths: NO,
     thread_names: NO,
@@ -289,6 +320,7 @@ pub const TORCH: Runtime = Runtime {
 pub const TBB: Runtime = Runtime {
     name: "TBB",
     family: Family::Pool,
+    idle: Idle::Modelled,
     prefixes: &["libtbb"],
     paths: NO,
     thread_names: NO,
@@ -303,6 +335,7 @@ pub const TBB: Runtime = Runtime {
 pub const ONNXRUNTIME: Runtime = Runtime {
     name: "onnxruntime",
     family: Family::Pool,
+    idle: Idle::Modelled,
     prefixes: &["libonnxruntime", "onnxruntime_pybind11_state"],
     paths: NO,
     thread_names: NO,

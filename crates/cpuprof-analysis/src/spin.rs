@@ -72,6 +72,38 @@ pub fn stats(cx: &Context, keep: impl Fn(&Sample) -> bool) -> SpinStats {
     st
 }
 
+/// CPU seconds of the spinning `keep` selects, in the wait loops of the runtimes `counts`
+/// accepts, that took a core another thread wanted: in each bin of the demand timeline, the
+/// spin up to the demand beyond the budget (the threads that waited for a core then).
+/// Spinning while cores are free delays nobody, and in a bin where one thread waited, at most
+/// one thread's worth of spin could have gone to it.
+pub fn contended_s(
+    cx: &Context,
+    keep: impl Fn(&Sample) -> bool,
+    counts: impl Fn(&Runtime) -> bool,
+) -> f64 {
+    let d = &cx.demand;
+    let bin_s = d.bin_ns as f64 / 1e9;
+    let per_sample = ns_per_sample(cx.profile) / 1e9;
+    let mut spin = vec![0.0; d.total.len()];
+    let mut cache: HashMap<StackId, bool> = HashMap::new();
+    for s in cx.profile.samples.iter().filter(|s| keep(s)) {
+        let Some(stack) = s.stack else { continue };
+        let waits = *cache.entry(stack).or_insert_with(|| {
+            let ids = cx.profile.stacks.frames_of(stack);
+            let frames: Vec<_> = ids.iter().map(|i| cx.profile.stacks.frame(*i)).collect();
+            waitloops::wait_loop(&frames).is_some_and(&counts)
+        });
+        if let (true, Some(b)) = (waits, spin.get_mut((s.t / d.bin_ns) as usize)) {
+            *b += per_sample;
+        }
+    }
+    spin.iter()
+        .zip(&d.total)
+        .map(|(s, demand)| s.min((demand - cx.budget).max(0.0) * bin_s))
+        .sum()
+}
+
 /// Checks for spinning.
 pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     if cx.profile.samples.is_empty() {
@@ -88,16 +120,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     let rt = runtimes::ALL.iter().find(|r| r.name == *rt_name)?;
     // Wall cost: spinning only delays others while cores are contended.
     let contended_s = match over {
-        Some(o) => {
-            let bin_ns = cx.demand.bin_ns;
-            stats(cx, |s| {
-                o.bins
-                    .get((s.t / bin_ns) as usize)
-                    .copied()
-                    .unwrap_or(false)
-            })
-            .spin_s
-        }
+        Some(_) => contended_s(cx, |_| true, |_| true),
         None => 0.0,
     };
     let per_rt: Vec<String> = st
@@ -119,7 +142,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
         st.pids.len(),
         if st.pids.len() == 1 { "" } else { "es" },
         if contended_s > 0.0 {
-            format!("; {contended_s:.2} s of it while cores were oversubscribed")
+            format!("; {contended_s:.2} s of it took a core another thread waited for")
         } else {
             String::new()
         }

@@ -131,6 +131,17 @@ impl PerfEventAttr {
         self
     }
 
+    /// Nanoseconds between samples (`cpu-clock`'s period).
+    pub fn period_ns(&self) -> u64 {
+        self.sample_period
+    }
+
+    /// The same event opened stopped: it counts from [`enable`] on.
+    pub fn disabled(mut self) -> Self {
+        self.flags |= DISABLED;
+        self
+    }
+
     /// A dummy event that records nothing: it only owns a CPU's ring buffer, which the
     /// sampling events write into (`PERF_EVENT_IOC_SET_OUTPUT`), so the buffer outlives any
     /// one target thread.
@@ -175,6 +186,18 @@ pub fn set_output(event: &OwnedFd, owner: &OwnedFd) -> io::Result<()> {
             owner.as_raw_fd(),
         )
     };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts a stopped event (`PERF_EVENT_IOC_ENABLE`).
+pub fn enable(event: &OwnedFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+    // SAFETY: a perf event fd we own; the ioctl takes no argument.
+    let r = unsafe { libc::ioctl(event.as_raw_fd(), PERF_EVENT_IOC_ENABLE as _, 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
