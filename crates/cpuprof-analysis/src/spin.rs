@@ -223,6 +223,43 @@ mod tests {
     }
 
     #[test]
+    fn only_spin_that_took_a_wanted_core_delays_anyone() {
+        // 2 cores, 1 s. Thread 10 works, thread 11 spins (50 samples of 10 ms = 0.5 s).
+        let spin_share = |third: Option<(f64, f64)>| {
+            let mut p = profile(50, 150);
+            // A third thread on CPU `cpu` and waiting `runq` of the time: demand 2 + both.
+            if let Some((cpu, runq)) = third {
+                p.processes[0].threads.push(busy_thread(12, 1.0, cpu, runq));
+            }
+            let cx = Context::new(&p);
+            contended_s(&cx, |_| true, |_| true)
+        };
+        // Nobody else wants a core: the spin delayed nobody.
+        assert!(spin_share(None).abs() < 1e-9);
+        // A fifth of a thread more than the cores all along: at most a fifth of a core's spin
+        // could go to it, 0.2 s of the 0.5 s.
+        let some = spin_share(Some((0.05, 0.15)));
+        assert!((some - 0.2).abs() < 0.03, "{some}");
+        // More demand beyond the cores than spinning: all the spin counts.
+        let all = spin_share(Some((0.1, 0.9)));
+        assert!((all - 0.5).abs() < 0.03, "{all}");
+        // A pool that is not the spinning runtime's gets none of it.
+        let mut p = profile(50, 150);
+        p.processes[0].threads.push(busy_thread(12, 1.0, 0.1, 0.9));
+        let cx = Context::new(&p);
+        assert_eq!(contended_s(&cx, |_| true, |r| r.name == "numexpr"), 0.0);
+    }
+
+    #[test]
+    fn a_blas_on_openmp_waits_in_the_openmp_barrier() {
+        use crate::runtimes::{GNU_OPENMP, NUMEXPR, OPENBLAS, OPENBLAS_OPENMP};
+        assert!(waitloops::waits_for(&OPENBLAS, &OPENBLAS));
+        assert!(waitloops::waits_for(&OPENBLAS_OPENMP, &GNU_OPENMP));
+        assert!(!waitloops::waits_for(&NUMEXPR, &OPENBLAS));
+        assert!(!waitloops::waits_for(&GNU_OPENMP, &OPENBLAS));
+    }
+
+    #[test]
     fn kernels_are_work_and_no_samples_says_nothing() {
         assert!(check(&Context::new(&profile(5, 195)), None).is_none());
         let p = profile_with(2, vec![(10, vec![busy_thread(10, 1.0, 1.0, 0.0)])]);
