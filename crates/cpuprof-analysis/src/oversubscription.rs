@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use cpuprof_model::{Finding, Pid, Severity, Tid};
+use cpuprof_model::{Finding, Pid, Sample, Severity, Tid};
 
 use crate::fixes;
 use crate::pools::{Kind, Pool};
 use crate::roles::is_python;
-use crate::runtimes::{self, Runtime};
+use crate::runtimes::Runtime;
 use crate::spin;
 use crate::waitloops;
 use crate::Context;
@@ -224,8 +224,12 @@ pub fn check(cx: &Context) -> Option<Over> {
     let preempted: u64 = member_threads().map(|t| t.preemptions).sum();
 
     // Waste: measured spinning when there are stacks, else the model. The fix shrinks the
-    // pools, so all the spinning of these processes goes (CPU); only the spinning that took a
-    // core another thread waited for delayed anyone (wall, [`spin::contended_s`]).
+    // pools, so all the spinning of these processes goes (CPU). Wall: a thread that called
+    // into the pool and spins there waits for its partners' share of its own call; with the
+    // fix it does that work itself, so its spinning turns into progress whether or not another
+    // thread wanted the core. A pool worker spinning for its next job waits for work that is
+    // not there: it delays the program only by taking a core another thread waited for
+    // ([`spin::contended_s`]).
     // The samples tell the waste of pools that spin in known loops ([`crate::waitloops`]) and
     // of pools that block (they waste none); the others' (Rayon's, an unknown pool's) is
     // modelled.
@@ -239,17 +243,19 @@ pub fn check(cx: &Context) -> Option<Over> {
     // The blamed pool's own waiting only: the fix leaves other pools as they are.
     let blamed_rt = blamed.as_ref().and_then(Pool::runtime);
     let counts = |rt: &Runtime| blamed_rt.is_none_or(|pool| waitloops::waits_for(pool, rt));
+    let ours = |s: &Sample| pids.contains(&s.pid);
+    // Without a pool to blame, every spinning thread is taken for a worker.
+    let worker = |s: &Sample| {
+        blamed_key.is_none()
+            || cx
+                .pool_of(s.pid, s.tid)
+                .is_some_and(|p| Some(p.key()) == blamed_key)
+    };
     let spin = if sampled {
-        let st = spin::stats(cx, |s| pids.contains(&s.pid));
-        let n: u64 = st
-            .by_runtime
-            .iter()
-            .filter(|(name, _)| runtimes::ALL.iter().any(|r| r.name == **name && counts(r)))
-            .map(|(_, n)| n)
-            .sum();
-        let all = n as f64 * spin::ns_per_sample(cx.profile) / 1e9;
-        let contended = spin::contended_s(cx, |s| pids.contains(&s.pid), counts);
-        Some((all, contended))
+        let all = spin::spin_s(cx, ours, counts);
+        let callers = spin::spin_s(cx, |s| ours(s) && !worker(s), counts);
+        let workers = spin::contended_s(cx, |s| ours(s) && worker(s), counts);
+        Some((all, callers + workers))
     } else {
         None
     };
@@ -287,8 +293,9 @@ pub fn check(cx: &Context) -> Option<Over> {
     detail.push('.');
     match spin {
         Some((all, over)) => detail.push_str(&format!(
-            " {all:.2} s of their CPU went to the runtimes' wait loops (sampled), {over:.2} s \
-             of it took a core another thread waited for."
+            " {all:.2} s of their CPU went to the pool's wait loops (sampled), {over:.2} s \
+             of it delayed the program (callers waiting for their partners' share, and \
+             workers' spinning that took a core another thread waited for)."
         )),
         None => detail.push_str(&format!(
             " Estimated waste {model_s:.2} s of CPU (model, see docs/findings.md: {}).",
@@ -637,7 +644,7 @@ mod tests {
         assert!(o
             .finding
             .detail
-            .contains("1.00 s of their CPU went to the runtimes' wait loops"));
+            .contains("1.00 s of their CPU went to the pool's wait loops"));
     }
 
     #[test]

@@ -72,6 +72,38 @@ pub fn stats(cx: &Context, keep: impl Fn(&Sample) -> bool) -> SpinStats {
     st
 }
 
+/// CPU seconds of the samples `keep` selects that are in the wait loops of the runtimes
+/// `counts` accepts.
+pub fn spin_s(
+    cx: &Context,
+    keep: impl Fn(&Sample) -> bool,
+    counts: impl Fn(&Runtime) -> bool,
+) -> f64 {
+    let mut cache: HashMap<StackId, bool> = HashMap::new();
+    let n = cx
+        .profile
+        .samples
+        .iter()
+        .filter(|s| keep(s) && waits(cx, &mut cache, s, &counts))
+        .count();
+    n as f64 * ns_per_sample(cx.profile) / 1e9
+}
+
+/// Whether a sample is in a wait loop of a runtime `counts` accepts (memoised per stack).
+fn waits(
+    cx: &Context,
+    cache: &mut HashMap<StackId, bool>,
+    s: &Sample,
+    counts: impl Fn(&Runtime) -> bool,
+) -> bool {
+    let Some(stack) = s.stack else { return false };
+    *cache.entry(stack).or_insert_with(|| {
+        let ids = cx.profile.stacks.frames_of(stack);
+        let frames: Vec<_> = ids.iter().map(|i| cx.profile.stacks.frame(*i)).collect();
+        waitloops::wait_loop(&frames).is_some_and(counts)
+    })
+}
+
 /// CPU seconds of the spinning `keep` selects, in the wait loops of the runtimes `counts`
 /// accepts, that took a core another thread wanted: in each bin of the demand timeline, the
 /// spin up to the demand beyond the budget (the threads that waited for a core then).
@@ -88,13 +120,10 @@ pub fn contended_s(
     let mut spin = vec![0.0; d.total.len()];
     let mut cache: HashMap<StackId, bool> = HashMap::new();
     for s in cx.profile.samples.iter().filter(|s| keep(s)) {
-        let Some(stack) = s.stack else { continue };
-        let waits = *cache.entry(stack).or_insert_with(|| {
-            let ids = cx.profile.stacks.frames_of(stack);
-            let frames: Vec<_> = ids.iter().map(|i| cx.profile.stacks.frame(*i)).collect();
-            waitloops::wait_loop(&frames).is_some_and(&counts)
-        });
-        if let (true, Some(b)) = (waits, spin.get_mut((s.t / d.bin_ns) as usize)) {
+        if !waits(cx, &mut cache, s, &counts) {
+            continue;
+        }
+        if let Some(b) = spin.get_mut((s.t / d.bin_ns) as usize) {
             *b += per_sample;
         }
     }
