@@ -47,6 +47,15 @@ pub const ACTIVE_THREAD: f64 = 0.25;
 /// 25% from this model.
 pub const NO_STACKS_WASTE: f64 = 0.5;
 
+/// CPU seconds an involuntary context switch costs the work of the threads involved, beyond
+/// the switch itself (which the samples see): the caches and TLB the other thread evicted.
+/// Calibrated on the Rust matmul pool (2 processes × 2 threads of Debian's OpenBLAS, which
+/// yields the core while it waits; four runs of `bench/estimates.py`, each against the same
+/// with one thread): at 2048×2048 ~17 500 switches and 0.16 s more CPU on average, 0.08 s of
+/// it sampled spinning, ~4.5 µs a switch; at 256×256 ~7 400 switches and 0.065 s beyond the
+/// spinning, ~9 µs. The other cases of that benchmark are the check (docs/findings.md).
+pub const SWITCH_COST_S: f64 = 5e-6;
+
 /// A process counts as a CPU-bound worker for `too-many-processes` when its thread wanted a
 /// core at least this share of the oversubscribed time (an always-runnable worker: 1.0; a
 /// parent polling for results under load: a third or so).
@@ -260,7 +269,19 @@ pub fn check(cx: &Context) -> Option<Over> {
         None
     };
     let model_s = NO_STACKS_WASTE * (1.0 - cx.budget / mean_demand).max(0.0) * cpu_ns / 1e9;
-    let (mut waste_cpu_s, waste_over_s) = spin.unwrap_or((model_s, model_s));
+    // Each involuntary switch also costs the work what the other thread evicted from the
+    // caches: with the fix the threads fit the cores and hardly switch. Counted beside the
+    // sampled spinning (the model's share already holds it), and switches only happen while
+    // another thread wants the core, so all of it delayed the program.
+    let switch_s = if spin.is_some() {
+        ivcsw as f64 * SWITCH_COST_S
+    } else {
+        0.0
+    };
+    let (mut waste_cpu_s, waste_over_s) = match spin {
+        Some((all, contended)) => (all + switch_s, contended + switch_s),
+        None => (model_s, model_s),
+    };
     // The wasted CPU would have gone to work at the rate the program actually got cores
     // (the budget on an idle machine, less when other load shared them).
     let rate = (cpu_ns / 1e9 / over_s).clamp(0.05, cx.budget);
@@ -295,7 +316,9 @@ pub fn check(cx: &Context) -> Option<Over> {
         Some((all, over)) => detail.push_str(&format!(
             " {all:.2} s of their CPU went to the pool's wait loops (sampled), {over:.2} s \
              of it delayed the program (callers waiting for their partners' share, and \
-             workers' spinning that took a core another thread waited for)."
+             workers' spinning that took a core another thread waited for); the switches cost \
+             the work ~{switch_s:.2} s more in caches refilled ({} µs each).",
+            SWITCH_COST_S * 1e6
         )),
         None => detail.push_str(&format!(
             " Estimated waste {model_s:.2} s of CPU (model, see docs/findings.md: {}).",
