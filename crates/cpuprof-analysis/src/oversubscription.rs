@@ -313,6 +313,11 @@ pub fn check(cx: &Context) -> Option<Over> {
     }
     detail.push('.');
     match spin {
+        Some((all, _)) if all < 0.005 => detail.push_str(&format!(
+            " None of their CPU went to the pool's wait loops (sampled); the switches cost the \
+             work ~{switch_s:.2} s in caches refilled ({} µs each).",
+            SWITCH_COST_S * 1e6
+        )),
         Some((all, over)) => detail.push_str(&format!(
             " {all:.2} s of their CPU went to the pool's wait loops (sampled), {over:.2} s \
              of it delayed the program (callers waiting for their partners' share, and \
