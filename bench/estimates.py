@@ -9,7 +9,9 @@ largest estimated wall saving among the pool findings, with the finding's severi
 fix's variable), then RUNS alternating timed runs of the program as it is and with the fix in
 its environment, without cpuprof (the measured saving is the difference of the medians, with
 the range of the pairwise differences), each with its CPU time (the children's rusage: the
-CPU saved divided by the cores is what the wall estimate models). Prints a Markdown table for
+CPU saved divided by the cores is what the wall estimate models). The recordings' own wall
+time is shown beside the unprofiled one: a program that runs differently when recorded (a
+chaotic one) has its estimate made for the run that was recorded. Prints a Markdown table for
 docs/findings.md.
 Expects release binaries (`make build`) and `make setup` (the .venv with the libraries).
 Standard library only.
@@ -129,10 +131,10 @@ def main():
         progs = compile_programs(work)
         print(f"machine: {os.cpu_count()} CPUs, {os.uname().release}; {RECORDINGS} recordings "
               f"and {RUNS} alternating timed runs per case\n")
-        print("| case | as it is, s | with the fix, s | measured wall saving, s "
+        print("| case | as it is, s | recorded, s | with the fix, s | measured wall saving, s "
               "| CPU as it is → fixed, s | est. wall, s | est. / measured | est. CPU, s "
               "| CPU saved ÷ cores, s | finding (severity) | fix |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name, argv, fix in cases(progs):
             if only and not any(o in name for o in only):
                 continue
@@ -140,6 +142,7 @@ def main():
             recs = [recorded(argv, work) for _ in range(RECORDINGS)]
             est = statistics.median(r[0] for r in recs)
             est_cpu = statistics.median(r[3] for r in recs)
+            rec_wall = statistics.median(r[2] for r in recs)
             named = [r[1] for r in recs if r[1]]
             base, fixed, base_cpu, fixed_cpu = [], [], [], []
             for _ in range(RUNS):
@@ -159,7 +162,7 @@ def main():
                 what, how = f"none (0/{len(recs)})", "—"
             pairs = [b - f for b, f in zip(base, fixed)]
             cores = min(os.cpu_count() or 1, len(os.sched_getaffinity(0)))
-            print(f"| {name} | {mb:.2f} | {mf:.2f} | {saving:+.2f} ({min(pairs):+.2f}..{max(pairs):+.2f}) "
+            print(f"| {name} | {mb:.2f} | {rec_wall:.2f} | {mf:.2f} | {saving:+.2f} ({min(pairs):+.2f}..{max(pairs):+.2f}) "
                   f"| {cb:.2f} → {cf:.2f} | {est:.2f} | {ratio} | {est_cpu:.2f} | {(cb - cf) / cores:+.2f} "
                   f"| {what} | `{how}` |", flush=True)
     finally:

@@ -273,8 +273,12 @@ pub fn check(cx: &Context) -> Option<Over> {
     // caches: with the fix the threads fit the cores and hardly switch. Counted beside the
     // sampled spinning (the model's share already holds it), and switches only happen while
     // another thread wants the core, so all of it delayed the program.
+    // Only the switches of the oversubscribed time, in proportion to the CPU then: the
+    // processes' threads are also preempted by other programs before and after.
+    let member_cpu_ns: u64 = member_threads().map(|t| t.cpu_ns).sum();
+    let over_share = (cpu_ns / (member_cpu_ns as f64).max(1.0)).min(1.0);
     let switch_s = if spin.is_some() {
-        ivcsw as f64 * SWITCH_COST_S
+        ivcsw as f64 * over_share * SWITCH_COST_S
     } else {
         0.0
     };
