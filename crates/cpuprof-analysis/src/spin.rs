@@ -50,25 +50,18 @@ pub fn ns_per_sample(profile: &Profile) -> f64 {
 
 /// Counts wait-loop samples among the samples `keep` selects.
 pub fn stats(cx: &Context, keep: impl Fn(&Sample) -> bool) -> SpinStats {
-    let profile = cx.profile;
-    let mut cache: HashMap<StackId, Option<&'static Runtime>> = HashMap::new();
+    let mut cache = HashMap::new();
     let mut st = SpinStats::default();
-    for s in profile.samples.iter().filter(|s| keep(s)) {
+    for s in cx.profile.samples.iter().filter(|s| keep(s)) {
         st.samples += 1;
-        let Some(stack) = s.stack else { continue };
-        let rt = *cache.entry(stack).or_insert_with(|| {
-            let ids = profile.stacks.frames_of(stack);
-            let frames: Vec<_> = ids.iter().map(|i| profile.stacks.frame(*i)).collect();
-            waitloops::wait_loop(&frames)
-        });
-        if let Some(rt) = rt {
+        if let Some(rt) = wait_runtime(cx, &mut cache, s) {
             st.spin += 1;
             *st.by_runtime.entry(rt.name).or_default() += 1;
             st.pids.insert(s.pid);
             st.tids.insert(s.tid);
         }
     }
-    st.spin_s = st.spin as f64 * ns_per_sample(profile) / 1e9;
+    st.spin_s = st.spin as f64 * ns_per_sample(cx.profile) / 1e9;
     st
 }
 
@@ -79,28 +72,27 @@ pub fn spin_s(
     keep: impl Fn(&Sample) -> bool,
     counts: impl Fn(&Runtime) -> bool,
 ) -> f64 {
-    let mut cache: HashMap<StackId, bool> = HashMap::new();
+    let mut cache = HashMap::new();
     let n = cx
         .profile
         .samples
         .iter()
-        .filter(|s| keep(s) && waits(cx, &mut cache, s, &counts))
+        .filter(|s| keep(s) && wait_runtime(cx, &mut cache, s).is_some_and(&counts))
         .count();
     n as f64 * ns_per_sample(cx.profile) / 1e9
 }
 
-/// Whether a sample is in a wait loop of a runtime `counts` accepts (memoised per stack).
-fn waits(
+/// The runtime whose wait loop a sample is in ([`waitloops::wait_loop`]), memoised per stack.
+fn wait_runtime(
     cx: &Context,
-    cache: &mut HashMap<StackId, bool>,
+    cache: &mut HashMap<StackId, Option<&'static Runtime>>,
     s: &Sample,
-    counts: impl Fn(&Runtime) -> bool,
-) -> bool {
-    let Some(stack) = s.stack else { return false };
+) -> Option<&'static Runtime> {
+    let stack = s.stack?;
     *cache.entry(stack).or_insert_with(|| {
         let ids = cx.profile.stacks.frames_of(stack);
         let frames: Vec<_> = ids.iter().map(|i| cx.profile.stacks.frame(*i)).collect();
-        waitloops::wait_loop(&frames).is_some_and(counts)
+        waitloops::wait_loop(&frames)
     })
 }
 
@@ -118,9 +110,9 @@ pub fn contended_s(
     let bin_s = d.bin_ns as f64 / 1e9;
     let per_sample = ns_per_sample(cx.profile) / 1e9;
     let mut spin = vec![0.0; d.total.len()];
-    let mut cache: HashMap<StackId, bool> = HashMap::new();
+    let mut cache = HashMap::new();
     for s in cx.profile.samples.iter().filter(|s| keep(s)) {
-        if !waits(cx, &mut cache, s, &counts) {
+        if !wait_runtime(cx, &mut cache, s).is_some_and(&counts) {
             continue;
         }
         if let Some(b) = spin.get_mut((s.t / d.bin_ns) as usize) {

@@ -118,16 +118,14 @@ pub struct PythonSampler<S: PidSource> {
 struct Target {
     /// Executable and command line ([`detect::image`]).
     image: String,
-    /// Code and stack addresses from `stat` when `image` was read (an exec changes them).
-    layout: [u64; 3],
-    /// Its parent, from that `stat`.
-    ppid: Pid,
-    /// Its main thread was running at this tick's read of that `stat`.
-    main_running: bool,
+    /// Its `stat` when `image` was read (an exec changes the layout there), with the main
+    /// thread's state updated at every tick's read.
+    seen: Seen,
     state: State,
 }
 
 /// What one read of a process's `stat` gives the sampler.
+#[derive(Clone, Copy)]
 struct Seen {
     /// Code and stack addresses ([`stat::Stat::layout`]).
     layout: [u64; 3],
@@ -259,24 +257,18 @@ impl<S: PidSource> PythonSampler<S> {
         });
         for pid in pids {
             // Gone or a zombie: nothing to read (its samples so far are kept).
-            let Some(Seen {
-                layout,
-                main_running,
-                ppid,
-            }) = self.look(pid)
-            else {
+            let Some(seen) = self.look(pid) else {
                 self.targets.remove(&pid);
                 self.reading.remove(pid);
                 continue;
             };
             if let Some(t) = self.targets.get_mut(&pid) {
-                t.main_running = main_running;
+                t.seen.main_running = seen.main_running;
             }
             // A known process is looked at again only after an exec or while being opened.
-            let settled = self
-                .targets
-                .get(&pid)
-                .is_some_and(|t| t.layout == layout && !matches!(t.state, State::Opening { .. }));
+            let settled = self.targets.get(&pid).is_some_and(|t| {
+                t.seen.layout == seen.layout && !matches!(t.state, State::Opening { .. })
+            });
             if settled {
                 self.sample(pid);
                 continue;
@@ -288,13 +280,10 @@ impl<S: PidSource> PythonSampler<S> {
             };
             let target = self.targets.entry(pid).or_insert_with(|| Target {
                 image: String::new(),
-                layout,
-                ppid,
-                main_running,
+                seen,
                 state: State::Ignored,
             });
-            target.layout = layout;
-            target.ppid = ppid;
+            target.seen = seen;
             if target.image != image {
                 self.reading.remove(pid);
                 target.state = match detect::classify(pid, detect::image_exe(&image)) {
@@ -419,7 +408,7 @@ impl<S: PidSource> PythonSampler<S> {
                         *failures = 0;
                         self.reading.insert(pid);
                         let proc_reader = &mut self.reader;
-                        let main_running = target.main_running;
+                        let main_running = target.seen.main_running;
                         let mut running = |tid: Tid| {
                             if tid == pid {
                                 return main_running;
@@ -521,8 +510,8 @@ impl<S: PidSource> PythonSampler<S> {
     /// read that has not exec'd since ([`Reader::forked`]).
     fn forked_reader(&self, pid: Pid) -> Option<Reader> {
         let child = self.targets.get(&pid)?;
-        let parent = self.targets.get(&child.ppid)?;
-        if parent.image != child.image || parent.layout != child.layout {
+        let parent = self.targets.get(&child.seen.ppid)?;
+        if parent.image != child.image || parent.seen.layout != child.seen.layout {
             return None;
         }
         match &parent.state {
