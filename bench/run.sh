@@ -48,6 +48,12 @@ target_wall() {
     sed -n 's/^total .* wall_s=\([0-9.]*\) .*/\1/p' "$WORK/out"
 }
 
+# script_s: the time examples/pool_matmul.py measured itself from its first line to its last
+# (its `script_s=`), for the last `timed` run of it.
+script_s() {
+    sed -n 's/^pool_matmul .* script_s=\([0-9.]*\) .*/\1/p' "$WORK/out"
+}
+
 # field NAME LINE: the value of NAME=value in a key=value line.
 field() {
     tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
@@ -227,13 +233,14 @@ bench_python_pool() {
     local venv=.venv/bin
     [ -x "$venv/py-spy" ] || { echo "bench python_pool: $venv/py-spy missing (make setup)" >&2; return 1; }
     local workload=("$venv/python" examples/pool_matmul.py fixed --workers 2 --size 1024 --tasks 48)
-    local base=() line i s json
-    declare -A pwall=() pcpu=()
+    local base=() base_script=() line i s json
+    declare -A pwall=() pscript=() pcpu=()
     local settings=(default --no-stacks py-spy)
     "${workload[@]}" >/dev/null
     for ((i = 0; i < RUNS; i++)); do
         line="$(timed "${workload[@]}")"
         base+=("$(field wall_s "$line")")
+        base_script+=("$(script_s)")
         for s in "${settings[@]}"; do
             json="$WORK/pool.json"
             case "$s" in
@@ -247,22 +254,28 @@ bench_python_pool() {
             esac
             [ "$(field exit "$line")" = 0 ] || { echo "$s failed: $line" >&2; return 1; }
             pwall[$s]+="$(field wall_s "$line") "
+            pscript[$s]+="$(script_s) "
             [ "$s" = py-spy ] || pcpu[$s]+="$(json_field "$json" cpuprof_cpu_s) "
         done
     done
     echo "### Recorder overhead: Python pool (2 workers, NumPy, 1 BLAS thread each)"
     echo
     echo "Workload: \`${workload[*]}\` ($RUNS runs per setting, alternating; py-spy $("$venv/py-spy" --version | cut -d' ' -f2))."
+    echo "*The program* is the script's own time from its first line to its last (\`script_s\`: NumPy's"
+    echo "import, the pool, its shutdown), which is what a recording slows; *the command* is the"
+    echo "wall time of the whole command, which adds the recorder's own start-up before the"
+    echo "program starts and its write-up after the program ends."
     echo
-    echo "| recorder | median wall s | slowdown (95% interval) | median recorder CPU s |"
-    echo "|---|---|---|---|"
-    echo "| unprofiled | $(median "${base[@]}") | | |"
+    echo "| recorder | program: median s | program: slowdown (95% interval) | command: median s | command: slowdown (95% interval) | median recorder CPU s |"
+    echo "|---|---|---|---|---|---|"
+    echo "| unprofiled | $(median "${base_script[@]}") | | $(median "${base[@]}") | | |"
     for s in "${settings[@]}"; do
         local cpu="(not reported)"
         # shellcheck disable=SC2086
         [ "$s" = py-spy ] || cpu="$(median ${pcpu[$s]})"
         # shellcheck disable=SC2086
         echo "| \`$([ "$s" = py-spy ] && echo "py-spy record --subprocesses --nonblocking --rate 100" || echo "cpuprof $s")\` |" \
+            "$(median ${pscript[$s]}) | $(paired "${base_script[*]}" "${pscript[$s]}") |" \
             "$(median ${pwall[$s]}) | $(paired "${base[*]}" "${pwall[$s]}") | $cpu |"
     done
     echo

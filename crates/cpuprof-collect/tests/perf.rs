@@ -214,7 +214,7 @@ fn numpy_workers_reach_blas_thread_server_and_main_reaches_main() {
         "{} worker samples",
         workers.len()
     );
-    let pos = |s: &[cpuprof_model::Frame], n: &str| s.iter().position(|f| f.name == n);
+    let pos = |s: &[cpuprof_model::FrameKey], n: &str| s.iter().position(|f| f.name == n);
     let good_workers = workers
         .iter()
         .filter(|s| {

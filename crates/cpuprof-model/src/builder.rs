@@ -242,7 +242,7 @@ impl ProfileBuilder {
                 self.thread_mut(pid, tid, t);
                 let ids: Vec<_> = frames
                     .into_iter()
-                    .map(|f| self.profile.stacks.intern_frame(f))
+                    .map(|f| self.profile.stacks.intern_frame_ref(&f))
                     .collect();
                 let stack = self.profile.stacks.intern_stack(&ids);
                 self.profile.samples.push(Sample { t, pid, tid, stack });
@@ -264,7 +264,7 @@ impl ProfileBuilder {
                 }
                 let ids: Vec<_> = frames
                     .into_iter()
-                    .map(|f| self.profile.stacks.intern_frame(f))
+                    .map(|f| self.profile.stacks.intern_frame_ref(&f))
                     .collect();
                 let stack = self.profile.stacks.intern_stack(&ids);
                 // A thread that waits with the same stack says nothing new 100 times a
@@ -890,6 +890,7 @@ mod tests {
     use super::*;
     use crate::profile::ThreadPoint;
     use crate::stacks::{Frame, FrameKind};
+    use std::sync::Arc;
 
     fn point(t: u64, cpu: u64, user: u64, sys: u64) -> ThreadPoint {
         ThreadPoint {
@@ -1022,12 +1023,14 @@ mod tests {
     #[test]
     fn samples_are_interned_sorted_and_attached_to_threads() {
         let mut b = builder();
-        let f = |n: &str| Frame {
-            kind: FrameKind::Native,
-            name: n.into(),
-            module: None,
-            line: None,
-            short_file: None,
+        let f = |n: &str| {
+            Arc::new(Frame {
+                kind: FrameKind::Native,
+                name: n.into(),
+                module: None,
+                line: None,
+                short_file: None,
+            })
         };
         b.handle(Event::Sample {
             t: 3000,
@@ -1313,12 +1316,14 @@ mod tests {
     #[test]
     fn a_waiting_python_thread_keeps_one_sample_a_second_that_counts_its_reads() {
         let mut b = builder();
-        let f = |n: &str| Frame {
-            kind: FrameKind::Python,
-            name: n.into(),
-            module: Some("/x.py".into()),
-            line: Some(1),
-            short_file: None,
+        let f = |n: &str| {
+            Arc::new(Frame {
+                kind: FrameKind::Python,
+                name: n.into(),
+                module: Some("/x.py".into()),
+                line: Some(1),
+                short_file: None,
+            })
         };
         let sample = |t: u64, name: &str, active: bool| Event::PythonSample {
             t,

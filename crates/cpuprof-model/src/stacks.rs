@@ -81,13 +81,18 @@ pub struct StackTable {
 impl StackTable {
     /// Returns the id of `frame`, adding it if it is new.
     pub fn intern_frame(&mut self, frame: Frame) -> FrameId {
+        self.intern_frame_ref(&frame)
+    }
+
+    /// [`StackTable::intern_frame`] of a borrowed frame: copied only when it is new.
+    pub fn intern_frame_ref(&mut self, frame: &Frame) -> FrameId {
         self.ensure_index();
-        if let Some(&id) = self.frame_index.get(&frame) {
+        if let Some(&id) = self.frame_index.get(frame) {
             return id;
         }
         let id = self.frames.len() as FrameId;
         self.frames.push(frame.clone());
-        self.frame_index.insert(frame, id);
+        self.frame_index.insert(frame.clone(), id);
         id
     }
 

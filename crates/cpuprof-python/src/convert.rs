@@ -3,28 +3,66 @@
 //! py-spy lists frames innermost first and names threads by their OS id when it can; the model
 //! wants frames root first and an OS thread id for every sample.
 
-use cpuprof_model::{Event, Frame, FrameKind, Pid};
-use py_spy::StackTrace;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
-/// The [`Event::PythonSample`] of one thread's trace taken at monotonic time `t`; `None` when
-/// no OS thread is known for it (or it is 0: a thread state being torn down).
-pub fn to_event(pid: Pid, t: u64, trace: &StackTrace) -> Option<Event> {
-    let tid = u32::try_from(trace.os_thread_id?)
-        .ok()
-        .filter(|&t| t != 0)?;
-    let frames = trace
-        .frames
-        .iter()
-        .rev()
-        .map(|f| Frame {
+use cpuprof_model::{Event, Frame, FrameKey, FrameKind, Pid};
+use py_spy::StackTrace;
+use rustc_hash::FxBuildHasher;
+
+/// Frames most remembered before the cache starts again (a program that generates code).
+const MAX_FRAMES: usize = 1 << 16;
+
+/// The frames sent so far, so that a line seen again is the same [`FrameKey`] and costs no
+/// strings: a busy thread's stack is the same frames sample after sample.
+#[derive(Default)]
+pub struct Frames {
+    /// By the hash of name, file, short file and line; equal hashes are compared in full.
+    by_hash: HashMap<u64, Vec<FrameKey>>,
+    len: usize,
+}
+
+impl Frames {
+    fn get(&mut self, f: &py_spy::Frame) -> FrameKey {
+        let line = u32::try_from(f.line).ok().filter(|&l| l > 0);
+        // py-spy's: the path below the outermost package (`multiprocessing/process.py`).
+        let short = f.short_filename.as_deref().filter(|s| !s.is_empty());
+        let hash = FxBuildHasher.hash_one((&f.name, &f.filename, short, line));
+        let same = |k: &FrameKey| {
+            k.name == f.name
+                && k.module.as_deref() == Some(f.filename.as_str())
+                && k.short_file.as_deref() == short
+                && k.line == line
+        };
+        if self.len >= MAX_FRAMES {
+            self.by_hash.clear();
+            self.len = 0;
+        }
+        let slot = self.by_hash.entry(hash).or_default();
+        if let Some(k) = slot.iter().find(|k| same(k)) {
+            return k.clone();
+        }
+        let k = Arc::new(Frame {
             kind: FrameKind::Python,
             name: f.name.clone(),
             module: Some(f.filename.clone()),
-            line: u32::try_from(f.line).ok().filter(|&l| l > 0),
-            // py-spy's: the path below the outermost package (`multiprocessing/process.py`).
-            short_file: f.short_filename.clone().filter(|s| !s.is_empty()),
-        })
-        .collect();
+            line,
+            short_file: short.map(str::to_string),
+        });
+        slot.push(k.clone());
+        self.len += 1;
+        k
+    }
+}
+
+/// The [`Event::PythonSample`] of one thread's trace taken at monotonic time `t`; `None` when
+/// no OS thread is known for it (or it is 0: a thread state being torn down).
+pub fn to_event(pid: Pid, t: u64, trace: &StackTrace, known: &mut Frames) -> Option<Event> {
+    let tid = u32::try_from(trace.os_thread_id?)
+        .ok()
+        .filter(|&t| t != 0)?;
+    let frames = trace.frames.iter().rev().map(|f| known.get(f)).collect();
     Some(Event::PythonSample {
         t,
         pid,
@@ -87,7 +125,7 @@ mod tests {
             active,
             owns_gil,
             ..
-        }) = to_event(5, 1, &trace)
+        }) = to_event(5, 1, &trace, &mut Frames::default())
         else {
             panic!("no event");
         };
@@ -101,6 +139,22 @@ mod tests {
             os_thread_id: None,
             ..trace
         };
-        assert!(to_event(5, 1, &unknown).is_none());
+        assert!(to_event(5, 1, &unknown, &mut Frames::default()).is_none());
+    }
+
+    #[test]
+    fn a_frame_seen_again_is_the_same_frame_and_another_line_is_not() {
+        let mut known = Frames::default();
+        let a = known.get(&frame("work", 7));
+        let again = known.get(&frame("work", 7));
+        let other_line = known.get(&frame("work", 8));
+        let other_file = known.get(&py_spy::Frame {
+            filename: "/src/lib.py".into(),
+            ..frame("work", 7)
+        });
+        assert!(Arc::ptr_eq(&a, &again));
+        assert_eq!(other_line.line, Some(8));
+        assert_eq!(other_file.module.as_deref(), Some("/src/lib.py"));
+        assert!(!Arc::ptr_eq(&a, &other_line) && !Arc::ptr_eq(&a, &other_file));
     }
 }

@@ -28,7 +28,7 @@ use cpuprof_model::{Event, Pid, Tid};
 use py_spy::config::LockingStrategy;
 use py_spy::{Config, StackTrace};
 
-use crate::convert::{looks_idle, to_event};
+use crate::convert::{looks_idle, to_event, Frames};
 use crate::detect::{self, Kind};
 use crate::native_tid::{self, NativeTids};
 use crate::pause::{pause, RunHistory};
@@ -110,6 +110,8 @@ pub struct PythonSampler<S: PidSource> {
     /// Where the tid is in a thread descriptor, per libc ([`native_tid`]): forked workers and
     /// every interpreter of a machine share one.
     libc_offsets: HashMap<String, Result<u64, String>>,
+    /// The frames sent so far, shared by every sample that has them.
+    frames: Frames,
     /// The processes whose stacks are being read, for the native unwinder.
     reading: InterpretedPids,
 }
@@ -190,6 +192,7 @@ impl<S: PidSource> PythonSampler<S> {
             reader: ProcReader::new(),
             outbox: Vec::new(),
             libc_offsets: HashMap::new(),
+            frames: Frames::default(),
             reading: InterpretedPids::new(),
         }
     }
@@ -463,7 +466,7 @@ impl<S: PidSource> PythonSampler<S> {
                             events: Vec::new(),
                         };
                         for trace in &traces {
-                            if let Some(ev) = to_event(pid, t, trace) {
+                            if let Some(ev) = to_event(pid, t, trace, &mut self.frames) {
                                 self.stats.samples += 1;
                                 if keep {
                                     read.events.push(ev.clone());

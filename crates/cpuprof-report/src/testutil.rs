@@ -109,7 +109,7 @@ pub fn profile() -> Profile {
             t: (i as u64 + 1) * S / 3,
             pid: 100,
             tid: 101,
-            frames: vec![native("start_thread"), native(leaf)],
+            frames: vec![native("start_thread").into(), native(leaf).into()],
         });
     }
     for i in 0..2u64 {
@@ -117,7 +117,11 @@ pub fn profile() -> Profile {
             t: S / 4 + i * S,
             pid: 100,
             tid: 100,
-            frames: vec![py("<module>", 1), py("work", 7), native("cblas_dgemm")],
+            frames: vec![
+                py("<module>", 1).into(),
+                py("work", 7).into(),
+                native("cblas_dgemm").into(),
+            ],
         });
     }
     b.handle(Event::Exit {

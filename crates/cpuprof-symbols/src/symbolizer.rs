@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpuprof_model::{Frame, FrameKind};
+use cpuprof_model::{Frame, FrameKey, FrameKind};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
 use framehop::{FrameAddress, Unwinder};
 use rustc_hash::FxHashMap;
@@ -66,7 +66,7 @@ pub struct Symbolizer {
     processes: FxHashMap<u32, AddressSpace>,
     cache: CacheX86_64,
     /// Named frames by (library identity, file address); addresses repeat across samples.
-    names: FxHashMap<(usize, u64), Frame>,
+    names: FxHashMap<(usize, u64), FrameKey>,
     exited: VecDeque<(Instant, u32)>,
     /// Per thread: the last stack that unwound to its root (addresses with frame stack
     /// pointers), to complete stacks cut short by the size of the stack copy.
@@ -196,7 +196,7 @@ impl Symbolizer {
     /// Unwinds one sample of thread `tid` of `pid` (registers + the user stack copied from
     /// `regs.sp` up) and returns its frames, root first. Never empty: at least the instruction
     /// pointer's frame.
-    pub fn unwind(&mut self, pid: u32, tid: u32, regs: Regs, stack: &[u8]) -> Vec<Frame> {
+    pub fn unwind(&mut self, pid: u32, tid: u32, regs: Regs, stack: &[u8]) -> Vec<FrameKey> {
         self.stats.samples += 1;
         if self
             .processes
@@ -225,7 +225,7 @@ impl Symbolizer {
         }) {
             self.refresh(pid);
         }
-        let mut frames: Vec<Frame> = addrs
+        let mut frames: Vec<FrameKey> = addrs
             .iter()
             .map(|&(addr, is_return, _)| self.name(pid, addr, is_return))
             .collect();
@@ -315,16 +315,16 @@ impl Symbolizer {
     }
 
     /// Names one address of `pid`.
-    fn name(&mut self, pid: u32, addr: u64, is_return: bool) -> Frame {
+    fn name(&mut self, pid: u32, addr: u64, is_return: bool) -> FrameKey {
         let lookup = if is_return { addr - 1 } else { addr };
         let Some(m) = self.processes.get(&pid).and_then(|s| s.find(lookup)) else {
-            return Frame {
+            return Arc::new(Frame {
                 kind: FrameKind::Native,
                 name: format!("{addr:#x}"),
                 module: None,
                 line: None,
                 short_file: None,
-            };
+            });
         };
         let svma = lookup.wrapping_sub(m.bias);
         let identity = match &m.library {
@@ -340,13 +340,13 @@ impl Symbolizer {
             .as_ref()
             .and_then(|l| l.symbols().lookup(svma))
             .map(|(name, _)| demangle(name));
-        let frame = Frame {
+        let frame = Arc::new(Frame {
             kind: FrameKind::Native,
             name: symbol.unwrap_or_else(|| format!("{}+{:#x}", m.mapping.base_name(), svma)),
             module: Some(m.mapping.path.clone()),
             line: None,
             short_file: None,
-        };
+        });
         self.names.insert((identity, svma), frame.clone());
         frame
     }

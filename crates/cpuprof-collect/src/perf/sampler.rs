@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cpuprof_model::{Event, Frame, FrameKind, Pid, Switch, Tid};
+use cpuprof_model::{Event, Frame, FrameKey, FrameKind, Pid, Switch, Tid};
 use cpuprof_symbols::{Mapping, Symbolizer};
 
 use super::attr::{self, PerfEventAttr, SamplingAttr};
@@ -141,6 +141,8 @@ pub struct PerfSampler {
     on_cpu: OnCpu,
     /// Switch records are on.
     context_switches: bool,
+    /// The leaf of a sample taken in the kernel (or of one with no user stack).
+    kernel_frame: FrameKey,
 }
 
 impl PerfSampler {
@@ -213,6 +215,13 @@ impl PerfSampler {
             outbox: Vec::new(),
             on_cpu: OnCpu::default(),
             context_switches: opts.context_switches,
+            kernel_frame: Arc::new(Frame {
+                kind: FrameKind::Kernel,
+                name: "[kernel]".into(),
+                module: None,
+                line: None,
+                short_file: None,
+            }),
         };
         if opts.machine_wide && sampler.open_machine_wide(&attr_cpu_wide).is_ok() {
             sampler.members = Some(Members::new(match &target {
@@ -441,13 +450,7 @@ impl PerfSampler {
                     None => Vec::new(),
                 };
                 if ip >= KERNEL_START || frames.is_empty() {
-                    frames.push(Frame {
-                        kind: FrameKind::Kernel,
-                        name: "[kernel]".into(),
-                        module: None,
-                        line: None,
-                        short_file: None,
-                    });
+                    frames.push(self.kernel_frame.clone());
                 }
                 self.stats.samples += 1;
                 self.stats.frames += frames.len() as u64;

@@ -2,6 +2,7 @@
 
 use super::*;
 use cpuprof_model::{Event, Machine, Meta, ProfileBuilder};
+use std::sync::Arc;
 
 const MS: u64 = 1_000_000;
 
@@ -53,7 +54,7 @@ fn python_event(t: u64, tid: u32, frames: Vec<Frame>, active: bool) -> Event {
         pid: 10,
         tid,
         thread_name: None,
-        frames,
+        frames: frames.into_iter().map(Arc::new).collect(),
         owns_gil: true,
         active,
     }
@@ -64,7 +65,7 @@ fn perf_event(t: u64, tid: u32, frames: Vec<Frame>) -> Event {
         t,
         pid: 10,
         tid,
-        frames,
+        frames: frames.into_iter().map(Arc::new).collect(),
     }
 }
 
