@@ -35,8 +35,11 @@ pub const DEFAULT_STACK_BYTES: u32 = 64_000;
 /// Most ring-buffer data pages per CPU (4 KiB pages: 16 MiB, ~250 samples of 64 KB: a
 /// quarter second at 1000 Hz while the sampler thread waits for a core).
 const RING_PAGES_MAX: usize = 4096;
-/// Seconds of records a ring holds while the sampler thread waits for a core.
-const RING_SECONDS: f64 = 0.25;
+/// Seconds of records a ring holds at the least while the sampler thread waits for a core (four
+/// drain periods). The size is rounded up to a power of two: at the default rate and stack size
+/// 0.2 s gives 4 MiB (0.23 s), where 0.25 s gave 8 MiB, which the kernel allocates and clears
+/// when the ring is mapped, 1.7 ms a CPU here, before the target may start.
+const RING_SECONDS: f64 = 0.2;
 /// Switch records per second and CPU the ring makes room for (an oversubscribed OpenBLAS
 /// pool yields ~50 000 per second and CPU; a record is 40 bytes).
 const RING_SWITCH_BYTES_PER_S: f64 = 2_000_000.0;
@@ -143,6 +146,8 @@ pub struct PerfSampler {
     context_switches: bool,
     /// The leaf of a sample taken in the kernel (or of one with no user stack).
     kernel_frame: FrameKey,
+    /// Machine-wide events still stopped: when each is due, and its CPU's index.
+    staggered: Vec<(Instant, usize)>,
 }
 
 impl PerfSampler {
@@ -222,6 +227,7 @@ impl PerfSampler {
                 line: None,
                 short_file: None,
             }),
+            staggered: Vec::new(),
         };
         if opts.machine_wide && sampler.open_machine_wide(&attr_cpu_wide).is_ok() {
             sampler.members = Some(Members::new(match &target {
@@ -289,6 +295,7 @@ impl PerfSampler {
         if let Some(n) = self.notice.take() {
             let _ = tx.send(Event::Notice(n));
         }
+        self.start_staggered(tx);
         let mut last_scan = Instant::now();
         loop {
             let stopping = stop.load(Ordering::Acquire);
@@ -337,17 +344,38 @@ impl PerfSampler {
     /// 10 µs regions the main thread was sampled at the join barrier 186 times out of 193
     /// where per-task events (and `perf record`) put half its samples in the region's work.
     /// Spread over the period, one CPU's sample is long over when the next CPU takes its own.
+    ///
+    /// CPU 0's event starts now; the others when [`run`](PerfSampler::run) begins, so the
+    /// target is not held for the stagger (a period at most).
     fn open_machine_wide(&mut self, attr: &PerfEventAttr) -> std::io::Result<()> {
         let fds = self.open_per_cpu(&attr.disabled(), -1)?;
+        if let Some(first) = fds.first() {
+            attr::enable(first)?;
+        }
         let period = Duration::from_nanos(attr.period_ns());
         let start = Instant::now();
-        for (k, fd) in fds.iter().enumerate() {
-            let due = start + period.mul_f64(k as f64 / fds.len() as f64);
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            attr::enable(fd)?;
-        }
+        let n = fds.len();
+        self.staggered = (1..n)
+            .map(|k| (start + period.mul_f64(k as f64 / n as f64), k))
+            .collect();
         self.events.insert(0, fds);
         Ok(())
+    }
+
+    /// Starts the CPUs' events left stopped by [`open_machine_wide`], each at its time.
+    fn start_staggered(&mut self, tx: &Sender<Event>) {
+        let Some(fds) = self.events.get(&0) else {
+            return;
+        };
+        for (due, k) in std::mem::take(&mut self.staggered) {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if let Err(e) = fds.get(k).map_or(Ok(()), attr::enable) {
+                let cpu = self.rings.get(k).map_or(k as u32, |r| r.0);
+                let _ = tx.send(Event::Notice(format!(
+                    "perf: cannot start sampling on CPU {cpu} ({e}): no stacks from it"
+                )));
+            }
+        }
     }
 
     /// Opens one event per CPU for task `tid`.
@@ -607,16 +635,16 @@ mod tests {
     }
 
     #[test]
-    fn rings_hold_a_quarter_second_up_to_16_mib() {
+    fn rings_hold_a_fifth_of_a_second_up_to_16_mib() {
         let at = |rate_hz| {
             ring_pages(&PerfOptions {
                 rate_hz,
                 ..Default::default()
             })
         };
-        assert_eq!(at(DEFAULT_RATE_HZ), 2048); // 8 MiB: 0.25 s is 4.5 MB
+        assert_eq!(at(DEFAULT_RATE_HZ), 1024); // 4 MiB: 0.2 s is 3.7 MB
         assert_eq!(at(1000), 4096);
         assert_eq!(at(10_000), RING_PAGES_MAX);
-        assert_eq!(at(1), 128); // the switch records alone: 512 KiB
+        assert_eq!(at(1), 128); // the switch records alone: 512 KiB (0.2 s is 0.41 MB)
     }
 }
