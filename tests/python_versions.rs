@@ -308,9 +308,16 @@ threading.Thread(target=sleeper, name="sleeper-thread", daemon=True).start()
 threading.Thread(target=lambda: Outer.Inner().método(30), name="deep", daemon=True).start()
 ready.wait()
 print("ready", flush=True)
+
+def first():
+    return sum(range(1000))
+
+def second():
+    return sum(range(1000))
+
 x = 0
 while True:
-    x = sum(range(1000)) + x % 7
+    x = first() + second() + x % 7
 "#;
 
 /// cpuprof's own stack reader (crates/cpuprof-python/src/walk) gives exactly what py-spy's
@@ -336,14 +343,17 @@ fn the_walker_reads_what_py_spy_reads_on_every_cpython() {
             .unwrap();
         assert_eq!(line.trim(), "ready", "{version}");
         let pid = child.id() as i32;
-        // SAFETY: a plain signal to our own child.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap()
-            .contains(") T ")
-        {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let stop = || {
+            // SAFETY: a plain signal to our own child.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap()
+                .contains(") T ")
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        stop();
         let config = py_spy::Config {
             blocking: py_spy::config::LockingStrategy::NonBlocking,
             include_idle: true,
@@ -351,9 +361,23 @@ fn the_walker_reads_what_py_spy_reads_on_every_cpython() {
             ..py_spy::Config::default()
         };
         let mut spy = py_spy::PythonSpy::new(pid, &config).expect("py-spy opens it");
-        let theirs = spy.get_stack_traces().expect("py-spy reads it");
         let mut walker = cpuprof_python::walk::Walker::for_spy(&spy).expect("a layout");
-        let ours = walker.stacks().expect("the walker reads it");
+        // One walker across rounds, as the sampler keeps it: a thread whose frames did not
+        // change is named from its last read; the busy main thread moves between `first`,
+        // `second` and the module's loop from one round to the next (frames of the same size
+        // at the same address), and each read must still be what py-spy reads.
+        let mut rounds = Vec::new();
+        for round in 0..6 {
+            if round > 0 {
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+                std::thread::sleep(std::time::Duration::from_millis(3));
+                stop();
+            }
+            let theirs = spy.get_stack_traces().expect("py-spy reads it");
+            let ours = walker.stacks().expect("the walker reads it");
+            let again = walker.stacks().expect("the walker reads it again");
+            rounds.push((theirs, ours, again));
+        }
         unsafe { libc::kill(pid, libc::SIGKILL) };
         child.wait().unwrap();
 
@@ -374,18 +398,36 @@ fn the_walker_reads_what_py_spy_reads_on_every_cpython() {
             let os = t.os_thread_id.filter(|_| version.as_str() >= "3.11");
             (t.thread_id, os, t.owns_gil, frames)
         };
-        let mut a: Vec<_> = theirs.iter().map(key).collect();
-        let mut b: Vec<_> = ours.iter().map(key).collect();
-        a.sort();
-        b.sort();
-        assert_eq!(
-            a, b,
-            "{version}: py-spy (left) and the walker (right) differ"
-        );
+        let sorted = |traces: &[py_spy::StackTrace]| {
+            let mut v: Vec<_> = traces.iter().map(key).collect();
+            v.sort();
+            v
+        };
+        let mut leaves = std::collections::BTreeSet::new();
+        for (round, (theirs, ours, again)) in rounds.iter().enumerate() {
+            let (a, b) = (sorted(theirs), sorted(ours));
+            assert_eq!(
+                a, b,
+                "{version}, round {round}: py-spy (left) and the walker (right) differ"
+            );
+            assert_eq!(
+                b,
+                sorted(again),
+                "{version}, round {round}: a second read differs"
+            );
+            leaves.extend(
+                ours.iter()
+                    .filter(|t| t.owns_gil || t.frames.len() <= 3)
+                    .filter_map(|t| t.frames.first().map(|f| (f.name.clone(), f.line))),
+            );
+        }
+        let (_, ours, _) = &rounds[0];
+        let a = sorted(ours);
         eprintln!(
-            "{version}: {} threads, {} frames alike",
+            "{version}: {} threads, {} frames alike in each of {} rounds; main thread seen at {leaves:?}",
             a.len(),
-            a.iter().map(|t| t.3.len()).sum::<usize>()
+            a.iter().map(|t| t.3.len()).sum::<usize>(),
+            rounds.len()
         );
         let deep = ours
             .iter()

@@ -53,6 +53,37 @@ pub struct Walker {
     gil: u64,
     codes: HashMap<u64, Code>,
     short_names: HashMap<String, Option<String>>,
+    /// Each thread's last stack (by thread state): what it was read from and what it gave.
+    last: HashMap<u64, LastStack>,
+    /// Where the last read found the thread states, in list order, each with its `_PyCFrame`
+    /// (3.11–3.12; 0 otherwise).
+    known: Vec<(u64, u64)>,
+}
+
+/// Bytes read at the GIL's address (the widest layout's fields fit).
+const GIL_READ: usize = 32;
+
+/// One thread state as read.
+struct ThreadRead {
+    state: u64,
+    /// Its first [`Layout::tstate_read`] bytes.
+    bytes: Vec<u8>,
+    /// Its innermost frame (0: none).
+    frame: u64,
+    /// The `_PyCFrame` that frame was read through (3.11–3.12; 0 otherwise).
+    cframe: u64,
+}
+
+/// A thread's stack as last read: every frame's address, code object and instruction offset,
+/// innermost first, and the frames they gave.
+///
+/// A frame holds a strong reference to its code object, so while the same frames run the same
+/// code objects at the same instructions the stack is the one read before: its code objects'
+/// heads need not be read again to know them (a thread inside a long C call, a NumPy worker in
+/// a BLAS product, reads the same chain tick after tick).
+struct LastStack {
+    chain: Vec<(u64, u64, i64)>,
+    frames: Vec<Frame>,
 }
 
 /// Bytes read around a 3.11+ frame: the interpreter's frames of a thread sit one after another
@@ -142,6 +173,8 @@ impl Walker {
             gil,
             codes: HashMap::new(),
             short_names: HashMap::new(),
+            last: HashMap::new(),
+            known: Vec::new(),
         })
     }
 
@@ -149,73 +182,166 @@ impl Walker {
     /// (without thread names, and `active` left for the caller: it reads the OS state).
     pub fn stacks(&mut self) -> Result<Vec<StackTrace>, Unreadable> {
         let l = self.layout;
-        let (mut state, holder) = self.heads()?;
-        let mut buf = [0u8; 512];
-        let n = l.tstate_read().min(buf.len());
-        let mut traces = Vec::new();
-        while state != 0 {
-            if traces.len() > MAX_CHAIN {
-                return Err(Unreadable(state));
-            }
-            self.mem.read(state, &mut buf[..n])?;
-            let mut frame = u64_at(&buf, l.tstate_frame);
-            if let (Some(current), true) = (l.cframe_current_frame, frame != 0) {
-                frame = self.mem.u64(frame.wrapping_add(current))?;
-            }
+        let (threads, holder) = match self.threads_as_before() {
+            Some(read) => read,
+            None => self.threads()?,
+        };
+        self.known = threads.iter().map(|t| (t.state, t.cframe)).collect();
+        let mut traces = Vec::with_capacity(threads.len());
+        for t in &threads {
             traces.push(StackTrace {
                 pid: self.pid as py_spy::Pid,
-                thread_id: u64_at(&buf, l.tstate_thread_id),
+                thread_id: u64_at(&t.bytes, l.tstate_thread_id),
                 thread_name: None,
-                os_thread_id: l.tstate_native_thread_id.map(|o| u64_at(&buf, o)),
+                os_thread_id: l.tstate_native_thread_id.map(|o| u64_at(&t.bytes, o)),
                 active: false,
-                owns_gil: holder != 0 && holder == state,
-                frames: self.frames(frame)?,
+                owns_gil: holder != 0 && holder == t.state,
+                frames: self.frames(t.state, t.frame)?,
                 process_info: None,
             });
-            state = u64_at(&buf, l.tstate_next);
         }
+        // Threads gone since: their last stacks go with them.
+        self.last
+            .retain(|s, _| threads.iter().any(|t| t.state == *s));
         Ok(traces)
     }
 
-    /// The first thread state and the one holding the GIL (0 if none or unknown), in one call.
-    fn heads(&self) -> Result<(u64, u64), Unreadable> {
+    /// The thread states one after another from the interpreter's list, and the GIL holder:
+    /// a call for the list's head and the GIL, then one or two per thread.
+    fn threads(&self) -> Result<(Vec<ThreadRead>, u64), Unreadable> {
         let l = self.layout;
         let mut first = [0u8; 8];
-        let mut gil = [0u8; 32];
-        // 3.12+: the runtime's GIL state, whose last holder holds it while it is locked; before,
-        // the GIL address holds the current thread state.
-        let gil_len = match (l.gil_last_holder, l.gil_locked) {
-            (Some(holder), Some(locked)) => (holder.max(locked) + 8) as usize,
-            _ => 8,
-        };
+        let mut gil = [0u8; GIL_READ];
         let mut parts = [
             (self.interp + l.interp_threads_head, &mut first[..]),
-            (self.gil, &mut gil[..gil_len]),
+            (self.gil, &mut gil[..self.gil_len()]),
         ];
         let wanted = if self.gil == 0 { 1 } else { 2 };
         if self.mem.read_many(&mut parts[..wanted]) < wanted {
             return Err(Unreadable(self.interp));
         }
-        let holder = match (self.gil, l.gil_last_holder, l.gil_locked) {
-            (0, _, _) => 0,
-            (_, Some(holder), Some(locked)) if i32_at(&gil, locked) != 0 => u64_at(&gil, holder),
-            (_, Some(_), Some(_)) => 0,
-            _ => u64_at(&gil, 0),
-        };
-        Ok((u64::from_ne_bytes(first), holder))
+        let holder = self.holder(&gil);
+        let mut state = u64::from_ne_bytes(first);
+        let mut threads = Vec::new();
+        while state != 0 {
+            if threads.len() > MAX_CHAIN {
+                return Err(Unreadable(state));
+            }
+            let mut bytes = vec![0u8; l.tstate_read()];
+            self.mem.read(state, &mut bytes)?;
+            let mut frame = u64_at(&bytes, l.tstate_frame);
+            let mut cframe = 0;
+            if let (Some(current), true) = (l.cframe_current_frame, frame != 0) {
+                cframe = frame;
+                frame = self.mem.u64(frame.wrapping_add(current))?;
+            }
+            let next = u64_at(&bytes, l.tstate_next);
+            threads.push(ThreadRead {
+                state,
+                bytes,
+                frame,
+                cframe,
+            });
+            state = next;
+        }
+        Ok((threads, holder))
     }
 
-    /// The frames from `frame` outwards.
-    fn frames(&mut self, mut frame: u64) -> Result<Vec<Frame>, Unreadable> {
+    /// [`Walker::threads`] in one call, from where the last read found the thread states (and
+    /// 3.11–3.12's `_PyCFrame`s): `None` unless the list still starts at the first, each still
+    /// leads to the next and to the same `_PyCFrame`, and the last ends it. A busy worker's
+    /// read takes three calls instead of five.
+    fn threads_as_before(&self) -> Option<(Vec<ThreadRead>, u64)> {
+        if self.known.is_empty() {
+            return None;
+        }
+        let l = self.layout;
+        let mut first = [0u8; 8];
+        let mut gil = [0u8; GIL_READ];
+        let mut states: Vec<Vec<u8>> = self
+            .known
+            .iter()
+            .map(|_| vec![0u8; l.tstate_read()])
+            .collect();
+        let mut frames = vec![[0u8; 8]; self.known.len()];
+        let mut parts: Vec<(u64, &mut [u8])> =
+            vec![(self.interp + l.interp_threads_head, &mut first[..])];
+        if self.gil != 0 {
+            parts.push((self.gil, &mut gil[..self.gil_len()]));
+        }
+        for (&(state, _), bytes) in self.known.iter().zip(states.iter_mut()) {
+            parts.push((state, &mut bytes[..]));
+        }
+        if let Some(current) = l.cframe_current_frame {
+            for (&(_, cframe), frame) in self.known.iter().zip(frames.iter_mut()) {
+                if cframe != 0 {
+                    parts.push((cframe.wrapping_add(current), &mut frame[..]));
+                }
+            }
+        }
+        let wanted = parts.len();
+        if self.mem.read_many(&mut parts) < wanted {
+            return None;
+        }
+        if u64::from_ne_bytes(first) != self.known[0].0 {
+            return None;
+        }
+        let mut threads = Vec::with_capacity(self.known.len());
+        for (i, (bytes, frame)) in states.into_iter().zip(frames).enumerate() {
+            let (state, cframe) = self.known[i];
+            let next = self.known.get(i + 1).map_or(0, |k| k.0);
+            if u64_at(&bytes, l.tstate_next) != next {
+                return None;
+            }
+            let frame = match l.cframe_current_frame {
+                Some(_) if u64_at(&bytes, l.tstate_frame) != cframe => return None,
+                Some(_) if cframe == 0 => 0,
+                Some(_) => u64::from_ne_bytes(frame),
+                None => u64_at(&bytes, l.tstate_frame),
+            };
+            threads.push(ThreadRead {
+                state,
+                bytes,
+                frame,
+                cframe,
+            });
+        }
+        Some((threads, self.holder(&gil)))
+    }
+
+    /// Bytes of the GIL's state read: 3.12+ the runtime's GIL state up to its holder and lock
+    /// fields, before the current thread state's pointer.
+    fn gil_len(&self) -> usize {
+        match (self.layout.gil_last_holder, self.layout.gil_locked) {
+            (Some(holder), Some(locked)) => (holder.max(locked) + 8) as usize,
+            _ => 8,
+        }
+    }
+
+    /// The thread state holding the GIL (0 if none or unknown), from the bytes read at the
+    /// GIL's address: 3.12+ the last holder while the GIL is locked; before, the current
+    /// thread state.
+    fn holder(&self, gil: &[u8]) -> u64 {
+        let l = self.layout;
+        match (self.gil, l.gil_last_holder, l.gil_locked) {
+            (0, _, _) => 0,
+            (_, Some(holder), Some(locked)) if i32_at(gil, locked) != 0 => u64_at(gil, holder),
+            (_, Some(_), Some(_)) => 0,
+            _ => u64_at(gil, 0),
+        }
+    }
+
+    /// The frames from `frame` outwards, of the thread whose state is at `state`.
+    fn frames(&mut self, state: u64, mut frame: u64) -> Result<Vec<Frame>, Unreadable> {
         let l = self.layout;
         let n = l.frame_read();
         let mut window = Window::default();
-        // (code object, byte offset of the instruction)
+        // (frame, code object, byte offset of the instruction) of every frame read
+        let mut read: Vec<(u64, u64, i64)> = Vec::new();
+        // (code object, byte offset of the instruction) of the frames to name
         let mut chain: Vec<(u64, i64)> = Vec::new();
-        let mut visited = 0;
         while frame != 0 {
-            visited += 1;
-            if visited > MAX_CHAIN {
+            if read.len() >= MAX_CHAIN {
                 return Err(Unreadable(frame));
             }
             let buf = window.frame(&self.mem, frame, n, self.minor >= 11)?;
@@ -224,11 +350,30 @@ impl Walker {
                 && l.frame_owner
                     .is_some_and(|o| buf[o as usize] == FRAME_OWNED_BY_CSTACK);
             let code = u64_at(buf, l.frame_code);
+            let offset = self.offset(buf, code);
+            read.push((frame, code, offset));
             if !shim && code != 0 {
-                chain.push((code, self.offset(buf, code)));
+                chain.push((code, offset));
             }
             frame = back;
         }
+        if let Some(last) = self.last.get(&state).filter(|last| last.chain == read) {
+            return Ok(last.frames.clone());
+        }
+        let frames = self.name(&chain)?;
+        self.last.insert(
+            state,
+            LastStack {
+                chain: read,
+                frames: frames.clone(),
+            },
+        );
+        Ok(frames)
+    }
+
+    /// The frames of `chain` (code object, instruction offset), named from their code objects.
+    fn name(&mut self, chain: &[(u64, i64)]) -> Result<Vec<Frame>, Unreadable> {
+        let l = self.layout;
         // The heads of every code object of the stack, in one call.
         let head = l.code_read();
         let mut heads = vec![0u8; head * chain.len()];
