@@ -55,9 +55,17 @@ pub struct Walker {
     short_names: HashMap<String, Option<String>>,
     /// Each thread's last stack (by thread state): what it was read from and what it gave.
     last: HashMap<u64, LastStack>,
-    /// Where the last read found the thread states, in list order, each with its `_PyCFrame`
-    /// (3.11–3.12; 0 otherwise).
-    known: Vec<(u64, u64)>,
+    /// Where the last read found the thread states and their frames, in list order.
+    known: Vec<Known>,
+}
+
+/// Where the last read found one thread's state and frames.
+struct Known {
+    state: u64,
+    /// The `_PyCFrame` its innermost frame was read through (3.11–3.12; 0 otherwise).
+    cframe: u64,
+    /// The memory its frames were read from.
+    windows: Ranges,
 }
 
 /// Bytes read at the GIL's address (the widest layout's fields fit).
@@ -72,6 +80,8 @@ struct ThreadRead {
     frame: u64,
     /// The `_PyCFrame` that frame was read through (3.11–3.12; 0 otherwise).
     cframe: u64,
+    /// Memory around its frames read with it ([`Walker::threads_as_before`]).
+    windows: Windows,
 }
 
 /// A thread's stack as last read: every frame's address, code object and instruction offset,
@@ -90,15 +100,20 @@ struct LastStack {
 /// on its data stack (callers below), so one read usually holds the whole stack.
 const WINDOW: usize = 4096;
 
-/// The memory last read around a frame.
+/// Memory read around a thread's frames: every range read for it so far.
 #[derive(Default)]
+struct Windows {
+    read: Vec<Window>,
+}
+
+/// One range of another process's memory, as read.
 struct Window {
     start: u64,
     bytes: Vec<u8>,
 }
 
-impl Window {
-    /// The `n` bytes of the frame at `addr`: from the window when it holds them, else read (with
+impl Windows {
+    /// The `n` bytes of the frame at `addr`: from a window that holds them, else read (with
     /// the `WINDOW` bytes below it when `contiguous`, the frame alone if that fails).
     fn frame(
         &mut self,
@@ -109,23 +124,52 @@ impl Window {
     ) -> Result<&[u8], Unreadable> {
         // Addresses come from another process's memory, read without stopping it: anything.
         let end = addr.checked_add(n as u64).ok_or(Unreadable(addr))?;
-        let inside = addr >= self.start && end <= self.start + self.bytes.len() as u64;
-        if !inside {
-            let below = if contiguous { WINDOW - n } else { 0 };
-            let start = addr.saturating_sub(below as u64);
-            self.bytes.resize((end - start) as usize, 0);
-            if mem.read(start, &mut self.bytes).is_ok() {
-                self.start = start;
-            } else {
-                self.bytes.resize(n, 0);
-                mem.read(addr, &mut self.bytes)?;
-                self.start = addr;
+        let held = self
+            .read
+            .iter()
+            .position(|w| addr >= w.start && end <= w.start + w.bytes.len() as u64);
+        let i = match held {
+            Some(i) => i,
+            None => {
+                let below = if contiguous { WINDOW - n } else { 0 };
+                let start = addr.saturating_sub(below as u64);
+                let mut bytes = vec![0u8; (end - start) as usize];
+                let w = if mem.read(start, &mut bytes).is_ok() {
+                    Window { start, bytes }
+                } else {
+                    bytes.resize(n, 0);
+                    mem.read(addr, &mut bytes)?;
+                    Window { start: addr, bytes }
+                };
+                self.read.push(w);
+                self.read.len() - 1
             }
-        }
-        let at = (addr - self.start) as usize;
-        Ok(&self.bytes[at..at + n])
+        };
+        let w = &self.read[i];
+        let at = (addr - w.start) as usize;
+        Ok(&w.bytes[at..at + n])
+    }
+
+    /// Where the windows are, to read them again at the next read ([`MAX_REREAD`] bytes at
+    /// most).
+    fn ranges(&self) -> Ranges {
+        let mut total = 0;
+        self.read
+            .iter()
+            .map(|w| (w.start, w.bytes.len()))
+            .take_while(|&(_, len)| {
+                total += len;
+                total <= MAX_REREAD
+            })
+            .collect()
     }
 }
+
+/// Most bytes of a thread's frames read again, unasked, at the next read.
+const MAX_REREAD: usize = 64 << 10;
+
+/// Where windows were read from: (start, length) of each.
+type Ranges = Vec<(u64, usize)>;
 
 /// What a code object gives a frame, and the head fields it was read under.
 struct Code {
@@ -186,9 +230,17 @@ impl Walker {
             Some(read) => read,
             None => self.threads()?,
         };
-        self.known = threads.iter().map(|t| (t.state, t.cframe)).collect();
+        self.known.clear();
         let mut traces = Vec::with_capacity(threads.len());
-        for t in &threads {
+        let mut states = Vec::with_capacity(threads.len());
+        for t in threads {
+            let (frames, windows) = self.frames(t.state, t.frame, t.windows)?;
+            self.known.push(Known {
+                state: t.state,
+                cframe: t.cframe,
+                windows,
+            });
+            states.push(t.state);
             traces.push(StackTrace {
                 pid: self.pid as py_spy::Pid,
                 thread_id: u64_at(&t.bytes, l.tstate_thread_id),
@@ -196,13 +248,12 @@ impl Walker {
                 os_thread_id: l.tstate_native_thread_id.map(|o| u64_at(&t.bytes, o)),
                 active: false,
                 owns_gil: holder != 0 && holder == t.state,
-                frames: self.frames(t.state, t.frame)?,
+                frames,
                 process_info: None,
             });
         }
         // Threads gone since: their last stacks go with them.
-        self.last
-            .retain(|s, _| threads.iter().any(|t| t.state == *s));
+        self.last.retain(|s, _| states.contains(s));
         Ok(traces)
     }
 
@@ -241,6 +292,7 @@ impl Walker {
                 bytes,
                 frame,
                 cframe,
+                windows: Windows::default(),
             });
             state = next;
         }
@@ -264,32 +316,49 @@ impl Walker {
             .map(|_| vec![0u8; l.tstate_read()])
             .collect();
         let mut frames = vec![[0u8; 8]; self.known.len()];
+        let mut windows: Vec<Vec<Window>> = self
+            .known
+            .iter()
+            .map(|k| {
+                k.windows
+                    .iter()
+                    .map(|&(start, len)| Window {
+                        start,
+                        bytes: vec![0u8; len],
+                    })
+                    .collect()
+            })
+            .collect();
         let mut parts: Vec<(u64, &mut [u8])> =
             vec![(self.interp + l.interp_threads_head, &mut first[..])];
         if self.gil != 0 {
             parts.push((self.gil, &mut gil[..self.gil_len()]));
         }
-        for (&(state, _), bytes) in self.known.iter().zip(states.iter_mut()) {
-            parts.push((state, &mut bytes[..]));
+        for (k, bytes) in self.known.iter().zip(states.iter_mut()) {
+            parts.push((k.state, &mut bytes[..]));
         }
         if let Some(current) = l.cframe_current_frame {
-            for (&(_, cframe), frame) in self.known.iter().zip(frames.iter_mut()) {
-                if cframe != 0 {
-                    parts.push((cframe.wrapping_add(current), &mut frame[..]));
+            for (k, frame) in self.known.iter().zip(frames.iter_mut()) {
+                if k.cframe != 0 {
+                    parts.push((k.cframe.wrapping_add(current), &mut frame[..]));
                 }
             }
+        }
+        for w in windows.iter_mut().flatten() {
+            parts.push((w.start, &mut w.bytes[..]));
         }
         let wanted = parts.len();
         if self.mem.read_many(&mut parts) < wanted {
             return None;
         }
-        if u64::from_ne_bytes(first) != self.known[0].0 {
+        if u64::from_ne_bytes(first) != self.known[0].state {
             return None;
         }
         let mut threads = Vec::with_capacity(self.known.len());
-        for (i, (bytes, frame)) in states.into_iter().zip(frames).enumerate() {
-            let (state, cframe) = self.known[i];
-            let next = self.known.get(i + 1).map_or(0, |k| k.0);
+        let read = states.into_iter().zip(frames).zip(windows);
+        for (i, ((bytes, frame), windows)) in read.enumerate() {
+            let Known { state, cframe, .. } = self.known[i];
+            let next = self.known.get(i + 1).map_or(0, |k| k.state);
             if u64_at(&bytes, l.tstate_next) != next {
                 return None;
             }
@@ -304,6 +373,7 @@ impl Walker {
                 bytes,
                 frame,
                 cframe,
+                windows: Windows { read: windows },
             });
         }
         Some((threads, self.holder(&gil)))
@@ -332,10 +402,16 @@ impl Walker {
     }
 
     /// The frames from `frame` outwards, of the thread whose state is at `state`.
-    fn frames(&mut self, state: u64, mut frame: u64) -> Result<Vec<Frame>, Unreadable> {
+    /// `windows` holds what was read of them already; returned with the ranges they were read
+    /// from.
+    fn frames(
+        &mut self,
+        state: u64,
+        mut frame: u64,
+        mut windows: Windows,
+    ) -> Result<(Vec<Frame>, Ranges), Unreadable> {
         let l = self.layout;
         let n = l.frame_read();
-        let mut window = Window::default();
         // (frame, code object, byte offset of the instruction) of every frame read
         let mut read: Vec<(u64, u64, i64)> = Vec::new();
         // (code object, byte offset of the instruction) of the frames to name
@@ -344,7 +420,7 @@ impl Walker {
             if read.len() >= MAX_CHAIN {
                 return Err(Unreadable(frame));
             }
-            let buf = window.frame(&self.mem, frame, n, self.minor >= 11)?;
+            let buf = windows.frame(&self.mem, frame, n, self.minor >= 11)?;
             let back = u64_at(buf, l.frame_back);
             let shim = self.minor >= 12
                 && l.frame_owner
@@ -357,8 +433,9 @@ impl Walker {
             }
             frame = back;
         }
+        let ranges = windows.ranges();
         if let Some(last) = self.last.get(&state).filter(|last| last.chain == read) {
-            return Ok(last.frames.clone());
+            return Ok((last.frames.clone(), ranges));
         }
         let frames = self.name(&chain)?;
         self.last.insert(
@@ -368,7 +445,7 @@ impl Walker {
                 frames: frames.clone(),
             },
         );
-        Ok(frames)
+        Ok((frames, ranges))
     }
 
     /// The frames of `chain` (code object, instruction offset), named from their code objects.
@@ -556,20 +633,37 @@ mod tests {
         let me = Memory::new(std::process::id() as Pid);
         let stack: Vec<u64> = (0..1024).collect();
         let base = stack.as_ptr() as u64;
-        let mut w = Window::default();
+        let mut w = Windows::default();
         let top = base + 8 * 1000;
         assert_eq!(u64_at(w.frame(&me, top, 16, true).unwrap(), 0), 1000);
-        let (start, len) = (w.start, w.bytes.len());
+        let ranges = w.ranges();
+        assert_eq!(ranges.len(), 1);
         // A caller's frame below it comes from the same read.
         assert_eq!(
             u64_at(w.frame(&me, base + 8 * 600, 16, true).unwrap(), 8),
             601
         );
-        assert_eq!((w.start, w.bytes.len()), (start, len));
+        assert_eq!(w.ranges(), ranges);
         for wild in [u64::MAX - 3, u64::MAX - 200, 8] {
             assert!(w.frame(&me, wild, 16, true).is_err());
         }
-        // A torn pointer does not leave the window broken.
+        // A torn pointer does not leave the windows broken.
         assert_eq!(u64_at(w.frame(&me, top, 16, true).unwrap(), 0), 1000);
+        assert_eq!(w.ranges(), ranges);
+        // A frame outside gets a window of its own (frames of two data-stack chunks).
+        let far: Vec<u64> = (5000..5010).collect();
+        assert_eq!(
+            u64_at(w.frame(&me, far.as_ptr() as u64, 16, false).unwrap(), 8),
+            5001
+        );
+        assert_eq!(w.ranges().len(), 2);
+        // Windows read again at the next read are used as read.
+        let mut again = Windows {
+            read: vec![Window {
+                start: top,
+                bytes: 7u64.to_ne_bytes().repeat(2),
+            }],
+        };
+        assert_eq!(u64_at(again.frame(&me, top, 16, true).unwrap(), 0), 7);
     }
 }
