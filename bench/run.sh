@@ -4,8 +4,9 @@
 #   bench/run.sh                      # every benchmark
 #   bench/run.sh record_overhead      # only the named ones
 #   RUNS=9 bench/run.sh               # more alternating runs per setting (default 7)
-#   OLD_CPUPROF=/path/to/cpuprof bench/run.sh churn builds_matmul
-#                                     # process churn and the matmul, this build beside another
+#   OLD_CPUPROF=/path/to/cpuprof bench/run.sh churn builds_matmul python_pool
+#                                     # process churn, the matmul and the Python pool, this
+#                                     # build beside another
 #   BENCH_SETTINGS="--no-stacks --no-switches default" bench/run.sh record_overhead
 #                                     # the cpuprof settings record_overhead compares
 #
@@ -236,6 +237,8 @@ bench_python_pool() {
     local base=() base_script=() line i s json
     declare -A pwall=() pscript=() pcpu=()
     local settings=(default --no-stacks py-spy)
+    # With OLD_CPUPROF, that build's default recording alternates with the others too.
+    [ -z "${OLD_CPUPROF:-}" ] || settings+=(old)
     "${workload[@]}" >/dev/null
     for ((i = 0; i < RUNS; i++)); do
         line="$(timed "${workload[@]}")"
@@ -249,6 +252,8 @@ bench_python_pool() {
                         --format raw -o "$WORK/pyspy.txt" -- "${workload[@]}")" ;;
                 default)
                     line="$(timed "$CPUPROF" -q --json "$json" -- "${workload[@]}")" ;;
+                old)
+                    line="$(timed "$OLD_CPUPROF" -q --json "$json" -- "${workload[@]}")" ;;
                 *)
                     line="$(timed "$CPUPROF" -q "$s" --json "$json" -- "${workload[@]}")" ;;
             esac
@@ -274,7 +279,10 @@ bench_python_pool() {
         # shellcheck disable=SC2086
         [ "$s" = py-spy ] || cpu="$(median ${pcpu[$s]})"
         # shellcheck disable=SC2086
-        echo "| \`$([ "$s" = py-spy ] && echo "py-spy record --subprocesses --nonblocking --rate 100" || echo "cpuprof $s")\` |" \
+        local label="cpuprof $s"
+        [ "$s" = py-spy ] && label="py-spy record --subprocesses --nonblocking --rate 100"
+        [ "$s" = old ] && label="$OLD_CPUPROF (default)"
+        echo "| \`$label\` |" \
             "$(median ${pscript[$s]}) | $(paired "${base_script[*]}" "${pscript[$s]}") |" \
             "$(median ${pwall[$s]}) | $(paired "${base[*]}" "${pwall[$s]}") | $cpu |"
     done
