@@ -407,7 +407,22 @@ fn the_walker_reads_what_py_spy_reads_on_every_cpython() {
             (t.thread_id, os, t.owns_gil, frames)
         };
         let sorted = |traces: &[py_spy::StackTrace]| {
-            let mut v: Vec<_> = traces.iter().map(key).collect();
+            // py-spy marks the GIL on every thread state with the holder's thread id, the
+            // walker on the holder's state alone: they differ while a thread is being started
+            // (its new state carries its creator's id until it runs). Compared by thread id.
+            let gil: std::collections::HashSet<u64> = traces
+                .iter()
+                .filter(|t| t.owns_gil)
+                .map(|t| t.thread_id)
+                .collect();
+            let mut v: Vec<_> = traces
+                .iter()
+                .map(|t| {
+                    let mut k = key(t);
+                    k.2 = gil.contains(&t.thread_id);
+                    k
+                })
+                .collect();
             v.sort();
             v
         };

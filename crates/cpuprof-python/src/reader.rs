@@ -95,6 +95,25 @@ impl Reader {
             .map_or(&self.names, |s| &s.python_thread_names)
     }
 
+    /// True for a reader without py-spy (a forked child's) that has a thread its parent had
+    /// not named when it forked: the parent may know the name since.
+    pub fn lacks_names(&self) -> bool {
+        self.spy.is_none() && self.names.values().any(Option::is_none)
+    }
+
+    /// Takes the names `parent` (the reader of the process this one was forked from) knows now
+    /// for the threads this one has no name for. The pool's workers fork while the parent's
+    /// first lookup may have run before `threading` was imported; the parent names its main
+    /// thread at its next lookup, when the pool starts its own threads, and the workers keep
+    /// its `pthread_t`.
+    pub fn learn_names(&mut self, parent: &HashMap<u64, Option<String>>) {
+        for (id, name) in self.names.iter_mut().filter(|(_, n)| n.is_none()) {
+            if let Some(Some(known)) = parent.get(id) {
+                *name = Some(known.clone());
+            }
+        }
+    }
+
     /// Forgets every thread name (a Python thread id now runs on another OS thread).
     pub fn forget_names(&mut self) {
         match self.spy.as_mut() {

@@ -332,6 +332,16 @@ impl<S: PidSource> PythonSampler<S> {
                 }
             }
         }
+        // A forked child's unnamed threads: what its parent knows of them now.
+        let parent_names = self
+            .targets
+            .get(&pid)
+            .filter(|t| matches!(&t.state, State::Sampling { reader, .. } if reader.lacks_names()))
+            .and_then(|t| self.targets.get(&t.seen.ppid))
+            .and_then(|p| match &p.state {
+                State::Sampling { reader, .. } => Some(reader.thread_names().clone()),
+                _ => None,
+            });
         let Some(target) = self.targets.get_mut(&pid) else {
             return;
         };
@@ -393,6 +403,9 @@ impl<S: PidSource> PythonSampler<S> {
                     }
                 }
                 *last = None;
+                if let Some(names) = &parent_names {
+                    reader.learn_names(names);
+                }
                 let before = clock_ns();
                 let paused = if blocking { pause(pid, history) } else { None };
                 let (result, how) = reader.read(&config);

@@ -194,9 +194,33 @@ if __name__ == "__main__":
         print(sum(pool.map(work, range(4))))
 "#;
 
+/// The same pool, started after the interpreter has been read once: the parent's first thread
+/// name lookup ran before `threading` existed, so the workers fork with their main thread
+/// unnamed; the parent learns the name when the pool starts its threads, and so do they.
+const POOL_LATE: &str = r#"
+import time
+time.sleep(0.3)
+import multiprocessing as mp, numpy as np
+def work(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.random((300, 300))
+    for _ in range(60):
+        a = np.dot(a, a) / 300.0
+    return float(a.sum())
+if __name__ == "__main__":
+    with mp.Pool(2) as pool:
+        print(sum(pool.map(work, range(4))))
+"#;
+
 #[test]
 fn multiprocessing_workers_show_the_worker_function() {
-    let (_dir, path) = script("pool.py", POOL);
+    for (name, text) in [("pool.py", POOL), ("pool_late.py", POOL_LATE)] {
+        workers_show_the_worker_function(name, text);
+    }
+}
+
+fn workers_show_the_worker_function(name: &str, text: &str) {
+    let (_dir, path) = script(name, text);
     let run = sample_run(
         &venv_python(),
         &[path.to_str().unwrap()],
@@ -209,7 +233,11 @@ fn multiprocessing_workers_show_the_worker_function() {
             pid, thread_name, ..
         } = e
         {
-            if *pid != run.pid && frames_of(e).iter().any(|f| f.starts_with("work (pool.py:")) {
+            if *pid != run.pid
+                && frames_of(e)
+                    .iter()
+                    .any(|f| f.starts_with(&format!("work ({name}:")))
+            {
                 worker_pids.insert(*pid);
                 names.insert(thread_name.clone());
             }
@@ -223,7 +251,11 @@ fn multiprocessing_workers_show_the_worker_function() {
     // Forked workers are read with their parent's analysis (py-spy is opened on one only when
     // it has a thread its parent had not named) and keep the name of the thread that forked them.
     assert!(run.stats.forked >= 2, "{:?}", run.stats);
-    assert_eq!(names, BTreeSet::from([Some("MainThread".to_string())]));
+    assert_eq!(
+        names,
+        BTreeSet::from([Some("MainThread".to_string())]),
+        "{name}"
+    );
     assert!(
         run.stats.walked * 10 >= run.stats.reads * 9,
         "{:?}",

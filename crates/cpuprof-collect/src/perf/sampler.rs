@@ -146,8 +146,6 @@ pub struct PerfSampler {
     context_switches: bool,
     /// The leaf of a sample taken in the kernel (or of one with no user stack).
     kernel_frame: FrameKey,
-    /// Machine-wide events still stopped: when each is due, and its CPU's index.
-    staggered: Vec<(Instant, usize)>,
 }
 
 impl PerfSampler {
@@ -227,7 +225,6 @@ impl PerfSampler {
                 line: None,
                 short_file: None,
             }),
-            staggered: Vec::new(),
         };
         if opts.machine_wide && sampler.open_machine_wide(&attr_cpu_wide).is_ok() {
             sampler.members = Some(Members::new(match &target {
@@ -295,7 +292,6 @@ impl PerfSampler {
         if let Some(n) = self.notice.take() {
             let _ = tx.send(Event::Notice(n));
         }
-        self.start_staggered(tx);
         let mut last_scan = Instant::now();
         loop {
             let stopping = stop.load(Ordering::Acquire);
@@ -345,37 +341,21 @@ impl PerfSampler {
     /// where per-task events (and `perf record`) put half its samples in the region's work.
     /// Spread over the period, one CPU's sample is long over when the next CPU takes its own.
     ///
-    /// CPU 0's event starts now; the others when [`run`](PerfSampler::run) begins, so the
-    /// target is not held for the stagger (a period at most).
+    /// All of them are started before the target runs: each carries its CPU's fork, comm and
+    /// mmap records too, and a fork missed on a CPU whose event was still stopped leaves the
+    /// child out of the tree (a 0.8 s matmul worker had no sample at all when the later CPUs
+    /// were started after the target: that cost the target's start one period at most).
     fn open_machine_wide(&mut self, attr: &PerfEventAttr) -> std::io::Result<()> {
         let fds = self.open_per_cpu(&attr.disabled(), -1)?;
-        if let Some(first) = fds.first() {
-            attr::enable(first)?;
-        }
         let period = Duration::from_nanos(attr.period_ns());
         let start = Instant::now();
-        let n = fds.len();
-        self.staggered = (1..n)
-            .map(|k| (start + period.mul_f64(k as f64 / n as f64), k))
-            .collect();
+        for (k, fd) in fds.iter().enumerate() {
+            let due = start + period.mul_f64(k as f64 / fds.len() as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            attr::enable(fd)?;
+        }
         self.events.insert(0, fds);
         Ok(())
-    }
-
-    /// Starts the CPUs' events left stopped by [`open_machine_wide`], each at its time.
-    fn start_staggered(&mut self, tx: &Sender<Event>) {
-        let Some(fds) = self.events.get(&0) else {
-            return;
-        };
-        for (due, k) in std::mem::take(&mut self.staggered) {
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            if let Err(e) = fds.get(k).map_or(Ok(()), attr::enable) {
-                let cpu = self.rings.get(k).map_or(k as u32, |r| r.0);
-                let _ = tx.send(Event::Notice(format!(
-                    "perf: cannot start sampling on CPU {cpu} ({e}): no stacks from it"
-                )));
-            }
-        }
     }
 
     /// Opens one event per CPU for task `tid`.
