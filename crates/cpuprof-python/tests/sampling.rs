@@ -194,32 +194,20 @@ if __name__ == "__main__":
         print(sum(pool.map(work, range(4))))
 "#;
 
-/// The same pool, started after the interpreter has been read once: the parent's first thread
-/// name lookup ran before `threading` existed, so the workers fork with their main thread
-/// unnamed; the parent learns the name when the pool starts its threads, and so do they.
-const POOL_LATE: &str = r#"
-import time
-time.sleep(0.3)
-import multiprocessing as mp, numpy as np
-def work(seed):
-    rng = np.random.default_rng(seed)
-    a = rng.random((300, 300))
-    for _ in range(60):
-        a = np.dot(a, a) / 300.0
-    return float(a.sum())
-if __name__ == "__main__":
-    with mp.Pool(2) as pool:
-        print(sum(pool.map(work, range(4))))
-"#;
-
 #[test]
 fn multiprocessing_workers_show_the_worker_function() {
-    for (name, text) in [("pool.py", POOL), ("pool_late.py", POOL_LATE)] {
-        workers_show_the_worker_function(name, text);
-    }
+    workers_show_the_worker_function("pool.py", POOL, false);
+    // The same pool started after the interpreter has been read once: the parent's first
+    // thread-name lookup ran before `threading` existed, so the workers fork with their main
+    // thread unnamed; the parent learns the name when the pool starts its threads (a tick may
+    // read a worker in between), and the workers take it from the parent. Without that they
+    // stayed unnamed for the whole run.
+    let late = format!("import time\ntime.sleep(0.3)\n{POOL}");
+    workers_show_the_worker_function("pool_late.py", &late, true);
 }
 
-fn workers_show_the_worker_function(name: &str, text: &str) {
+/// `named_late`: a worker's first samples may be unnamed, never one after a named one.
+fn workers_show_the_worker_function(name: &str, text: &str, named_late: bool) {
     let (_dir, path) = script(name, text);
     let run = sample_run(
         &venv_python(),
@@ -228,6 +216,8 @@ fn workers_show_the_worker_function(name: &str, text: &str) {
     );
     let mut worker_pids = BTreeSet::new();
     let mut names = BTreeSet::new();
+    // Per worker: its samples' names in order, runs of equal names merged.
+    let mut sequence: BTreeMap<Pid, Vec<Option<String>>> = BTreeMap::new();
     for e in run.samples() {
         if let Event::PythonSample {
             pid, thread_name, ..
@@ -239,8 +229,23 @@ fn workers_show_the_worker_function(name: &str, text: &str) {
                     .any(|f| f.starts_with(&format!("work ({name}:")))
             {
                 worker_pids.insert(*pid);
-                names.insert(thread_name.clone());
+                let seq = sequence.entry(*pid).or_default();
+                if seq.last() != Some(thread_name) {
+                    seq.push(thread_name.clone());
+                }
+                if !(named_late && thread_name.is_none() && seq.len() == 1) {
+                    names.insert(thread_name.clone());
+                }
             }
+        }
+    }
+    if named_late {
+        for (pid, seq) in &sequence {
+            assert_eq!(
+                seq.last(),
+                Some(&Some("MainThread".to_string())),
+                "{name}: worker {pid}'s names in order: {seq:?}"
+            );
         }
     }
     assert!(
