@@ -71,6 +71,16 @@ struct Known {
 /// Bytes read at the GIL's address (the widest layout's fields fit).
 const GIL_READ: usize = 32;
 
+/// A thread state the last read found, as read again ([`Walker::threads`]).
+struct Again {
+    state: u64,
+    cframe: u64,
+    bytes: Vec<u8>,
+    /// The `_PyCFrame`'s current frame (when `cframe` is not 0).
+    frame: [u8; 8],
+    windows: Vec<Window>,
+}
+
 /// One thread state as read.
 struct ThreadRead {
     state: u64,
@@ -80,7 +90,7 @@ struct ThreadRead {
     frame: u64,
     /// The `_PyCFrame` that frame was read through (3.11–3.12; 0 otherwise).
     cframe: u64,
-    /// Memory around its frames read with it ([`Walker::threads_as_before`]).
+    /// Memory around its frames read with it ([`Walker::threads`]).
     windows: Windows,
 }
 
@@ -226,10 +236,7 @@ impl Walker {
     /// (without thread names, and `active` left for the caller: it reads the OS state).
     pub fn stacks(&mut self) -> Result<Vec<StackTrace>, Unreadable> {
         let l = self.layout;
-        let (threads, holder) = match self.threads_as_before() {
-            Some(read) => read,
-            None => self.threads()?,
-        };
+        let (threads, holder) = self.threads()?;
         self.known.clear();
         let mut traces = Vec::with_capacity(threads.len());
         let mut states = Vec::with_capacity(threads.len());
@@ -257,76 +264,35 @@ impl Walker {
         Ok(traces)
     }
 
-    /// The thread states one after another from the interpreter's list, and the GIL holder:
-    /// a call for the list's head and the GIL, then one or two per thread.
+    /// The thread states from the interpreter's list, and the GIL holder.
+    ///
+    /// One call reads the list's head and the GIL together with what the last read found: each
+    /// thread state it read, its 3.11–3.12 `_PyCFrame`'s current frame and the memory its frames
+    /// were read from. Walking the list, a state found at a known address takes those bytes
+    /// (and its frame, while it still points to the same `_PyCFrame`); any other is read on
+    /// its own, one or two calls. A busy worker whose list did not change is read in that one
+    /// call (five before).
     fn threads(&self) -> Result<(Vec<ThreadRead>, u64), Unreadable> {
         let l = self.layout;
         let mut first = [0u8; 8];
         let mut gil = [0u8; GIL_READ];
-        let mut parts = [
-            (self.interp + l.interp_threads_head, &mut first[..]),
-            (self.gil, &mut gil[..self.gil_len()]),
-        ];
-        let wanted = if self.gil == 0 { 1 } else { 2 };
-        if self.mem.read_many(&mut parts[..wanted]) < wanted {
-            return Err(Unreadable(self.interp));
-        }
-        let holder = self.holder(&gil);
-        let mut state = u64::from_ne_bytes(first);
-        let mut threads = Vec::new();
-        while state != 0 {
-            if threads.len() > MAX_CHAIN {
-                return Err(Unreadable(state));
-            }
-            let mut bytes = vec![0u8; l.tstate_read()];
-            self.mem.read(state, &mut bytes)?;
-            let mut frame = u64_at(&bytes, l.tstate_frame);
-            let mut cframe = 0;
-            if let (Some(current), true) = (l.cframe_current_frame, frame != 0) {
-                cframe = frame;
-                frame = self.mem.u64(frame.wrapping_add(current))?;
-            }
-            let next = u64_at(&bytes, l.tstate_next);
-            threads.push(ThreadRead {
-                state,
-                bytes,
-                frame,
-                cframe,
-                windows: Windows::default(),
-            });
-            state = next;
-        }
-        Ok((threads, holder))
-    }
-
-    /// [`Walker::threads`] in one call, from where the last read found the thread states (and
-    /// 3.11–3.12's `_PyCFrame`s): `None` unless the list still starts at the first, each still
-    /// leads to the next and to the same `_PyCFrame`, and the last ends it. A busy worker's
-    /// read takes three calls instead of five.
-    fn threads_as_before(&self) -> Option<(Vec<ThreadRead>, u64)> {
-        if self.known.is_empty() {
-            return None;
-        }
-        let l = self.layout;
-        let mut first = [0u8; 8];
-        let mut gil = [0u8; GIL_READ];
-        let mut states: Vec<Vec<u8>> = self
+        // What the last read found, read again.
+        let mut again: Vec<Again> = self
             .known
             .iter()
-            .map(|_| vec![0u8; l.tstate_read()])
-            .collect();
-        let mut frames = vec![[0u8; 8]; self.known.len()];
-        let mut windows: Vec<Vec<Window>> = self
-            .known
-            .iter()
-            .map(|k| {
-                k.windows
+            .map(|k| Again {
+                state: k.state,
+                cframe: k.cframe,
+                bytes: vec![0u8; l.tstate_read()],
+                frame: [0u8; 8],
+                windows: k
+                    .windows
                     .iter()
                     .map(|&(start, len)| Window {
                         start,
                         bytes: vec![0u8; len],
                     })
-                    .collect()
+                    .collect(),
             })
             .collect();
         let mut parts: Vec<(u64, &mut [u8])> =
@@ -334,49 +300,65 @@ impl Walker {
         if self.gil != 0 {
             parts.push((self.gil, &mut gil[..self.gil_len()]));
         }
-        for (k, bytes) in self.known.iter().zip(states.iter_mut()) {
-            parts.push((k.state, &mut bytes[..]));
-        }
-        if let Some(current) = l.cframe_current_frame {
-            for (k, frame) in self.known.iter().zip(frames.iter_mut()) {
-                if k.cframe != 0 {
-                    parts.push((k.cframe.wrapping_add(current), &mut frame[..]));
-                }
+        let heads = parts.len();
+        for a in &mut again {
+            parts.push((a.state, &mut a.bytes[..]));
+            if let (Some(current), true) = (l.cframe_current_frame, a.cframe != 0) {
+                parts.push((a.cframe.wrapping_add(current), &mut a.frame[..]));
             }
-        }
-        for w in windows.iter_mut().flatten() {
-            parts.push((w.start, &mut w.bytes[..]));
+            for w in &mut a.windows {
+                parts.push((w.start, &mut w.bytes[..]));
+            }
         }
         let wanted = parts.len();
-        if self.mem.read_many(&mut parts) < wanted {
-            return None;
+        let filled = self.mem.read_many(&mut parts);
+        if filled < heads {
+            return Err(Unreadable(self.interp));
         }
-        if u64::from_ne_bytes(first) != self.known[0].state {
-            return None;
+        if filled < wanted {
+            // A known state's memory is gone: read the list one by one.
+            again.clear();
         }
-        let mut threads = Vec::with_capacity(self.known.len());
-        let read = states.into_iter().zip(frames).zip(windows);
-        for (i, ((bytes, frame), windows)) in read.enumerate() {
-            let Known { state, cframe, .. } = self.known[i];
-            let next = self.known.get(i + 1).map_or(0, |k| k.state);
-            if u64_at(&bytes, l.tstate_next) != next {
-                return None;
+        let mut again: HashMap<u64, Again> = again.into_iter().map(|a| (a.state, a)).collect();
+        let holder = self.holder(&gil);
+        let mut state = u64::from_ne_bytes(first);
+        let mut threads = Vec::new();
+        while state != 0 {
+            if threads.len() > MAX_CHAIN {
+                return Err(Unreadable(state));
             }
-            let frame = match l.cframe_current_frame {
-                Some(_) if u64_at(&bytes, l.tstate_frame) != cframe => return None,
-                Some(_) if cframe == 0 => 0,
-                Some(_) => u64::from_ne_bytes(frame),
-                None => u64_at(&bytes, l.tstate_frame),
+            let (bytes, known_frame, windows) = match again.remove(&state) {
+                Some(a) => (
+                    a.bytes,
+                    Some((a.cframe, a.frame)),
+                    Windows { read: a.windows },
+                ),
+                None => {
+                    let mut bytes = vec![0u8; l.tstate_read()];
+                    self.mem.read(state, &mut bytes)?;
+                    (bytes, None, Windows::default())
+                }
             };
+            let mut frame = u64_at(&bytes, l.tstate_frame);
+            let mut cframe = 0;
+            if let (Some(current), true) = (l.cframe_current_frame, frame != 0) {
+                cframe = frame;
+                frame = match known_frame {
+                    Some((known, f)) if known == cframe => u64::from_ne_bytes(f),
+                    _ => self.mem.u64(frame.wrapping_add(current))?,
+                };
+            }
+            let next = u64_at(&bytes, l.tstate_next);
             threads.push(ThreadRead {
                 state,
                 bytes,
                 frame,
                 cframe,
-                windows: Windows { read: windows },
+                windows,
             });
+            state = next;
         }
-        Some((threads, self.holder(&gil)))
+        Ok((threads, holder))
     }
 
     /// Bytes of the GIL's state read: 3.12+ the runtime's GIL state up to its holder and lock
