@@ -5,6 +5,7 @@
 #   bench/run.sh record_overhead      # only the named ones
 #   RUNS=9 bench/run.sh               # more alternating runs per setting (default 7)
 #   OLD_CPUPROF=/path/to/cpuprof bench/run.sh churn builds_matmul python_pool
+#   POOL_SETTINGS="default --rate=50 py-spy" bench/run.sh python_pool   # what the pool compares
 #                                     # process churn, the matmul and the Python pool, this
 #                                     # build beside another
 #   BENCH_SETTINGS="--no-stacks --no-switches default" bench/run.sh record_overhead
@@ -236,7 +237,9 @@ bench_python_pool() {
     local workload=("$venv/python" examples/pool_matmul.py fixed --workers 2 --size 1024 --tasks 48)
     local base=() base_script=() line i s json
     declare -A pwall=() pscript=() pcpu=()
-    local settings=(default --no-stacks py-spy)
+    # POOL_SETTINGS: other cpuprof options to compare, one word each (`--rate=50`).
+    # shellcheck disable=SC2206
+    local settings=(${POOL_SETTINGS:-default --no-stacks py-spy})
     # With OLD_CPUPROF, that build's default recording alternates with the others too.
     [ -z "${OLD_CPUPROF:-}" ] || settings+=(old)
     "${workload[@]}" >/dev/null

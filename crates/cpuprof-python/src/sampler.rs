@@ -259,6 +259,11 @@ impl<S: PidSource> PythonSampler<S> {
             keep
         });
         for pid in pids {
+            // A process none of whose threads ran cannot have exec'd or exited either: its
+            // `stat` need not be read.
+            if self.reuse(pid) {
+                continue;
+            }
             // Gone or a zombie: nothing to read (its samples so far are kept).
             let Some(seen) = self.look(pid) else {
                 self.targets.remove(&pid);
@@ -304,6 +309,36 @@ impl<S: PidSource> PythonSampler<S> {
         if !self.outbox.is_empty() {
             let _ = self.tx.send(Event::Batch(std::mem::take(&mut self.outbox)));
         }
+    }
+
+    /// Samples `pid` again from its last read when that still holds, and says whether it
+    /// did. A stack changes only while its thread runs: when none of the process's Python
+    /// threads used CPU since the last read, that read still holds (an idle pool parent, a
+    /// worker waiting for its next task).
+    fn reuse(&mut self, pid: Pid) -> bool {
+        let Some(Target {
+            state: State::Sampling { last, .. },
+            ..
+        }) = self.targets.get_mut(&pid)
+        else {
+            return false;
+        };
+        let Some(l) = last.as_ref() else {
+            return false;
+        };
+        let now = clock_ns();
+        let holds = now.saturating_sub(l.t) < REUSE_MAX_NS
+            && l.cpu
+                .iter()
+                .all(|&(tid, c)| thread_cpu(&mut self.reader, pid, tid) == Some(c));
+        if !holds {
+            *last = None;
+            return false;
+        }
+        self.stats.reused += 1;
+        self.stats.samples += l.events.len() as u64;
+        self.outbox.extend(l.events.iter().map(|e| l.again(e, now)));
+        true
     }
 
     /// What this tick's read of `pid`'s `stat` says; `None` when it is gone or a zombie.
@@ -386,22 +421,6 @@ impl<S: PidSource> PythonSampler<S> {
                 threads,
                 last,
             } => {
-                // A stack changes only while its thread runs: when none of the process's
-                // Python threads used CPU since the last read, that read still holds (an
-                // idle pool parent, a worker waiting for its next task).
-                let now = clock_ns();
-                if let Some(l) = last.as_ref() {
-                    if now.saturating_sub(l.t) < REUSE_MAX_NS
-                        && l.cpu
-                            .iter()
-                            .all(|&(tid, c)| thread_cpu(&mut self.reader, pid, tid) == Some(c))
-                    {
-                        self.stats.reused += 1;
-                        self.stats.samples += l.events.len() as u64;
-                        self.outbox.extend(l.events.iter().map(|e| l.again(e, now)));
-                        return;
-                    }
-                }
                 *last = None;
                 if let Some(names) = &parent_names {
                     reader.learn_names(names);

@@ -7,29 +7,45 @@
 /// Sorted function symbols of one file, addresses as stated in the file (SVMAs). The names sit
 /// in one buffer: a large library has tens of thousands of symbols, and one allocation each was
 /// most of the time it took to build its table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct SymbolTable {
     starts: Vec<u64>,
     ends: Vec<u64>,
     /// Where each name ends in `text`.
     name_ends: Vec<usize>,
-    text: String,
+    /// The names as the file has them; a name is checked to be UTF-8 when it is looked up
+    /// (a check of every name was a sixth of the time the table took to build).
+    text: Vec<u8>,
 }
 
 impl SymbolTable {
     /// Builds a table from `(address, size, name, section_end)` entries; the first entry of
     /// two at the same address wins (so callers put `.symtab` before `.dynsym`).
-    pub fn new<S: AsRef<str>>(mut entries: Vec<(u64, u64, S, u64)>) -> Self {
-        // Stable sort keeps the caller's preference among equal addresses.
-        entries.sort_by_key(|e| e.0);
-        entries.dedup_by_key(|e| e.0);
+    pub fn new<S: AsRef<[u8]>>(entries: Vec<(u64, u64, S, u64)>) -> Self {
+        // Sorted as (address, position) pairs: the first of each address is the caller's
+        // preference, and sorting 16-byte keys without stability is a third of the time of
+        // sorting the entries themselves (a BLAS library has ~25 000 of them).
+        let mut order: Vec<(u64, u32)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.0, i as u32))
+            .collect();
+        order.sort_unstable();
+        order.dedup_by_key(|e| e.0);
         let mut t = SymbolTable {
-            text: String::with_capacity(entries.iter().map(|e| e.2.as_ref().len()).sum()),
-            ..SymbolTable::default()
+            starts: Vec::with_capacity(order.len()),
+            ends: Vec::with_capacity(order.len()),
+            name_ends: Vec::with_capacity(order.len()),
+            text: Vec::with_capacity(
+                order
+                    .iter()
+                    .map(|&(_, i)| entries[i as usize].2.as_ref().len())
+                    .sum(),
+            ),
         };
-        for i in 0..entries.len() {
-            let (start, size, ref name, section_end) = entries[i];
-            let next = entries.get(i + 1).map_or(u64::MAX, |e| e.0);
+        for (k, &(start, i)) in order.iter().enumerate() {
+            let (_, size, ref name, section_end) = entries[i as usize];
+            let next = order.get(k + 1).map_or(u64::MAX, |e| e.0);
             let end = if size > 0 {
                 start + size
             } else {
@@ -37,7 +53,7 @@ impl SymbolTable {
             };
             t.starts.push(start);
             t.ends.push(end);
-            t.text.push_str(name.as_ref());
+            t.text.extend_from_slice(name.as_ref());
             t.name_ends.push(t.text.len());
         }
         t
@@ -47,7 +63,8 @@ impl SymbolTable {
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
         let i = self.starts.partition_point(|&s| s <= addr).checked_sub(1)?;
         let from = i.checked_sub(1).map_or(0, |j| self.name_ends[j]);
-        (addr < self.ends[i]).then(|| (&self.text[from..self.name_ends[i]], addr - self.starts[i]))
+        let name = std::str::from_utf8(&self.text[from..self.name_ends[i]]).ok()?;
+        (addr < self.ends[i]).then_some((name, addr - self.starts[i]))
     }
 
     /// The address range of the symbol named `name` (a linear search: for the few symbols
@@ -55,7 +72,7 @@ impl SymbolTable {
     pub fn range_of(&self, name: &str) -> Option<std::ops::Range<u64>> {
         let mut from = 0;
         for (i, &end) in self.name_ends.iter().enumerate() {
-            if &self.text[from..end] == name {
+            if &self.text[from..end] == name.as_bytes() {
                 return Some(self.starts[i]..self.ends[i]);
             }
             from = end;

@@ -296,8 +296,8 @@ impl Symbolizer {
                 .map(|&(ra, _, sp)| (sp - 8, ra))
                 .collect();
             if let (Some(memory), Some((r, a))) = (memory, walker.resume.take()) {
-                if LiveStack::still_matches(memory, &slots) {
-                    *live.borrow_mut() = Some(LiveStack::new(memory, copy_end));
+                if let Some(resumed) = LiveStack::resume(memory, &slots, copy_end) {
+                    *live.borrow_mut() = Some(resumed);
                     past_end.set(false);
                     let cut = out.len();
                     end = walker.walk(r, a, &mut out);
@@ -574,10 +574,11 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
     /// Whether a call through the pointer at `slot` (a GOT entry) may end in `callee`: the
     /// pointer leads into the callee's library. Unreadable: the benefit of the doubt.
     fn slot_may_reach(&self, slot: u64, callee: u64) -> bool {
-        let Some(dest) = self.memory.and_then(|m| m.word(slot)) else {
-            return true;
-        };
-        dest == callee || self.same_library(dest, callee)
+        let reaches = |dest: u64| dest == callee || self.same_library(dest, callee);
+        match self.memory.and_then(|m| m.pointer(slot, reaches)) {
+            Some(dest) => reaches(dest),
+            None => true,
+        }
     }
 
     /// Whether two addresses lie in the same library, when both are known.
@@ -616,14 +617,14 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         else {
             return true;
         };
-        let Some(dest) = memory.word(slot) else {
-            return true;
+        // Still the lazy-binding stub of the same PLT (not resolved yet), or resolved to the
+        // callee.
+        let may = |dest: u64| {
+            self.space.find(dest).is_some_and(|d| std::ptr::eq(d, t))
+                || dest == callee
+                || self.same_library(dest, callee)
         };
-        // Still the lazy-binding stub of the same PLT: not resolved yet.
-        if self.space.find(dest).is_some_and(|d| std::ptr::eq(d, t)) {
-            return true;
-        }
-        dest == callee || self.same_library(dest, callee)
+        memory.pointer(slot, may).is_none_or(may)
     }
 }
 
