@@ -135,6 +135,11 @@ impl Session {
     /// here), then [`Session::release`].
     pub fn launch(target: Target, opts: Options) -> Result<Session> {
         let origin = monotonic_ns();
+        // The kernel's wait for perf's scheduler hooks passes while the rest gets ready.
+        let warm_up = opts
+            .perf
+            .as_ref()
+            .map(|_| cpuprof_collect::perf::WarmUp::start());
         let start_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -259,6 +264,7 @@ impl Session {
                 }
             }
         };
+        drop(warm_up);
 
         // Which source gives the final figures of tasks that end (docs/summary-json.md).
         let accounting = if exits_handle.is_some() {

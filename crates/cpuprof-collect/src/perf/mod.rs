@@ -32,6 +32,7 @@ mod period;
 mod records;
 mod ring;
 mod sampler;
+mod warm_up;
 
 pub use cpuprof_symbols::InterpretedPids;
 pub use error::PerfError;
@@ -39,3 +40,4 @@ pub use period::effective_rate;
 pub use sampler::{
     PerfOptions, PerfSampler, PerfStats, PerfTarget, DEFAULT_RATE_HZ, DEFAULT_STACK_BYTES,
 };
+pub use warm_up::WarmUp;

@@ -152,7 +152,7 @@ impl PerfSampler {
     /// Opens the ring buffers and the events. `Err` means no perf at all: turn it into one
     /// `Event::Notice` ([`PerfError::notice`]) and record procfs data only.
     pub fn open(target: PerfTarget, opts: &PerfOptions) -> Result<PerfSampler, PerfError> {
-        if std::env::var_os("CPUPROF_DISABLE_PERF").is_some_and(|v| !v.is_empty() && v != "0") {
+        if disabled_by_env() {
             return Err(PerfError::Disabled);
         }
         let target_pid = match &target {
@@ -600,6 +600,11 @@ fn map_ring(owner: OwnedFd, cpu: u32, mut pages: usize) -> Result<Ring, PerfErro
             Err(source) => return Err(PerfError::Mmap { cpu, source }),
         }
     }
+}
+
+/// `CPUPROF_DISABLE_PERF` set (not empty, not 0): record as if perf were refused.
+pub(super) fn disabled_by_env() -> bool {
+    std::env::var_os("CPUPROF_DISABLE_PERF").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 #[cfg(test)]
