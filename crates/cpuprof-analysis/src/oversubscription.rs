@@ -238,7 +238,8 @@ pub fn check(cx: &Context) -> Option<Over> {
     // fix it does that work itself, so its spinning turns into progress whether or not another
     // thread wanted the core. A pool worker spinning for its next job waits for work that is
     // not there: it delays the program only by taking a core another thread waited for
-    // ([`spin::contended_s`]).
+    // ([`spin::contended_s`]); a worker waiting inside a call for a partner's share of it (an
+    // OpenBLAS worker in `inner_thread`) is a caller's case ([`spin::delaying_s`]).
     // The samples tell the waste of pools that spin in known loops ([`crate::waitloops`]) and
     // of pools that block (they waste none); the others' (Rayon's, an unknown pool's) is
     // modelled.
@@ -262,9 +263,7 @@ pub fn check(cx: &Context) -> Option<Over> {
     };
     let spin = if sampled {
         let all = spin::spin_s(cx, ours, counts);
-        let callers = spin::spin_s(cx, |s| ours(s) && !worker(s), counts);
-        let workers = spin::contended_s(cx, |s| ours(s) && worker(s), counts);
-        Some((all, callers + workers))
+        Some((all, spin::delaying_s(cx, ours, worker, counts)))
     } else {
         None
     };

@@ -96,6 +96,32 @@ fn wait_runtime(
     })
 }
 
+/// Whether a sample's stack waits inside a call ([`waitloops::waits_in_call`]).
+fn in_call(cx: &Context, s: &Sample) -> bool {
+    s.stack.is_some_and(|stack| {
+        let ids = cx.profile.stacks.frames_of(stack);
+        let frames: Vec<_> = ids.iter().map(|i| cx.profile.stacks.frame(*i)).collect();
+        waitloops::waits_in_call(&frames)
+    })
+}
+
+/// CPU seconds of the spinning `keep` selects (in the loops of the runtimes `counts`
+/// accepts) that delayed the program: all of it where a thread waits inside a call for its
+/// partners' share — a caller of the pool (`worker` false), or a worker in a call's own
+/// synchronisation ([`waitloops::waits_in_call`]): with the fix one thread does the whole
+/// call — and a worker's wait for its next piece of work where it took a core another thread
+/// wanted ([`contended_s`]).
+pub fn delaying_s(
+    cx: &Context,
+    keep: impl Fn(&Sample) -> bool,
+    worker: impl Fn(&Sample) -> bool,
+    counts: impl Fn(&Runtime) -> bool,
+) -> f64 {
+    let waiting_in_call = |s: &Sample| !worker(s) || in_call(cx, s);
+    spin_s(cx, |s| keep(s) && waiting_in_call(s), &counts)
+        + contended_s(cx, |s| keep(s) && !waiting_in_call(s), &counts)
+}
+
 /// CPU seconds of the spinning `keep` selects, in the wait loops of the runtimes `counts`
 /// accepts, that took a core another thread wanted: in each bin of the demand timeline, the
 /// spin up to the demand beyond the budget (the threads that waited for a core then).
@@ -269,6 +295,39 @@ mod tests {
         p.processes[0].threads.push(busy_thread(12, 1.0, 0.1, 0.9));
         let cx = Context::new(&p);
         assert_eq!(contended_s(&cx, |_| true, |r| r.name == "numexpr"), 0.0);
+    }
+
+    #[test]
+    fn a_worker_waiting_inside_a_call_delays_the_program_without_contention() {
+        // Thread 11 is the pool's worker; nobody else wants a core (2 threads, 2 cores).
+        let delaying = |wait: &str| {
+            let mut p = profile_with(
+                2,
+                vec![(
+                    10,
+                    vec![
+                        busy_thread(10, 1.0, 1.0, 0.0),
+                        busy_thread(11, 1.0, 1.0, 0.0),
+                    ],
+                )],
+            );
+            p.meta.sample_rate_hz = Some(100);
+            with_library(&mut p, 10, OB);
+            let start = native("start_thread", "/lib/libc.so.6");
+            add_samples(
+                &mut p,
+                10,
+                11,
+                &[start, native("blas_thread_server", OB), native(wait, OB)],
+                50,
+            );
+            let cx = Context::new(&p);
+            delaying_s(&cx, |_| true, |s| s.tid == 11, |_| true)
+        };
+        // Waiting in `inner_thread` for the partner's share of the call: all of it.
+        assert!((delaying("inner_thread") - 0.5).abs() < 1e-6);
+        // Polling for the next call with a core to spare: none of it.
+        assert!(delaying("blas_thread_server").abs() < 1e-9);
     }
 
     #[test]

@@ -13,6 +13,10 @@ use crate::runtimes::{self, Family, Runtime, GNU_OPENMP, LLVM_OPENMP, OPENBLAS};
 /// OpenBLAS functions whose self time is waiting: the worker's poll loop, the caller waiting
 /// for its workers, and `inner_thread`'s own synchronisation (its work is in kernels it calls).
 const OPENBLAS_WAIT: &[&str] = &["blas_thread_server", "exec_blas_async_wait", "inner_thread"];
+/// Of those, the waits inside a call, for the partners' share of it: the caller's for its
+/// workers, and `inner_thread`'s for the panels the other threads of the call pack (OpenBLAS
+/// `driver/level3/level3_thread.c`). A worker in `blas_thread_server` waits for a next call.
+const OPENBLAS_IN_CALL: &[&str] = &["exec_blas_async_wait", "inner_thread"];
 /// libgomp's barrier and lock slow paths (the spin of `do_spin` is inlined into them) and
 /// the worker's idle loop.
 const GOMP_WAIT: &[&str] = &[
@@ -92,6 +96,17 @@ pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
         return Some(rt);
     }
     None
+}
+
+/// Whether the innermost user frame of this stack (root first) is a wait inside a call for
+/// the partners' share of it ([`OPENBLAS_IN_CALL`]), rather than a worker's wait for work. Only
+/// OpenBLAS's are told apart: OpenMP's barriers serve both, and Debian's builds name neither.
+pub fn waits_in_call(frames: &[&Frame]) -> bool {
+    frames
+        .iter()
+        .rev()
+        .find(|f| f.kind != FrameKind::Kernel)
+        .is_some_and(|leaf| OPENBLAS_IN_CALL.contains(&bare(&leaf.name)))
 }
 
 /// Whether waiting in `wait`'s loops is `pool`'s waiting: its own loops, or an OpenMP

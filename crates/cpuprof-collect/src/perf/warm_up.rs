@@ -51,7 +51,12 @@ mod tests {
     #[test]
     fn warming_up_opens_its_event_where_any_is_allowed() {
         let mut w = WarmUp::start();
-        let fd = w.thread.take().expect("thread started").join().expect("no panic");
+        let fd = w
+            .thread
+            .take()
+            .expect("thread started")
+            .join()
+            .expect("no panic");
         // A user-space event on oneself is allowed up to perf_event_paranoid 2 (and to root).
         let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
             .ok()
