@@ -1,11 +1,13 @@
 //! The executable mappings of one process and the framehop unwinder that knows their
 //! unwind sections.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Instant;
 
 use framehop::x86_64::UnwinderX86_64;
 use framehop::{Module, Unwinder};
+use rustc_hash::FxHashMap;
 
 use crate::library::{Library, SectionData};
 use crate::maps::Mapping;
@@ -30,6 +32,10 @@ pub struct AddressSpace {
     pub unwinder: UnwinderX86_64<SectionData>,
     /// When `/proc/PID/maps` was last read for this process.
     pub refreshed: Option<Instant>,
+    /// Where stack scans found their return address, by the function scanned from: its
+    /// distance above the stack pointer and the return address, the last few call sites'
+    /// (see `Walker::scan`).
+    pub scan_hints: RefCell<FxHashMap<u64, Vec<(u64, u64)>>>,
 }
 
 impl AddressSpace {

@@ -87,6 +87,9 @@ type Walk = Vec<(u64, bool, u64)>;
 const COMPLETE_STACKS: usize = 16;
 /// Stack scans per sample (each skips one frame without unwind information).
 const MAX_SCANS: u64 = 2;
+/// Call sites remembered per function a scan starts from (an OpenBLAS kernel is called from
+/// two places in its driver, taking turns).
+const SCAN_HINTS: usize = 4;
 /// Words of stack a scan looks at: the whole 64 KB copy. OpenBLAS's Haswell kernels move the
 /// stack pointer down by a page-aligned buffer before doing any work; on the main thread the
 /// caller's return address was measured 32.9 KiB above it, beyond the 32 KiB this used to be
@@ -499,12 +502,27 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
             .unwrap_or(&[]);
         let words = copied.chunks_exact(8).take(SCAN_WORDS as usize);
         let in_copy = words.len() as u64;
-        let mut found = None;
-        for (i, word) in words.enumerate() {
-            let value = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
-            if code.contains(&value) && self.is_return_address(value, callee) {
-                found = Some((sp + i as u64 * 8, value));
-                break;
+        // Where the last scan from this function found its caller: the same call site puts
+        // its return address at the same distance (an OpenBLAS kernel's is ~32 KiB up, past
+        // the packed panels: 4 000 words scanned a sample). The same return address there,
+        // checked as any found word is, ends the scan; anything else scans.
+        let hints = callee
+            .and_then(|c| self.space.scan_hints.borrow().get(&c).cloned())
+            .unwrap_or_default();
+        let hint = hints.iter().find_map(|&(distance, value)| {
+            let word = copied.get(distance as usize..distance as usize + 8)?;
+            (u64::from_le_bytes(word.try_into().ok()?) == value
+                && self.is_return_address(value, callee))
+            .then_some((sp + distance, value))
+        });
+        let mut found = hint;
+        if found.is_none() {
+            for (i, word) in words.enumerate() {
+                let value = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
+                if code.contains(&value) && self.is_return_address(value, callee) {
+                    found = Some((sp + i as u64 * 8, value));
+                    break;
+                }
             }
         }
         if found.is_none() {
@@ -518,6 +536,12 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
                     break;
                 }
             }
+        }
+        if let (Some(c), Some((slot, value)), None) = (callee, found, hint) {
+            let mut hints = self.space.scan_hints.borrow_mut();
+            let known = hints.entry(c).or_default();
+            known.insert(0, (slot - sp, value));
+            known.truncate(SCAN_HINTS);
         }
         if let Some((slot, value)) = found {
             if let Some(next) = FrameAddress::from_return_address(value) {
