@@ -410,9 +410,11 @@ fn the_walker_reads_what_py_spy_reads_on_every_cpython() {
             // py-spy marks the GIL on every thread state with the holder's thread id, the
             // walker on the holder's state alone: they differ while a thread is being started
             // (its new state carries its creator's id until it runs). Compared by thread id.
+            // py-spy also says "no holder" as thread id 0 (`get_gil_threadid`), which a state
+            // whose thread has not set its id yet matches: id 0 owns nothing.
             let gil: std::collections::HashSet<u64> = traces
                 .iter()
-                .filter(|t| t.owns_gil)
+                .filter(|t| t.owns_gil && t.thread_id != 0)
                 .map(|t| t.thread_id)
                 .collect();
             let mut v: Vec<_> = traces

@@ -120,6 +120,18 @@ struct Windows {
 struct Window {
     start: u64,
     bytes: Vec<u8>,
+    /// The part frames were taken from (offsets into `bytes`): what is worth reading again.
+    used: Option<(usize, usize)>,
+}
+
+impl Window {
+    fn new(start: u64, bytes: Vec<u8>) -> Window {
+        Window {
+            start,
+            bytes,
+            used: None,
+        }
+    }
 }
 
 impl Windows {
@@ -145,28 +157,33 @@ impl Windows {
                 let start = addr.saturating_sub(below as u64);
                 let mut bytes = vec![0u8; (end - start) as usize];
                 let w = if mem.read(start, &mut bytes).is_ok() {
-                    Window { start, bytes }
+                    Window::new(start, bytes)
                 } else {
                     bytes.resize(n, 0);
                     mem.read(addr, &mut bytes)?;
-                    Window { start: addr, bytes }
+                    Window::new(addr, bytes)
                 };
                 self.read.push(w);
                 self.read.len() - 1
             }
         };
-        let w = &self.read[i];
+        let w = &mut self.read[i];
         let at = (addr - w.start) as usize;
+        w.used = Some(
+            w.used
+                .map_or((at, at + n), |(lo, hi)| (lo.min(at), hi.max(at + n))),
+        );
         Ok(&w.bytes[at..at + n])
     }
 
-    /// Where the windows are, to read them again at the next read ([`MAX_REREAD`] bytes at
-    /// most).
+    /// Where the frames were found in the windows, to read those parts again at the next read
+    /// ([`MAX_REREAD`] bytes at most): a busy NumPy worker's dozen frames take ~1 KiB of the
+    /// 4 KiB windows, and every page more is another page the kernel pins for the read.
     fn ranges(&self) -> Ranges {
         let mut total = 0;
         self.read
             .iter()
-            .map(|w| (w.start, w.bytes.len()))
+            .filter_map(|w| w.used.map(|(lo, hi)| (w.start + lo as u64, hi - lo)))
             .take_while(|&(_, len)| {
                 total += len;
                 total <= MAX_REREAD
@@ -288,10 +305,7 @@ impl Walker {
                 windows: k
                     .windows
                     .iter()
-                    .map(|&(start, len)| Window {
-                        start,
-                        bytes: vec![0u8; len],
-                    })
+                    .map(|&(start, len)| Window::new(start, vec![0u8; len]))
                     .collect(),
             })
             .collect();
@@ -618,14 +632,15 @@ mod tests {
         let mut w = Windows::default();
         let top = base + 8 * 1000;
         assert_eq!(u64_at(w.frame(&me, top, 16, true).unwrap(), 0), 1000);
-        let ranges = w.ranges();
-        assert_eq!(ranges.len(), 1);
+        // Read again next time: only what frames were taken from.
+        assert_eq!(w.ranges(), vec![(top, 16)]);
         // A caller's frame below it comes from the same read.
         assert_eq!(
             u64_at(w.frame(&me, base + 8 * 600, 16, true).unwrap(), 8),
             601
         );
-        assert_eq!(w.ranges(), ranges);
+        let ranges = w.ranges();
+        assert_eq!(ranges, vec![(base + 8 * 600, 8 * 400 + 16)]);
         for wild in [u64::MAX - 3, u64::MAX - 200, 8] {
             assert!(w.frame(&me, wild, 16, true).is_err());
         }
@@ -641,10 +656,7 @@ mod tests {
         assert_eq!(w.ranges().len(), 2);
         // Windows read again at the next read are used as read.
         let mut again = Windows {
-            read: vec![Window {
-                start: top,
-                bytes: 7u64.to_ne_bytes().repeat(2),
-            }],
+            read: vec![Window::new(top, 7u64.to_ne_bytes().repeat(2))],
         };
         assert_eq!(u64_at(again.frame(&me, top, 16, true).unwrap(), 0), 7);
     }
