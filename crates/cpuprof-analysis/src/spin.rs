@@ -221,7 +221,9 @@ mod tests {
 
     const OB: &str = "/v/numpy.libs/libscipy_openblas64_-1.so";
 
-    fn profile(spin: u64, work: u64) -> cpuprof_model::Profile {
+    /// Process 10 on 2 cores: threads 10 and 11, busy all along, sampled at 100 Hz, with
+    /// OpenBLAS mapped.
+    fn two_threads() -> cpuprof_model::Profile {
         let mut p = profile_with(
             2,
             vec![(
@@ -234,6 +236,11 @@ mod tests {
         );
         p.meta.sample_rate_hz = Some(100);
         with_library(&mut p, 10, OB);
+        p
+    }
+
+    fn profile(spin: u64, work: u64) -> cpuprof_model::Profile {
+        let mut p = two_threads();
         let start = native("start_thread", "/lib/libc.so.6");
         add_samples(
             &mut p,
@@ -301,18 +308,7 @@ mod tests {
     fn a_worker_waiting_inside_a_call_delays_the_program_without_contention() {
         // Thread 11 is the pool's worker; nobody else wants a core (2 threads, 2 cores).
         let delaying = |wait: &str| {
-            let mut p = profile_with(
-                2,
-                vec![(
-                    10,
-                    vec![
-                        busy_thread(10, 1.0, 1.0, 0.0),
-                        busy_thread(11, 1.0, 1.0, 0.0),
-                    ],
-                )],
-            );
-            p.meta.sample_rate_hz = Some(100);
-            with_library(&mut p, 10, OB);
+            let mut p = two_threads();
             let start = native("start_thread", "/lib/libc.so.6");
             add_samples(
                 &mut p,
