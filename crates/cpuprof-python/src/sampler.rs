@@ -368,15 +368,18 @@ impl<S: PidSource> PythonSampler<S> {
             }
         }
         // A forked child's unnamed threads: what its parent knows of them now.
-        let parent_names = self
-            .targets
-            .get(&pid)
-            .filter(|t| matches!(&t.state, State::Sampling { reader, .. } if reader.lacks_names()))
-            .and_then(|t| self.targets.get(&t.seen.ppid))
-            .and_then(|p| match &p.state {
-                State::Sampling { reader, .. } => Some(reader.thread_names().clone()),
-                _ => None,
-            });
+        let ppid = self.targets.get(&pid).map_or(pid, |t| t.seen.ppid);
+        if ppid != pid {
+            if let [Some(child), Some(parent)] = self.targets.get_disjoint_mut([&pid, &ppid]) {
+                if let (State::Sampling { reader, .. }, State::Sampling { reader: known, .. }) =
+                    (&mut child.state, &parent.state)
+                {
+                    if reader.lacks_names() {
+                        reader.learn_names(known.thread_names());
+                    }
+                }
+            }
+        }
         let Some(target) = self.targets.get_mut(&pid) else {
             return;
         };
@@ -422,9 +425,6 @@ impl<S: PidSource> PythonSampler<S> {
                 last,
             } => {
                 *last = None;
-                if let Some(names) = &parent_names {
-                    reader.learn_names(names);
-                }
                 let before = clock_ns();
                 let paused = if blocking { pause(pid, history) } else { None };
                 let (result, how) = reader.read(&config);

@@ -506,14 +506,14 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walker<'_, F> {
         // its return address at the same distance (an OpenBLAS kernel's is ~32 KiB up, past
         // the packed panels: 4 000 words scanned a sample). The same return address there,
         // checked as any found word is, ends the scan; anything else scans.
-        let hints = callee
-            .and_then(|c| self.space.scan_hints.borrow().get(&c).cloned())
-            .unwrap_or_default();
-        let hint = hints.iter().find_map(|&(distance, value)| {
-            let word = copied.get(distance as usize..distance as usize + 8)?;
-            (u64::from_le_bytes(word.try_into().ok()?) == value
-                && self.is_return_address(value, callee))
-            .then_some((sp + distance, value))
+        let hint = callee.and_then(|c| {
+            let hints = self.space.scan_hints.borrow();
+            hints.get(&c)?.iter().find_map(|&(distance, value)| {
+                let word = copied.get(distance as usize..distance as usize + 8)?;
+                (u64::from_le_bytes(word.try_into().ok()?) == value
+                    && self.is_return_address(value, callee))
+                .then_some((sp + distance, value))
+            })
         });
         let mut found = hint;
         if found.is_none() {
