@@ -10,9 +10,10 @@ fix's variable), then RUNS alternating timed runs of the program as it is and wi
 its environment, without cpuprof (the measured saving is the difference of the medians, with
 the range of the pairwise differences), each with its CPU time (the children's rusage: the
 CPU saved divided by the cores is what the wall estimate models). The recordings' own wall
-time is shown beside the unprofiled one: a program that runs differently when recorded (a
-chaotic one) has its estimate made for the run that was recorded. Prints a Markdown table for
-docs/findings.md.
+time is shown beside the unprofiled one, each with its range: a program whose run time varies
+from run to run (a chaotic one, `CHAOTIC` below) has its estimate made for the runs that were
+recorded, and gets more recordings and runs so that both medians are of the same spread.
+Prints a Markdown table for docs/findings.md.
 Expects release binaries (`make build`) and `make setup` (the .venv with the libraries).
 Standard library only.
 """
@@ -59,36 +60,44 @@ def compile_programs(work):
     return out
 
 
+# How many times more recordings and runs a chaotic case gets: the dgemm on the OpenMP OpenBLAS
+# runs anywhere from 1.9 to 4.9 s as it is, recorded or not (two processes whose OpenMP
+# barriers spin against each other: alternating runs of each, 2026-12-02), so the median of 3
+# recordings or of 5 runs lands anywhere in that range and an estimate made from one run is
+# compared with the saving of others.
+CHAOTIC = 3
+
+
 def cases(progs):
-    """(name, argv, fix environment) of every case."""
+    """(name, argv, fix environment, how many times RUNS and RECORDINGS) of every case."""
     two = lambda exe, *args: ["sh", "-c", f"{exe} {' '.join(args)} & {exe} {' '.join(args)}; wait"]
     out = [
         ("matmul --procs 2 --size 256", [MATMUL, "--procs", "2", "--size", "256", "--iters",
                                          "600", "--threads", "auto"],
-         {"OPENBLAS_NUM_THREADS": "1"}),
+         {"OPENBLAS_NUM_THREADS": "1"}, 1),
         ("matmul --procs 2 --size 2048", [MATMUL, "--procs", "2", "--size", "2048", "--iters",
                                           "6", "--threads", "auto"],
-         {"OPENBLAS_NUM_THREADS": "1"}),
+         {"OPENBLAS_NUM_THREADS": "1"}, 1),
         ("pool_matmul.py (multiprocessing, NumPy)", [PY, os.path.join(EX, "pool_matmul.py"),
                                                      "--size", "512", "--tasks", "64"],
-         {"OPENBLAS_NUM_THREADS": "1"}),
+         {"OPENBLAS_NUM_THREADS": "1"}, 1),
         ("threads_blas.py executor", [PY, os.path.join(EX, "threads_blas.py"), "executor",
                                       "--tasks", "120"],
-         {"OPENBLAS_NUM_THREADS": "1"}),
+         {"OPENBLAS_NUM_THREADS": "1"}, 1),
         ("threads_blas.py joblib (threading)", [PY, os.path.join(EX, "threads_blas.py"),
                                                 "joblib", "--tasks", "120"],
-         {"OPENBLAS_NUM_THREADS": "1"}),
+         {"OPENBLAS_NUM_THREADS": "1"}, 1),
         ("polars_pool.py", [PY, os.path.join(EX, "polars_pool.py")],
-         {"POLARS_MAX_THREADS": "1"}),
+         {"POLARS_MAX_THREADS": "1"}, 1),
         ("numexpr_pool.py", [PY, os.path.join(EX, "numexpr_pool.py")],
-         {"NUMEXPR_NUM_THREADS": "1"}),
+         {"NUMEXPR_NUM_THREADS": "1"}, 1),
     ]
     if "dgemm_openmp" in progs:
         out.append(("dgemm on OpenBLAS (OpenMP build), 2 processes",
-                    two(progs["dgemm_openmp"], "256", "600"), {"OMP_NUM_THREADS": "1"}))
+                    two(progs["dgemm_openmp"], "256", "600"), {"OMP_NUM_THREADS": "1"}, CHAOTIC))
     if "omp_llvm" in progs:
         out.append(("clang -fopenmp regions, 2 processes",
-                    two(progs["omp_llvm"], "70000"), {"OMP_NUM_THREADS": "1"}))
+                    two(progs["omp_llvm"], "70000"), {"OMP_NUM_THREADS": "1"}, 1))
     return out
 
 
@@ -130,22 +139,23 @@ def main():
     try:
         progs = compile_programs(work)
         print(f"machine: {os.cpu_count()} CPUs, {os.uname().release}; {RECORDINGS} recordings "
-              f"and {RUNS} alternating timed runs per case\n")
-        print("| case | as it is, s | recorded, s | with the fix, s | measured wall saving, s "
+              f"and {RUNS} alternating timed runs per case ({CHAOTIC}× both for a chaotic one)\n")
+        print("| case | as it is, s (range) | recorded, s (range) | with the fix, s | measured wall saving, s "
               "| CPU as it is → fixed, s | est. wall, s | est. / measured | est. CPU, s "
               "| CPU saved ÷ cores, s | finding (severity) | fix |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for name, argv, fix in cases(progs):
+        for name, argv, fix, repeat in cases(progs):
             if only and not any(o in name for o in only):
                 continue
             timed(argv, {})  # warm-up: page cache, Python bytecode
-            recs = [recorded(argv, work) for _ in range(RECORDINGS)]
+            recs = [recorded(argv, work) for _ in range(RECORDINGS * repeat)]
             est = statistics.median(r[0] for r in recs)
             est_cpu = statistics.median(r[3] for r in recs)
             rec_wall = statistics.median(r[2] for r in recs)
+            rec_range = f"{min(r[2] for r in recs):.2f}..{max(r[2] for r in recs):.2f}"
             named = [r[1] for r in recs if r[1]]
             base, fixed, base_cpu, fixed_cpu = [], [], [], []
-            for _ in range(RUNS):
+            for _ in range(RUNS * repeat):
                 for runs, cpus, env in ((base, base_cpu, {}), (fixed, fixed_cpu, fix)):
                     wall, cpu = timed(argv, env)
                     runs.append(wall)
@@ -162,7 +172,7 @@ def main():
                 what, how = f"none (0/{len(recs)})", "—"
             pairs = [b - f for b, f in zip(base, fixed)]
             cores = min(os.cpu_count() or 1, len(os.sched_getaffinity(0)))
-            print(f"| {name} | {mb:.2f} | {rec_wall:.2f} | {mf:.2f} | {saving:+.2f} ({min(pairs):+.2f}..{max(pairs):+.2f}) "
+            print(f"| {name} | {mb:.2f} ({min(base):.2f}..{max(base):.2f}) | {rec_wall:.2f} ({rec_range}) | {mf:.2f} | {saving:+.2f} ({min(pairs):+.2f}..{max(pairs):+.2f}) "
                   f"| {cb:.2f} → {cf:.2f} | {est:.2f} | {ratio} | {est_cpu:.2f} | {(cb - cf) / cores:+.2f} "
                   f"| {what} | `{how}` |", flush=True)
     finally:

@@ -5,9 +5,9 @@
 //! interpreter, opens a [`Reader`] for each one (cpuprof's walker, py-spy beside it; a forked
 //! worker gets one from its parent's) and reads every thread's Python stack, publishing the
 //! processes it reads to the native unwinder ([`PythonSampler::publishing_to`]).
-//! A known process costs one `pread` of its `stat` per tick (kept open): an `exec` shows
-//! there as new code and stack addresses, and only then are its executable and command line
-//! read again.
+//! A known process costs one `pread` of its main thread's `stat` per tick (kept open): an
+//! `exec` shows there as new code and stack addresses, and only then are its executable and
+//! command line read again.
 //!
 //! Failure handling: a freshly started interpreter cannot be read until it has initialised, so
 //! opening is retried every tick for 300 ms, then every 100 ms until [`OPEN_GRACE`]; a process
@@ -341,9 +341,13 @@ impl<S: PidSource> PythonSampler<S> {
         true
     }
 
-    /// What this tick's read of `pid`'s `stat` says; `None` when it is gone or a zombie.
+    /// What this tick's read of `pid`'s main thread's `stat` says; `None` when it is gone or
+    /// a zombie. The main thread's own file (`task/PID/stat`) says all this needs — state,
+    /// parent, the address-space layout (shared by every thread) — without what the process's
+    /// file adds by walking all its threads (their CPU times and faults summed): 3.9 µs a read
+    /// against 5.7 on a 4-thread process (docs/benchmarks.md, twelfth session).
     fn look(&mut self, pid: Pid) -> Option<Seen> {
-        let text = self.reader.read_kept(pid, None, "stat").ok()?;
+        let text = self.reader.read_kept(pid, Some(pid), "stat").ok()?;
         // The clock-tick rate only scales CPU times, which are not used here.
         let s = stat::parse(text, 100)?;
         (s.state != 'Z').then_some(Seen {
