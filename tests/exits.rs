@@ -130,7 +130,7 @@ fn check_sequential_short_processes(
     s: &serde_json::Value,
     shell_pid: u64,
     source: &str,
-    own: &std::collections::HashMap<u64, f64>,
+    own: &std::collections::HashMap<u64, (f64, f64)>,
 ) {
     assert_source(s, source);
     let b = burners(s);
@@ -146,16 +146,26 @@ fn check_sequential_short_processes(
             .iter()
             .map(|t| num(t, "cpu_s"))
             .fold(0.0, f64::max);
-        // The thread burned exactly 20 ms of its own clock; the process adds its start-up.
+        // The thread burned exactly 20 ms of its own clock before it printed it. What it used
+        // after (printing, exiting) is small, but a VM now and then charges the running thread
+        // an interrupt's time there (up to 3 ms on a nested paravirtual host): with exact
+        // accounting it is bounded by the process's own CPU clock at its end, which holds the
+        // thread's whole run; on-CPU intervals (which also hold the VM's steal time) get the
+        // relative slack.
+        let (mine, _) = own[&p["pid"].as_u64().unwrap()];
+        let most = if source == "taskstats" {
+            mine + 0.001
+        } else {
+            0.020 + 0.001 + 0.020 * slack(source)
+        };
         assert!(
-            (burner - 0.020).abs() <= 0.001 + 0.020 * slack(source),
-            "burning thread of {} ({source}): {burner}",
+            burner >= 0.020 - 0.001 - 0.020 * slack(source) && burner <= most,
+            "burning thread of {} ({source}): {burner} (its process's own clock {mine})",
             p["pid"]
         );
         // The process's row is what it measured of itself (its CPU clock at its end: the
         // 20 ms and its start-up, which a loaded machine stretches past 2 ms).
         let cpu = num(p, "cpu_s");
-        let mine = own[&p["pid"].as_u64().unwrap()];
         assert!(
             (cpu - mine).abs() <= 0.001 + mine * (0.02 + slack(source)),
             "process {}: row {cpu}, its own clock {mine}",
@@ -190,8 +200,9 @@ fn forty_short_processes_each_show_their_own_20_ms() {
         let sh = processes(&s).iter().find(|p| p["pid"] == s["pid"]).unwrap();
         assert!(num(sh, "cpu_s") < 0.1, "shell row {}", num(sh, "cpu_s"));
         // The tree's total is still the kernel's rusage of the launched child (exactly with
-        // taskstats; on-CPU intervals also hold interrupts and a VM's steal time).
-        let tolerance = if source == "taskstats" { 0.001 } else { 0.02 };
+        // taskstats; on-CPU intervals also hold interrupts and a VM's steal time: 2.4% over
+        // on a nested paravirtual host whose steal was ~1% idle).
+        let tolerance = if source == "taskstats" { 0.001 } else { 0.03 };
         assert_close(
             "tree total vs rusage",
             num(&s, "cpu_s"),
