@@ -130,7 +130,7 @@ fn check_sequential_short_processes(
     s: &serde_json::Value,
     shell_pid: u64,
     source: &str,
-    own: &std::collections::HashMap<u64, (f64, f64)>,
+    own: &std::collections::HashMap<u64, f64>,
 ) {
     assert_source(s, source);
     let b = burners(s);
@@ -152,7 +152,7 @@ fn check_sequential_short_processes(
         // accounting it is bounded by the process's own CPU clock at its end, which holds the
         // thread's whole run; on-CPU intervals (which also hold the VM's steal time) get the
         // relative slack.
-        let (mine, _) = own[&p["pid"].as_u64().unwrap()];
+        let mine = own[&p["pid"].as_u64().unwrap()];
         let most = if source == "taskstats" {
             mine + 0.001
         } else {

@@ -66,22 +66,15 @@ pub fn thread_cpu(summary: &Value, tid: u64) -> f64 {
     super::num(t, "cpu_s")
 }
 
-/// The `wall_ns` and `process PID cpu_ns` lines of `burn` runs: each process's own CPU and
-/// the wall time its `main` measured, seconds, by pid.
-pub fn burn_processes(stdout: &str) -> std::collections::HashMap<u64, (f64, f64)> {
-    let mut out = std::collections::HashMap::new();
-    let mut wall = f64::NAN;
-    for line in stdout.lines() {
-        let mut it = line.split_whitespace();
-        match (it.next(), it.next(), it.next()) {
-            (Some("wall_ns"), Some(w), None) => wall = w.parse::<f64>().unwrap_or(f64::NAN) / 1e9,
-            (Some("process"), Some(pid), Some(ns)) => {
-                if let (Ok(pid), Ok(ns)) = (pid.parse(), ns.parse::<f64>()) {
-                    out.insert(pid, (ns / 1e9, wall));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+/// The `process PID cpu_ns` lines of `burn` runs: each process's own CPU, seconds, by pid.
+pub fn burn_processes(stdout: &str) -> std::collections::HashMap<u64, f64> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.strip_prefix("process ")?.split_whitespace();
+            let pid = it.next()?.parse().ok()?;
+            let ns: f64 = it.next()?.parse().ok()?;
+            Some((pid, ns / 1e9))
+        })
+        .collect()
 }
