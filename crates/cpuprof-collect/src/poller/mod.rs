@@ -76,6 +76,15 @@ pub struct PollOutcome {
 /// Read `status` (context switches) every this many polls.
 const STATUS_EVERY: u64 = 4;
 
+/// A thread's last `stat` read ([`Poller::read_thread`]).
+struct LastStat {
+    /// Its timeslices and CPU (ns) when it was read (`schedstat`).
+    ran: (u64, u64),
+    stat: stat::Stat,
+    /// Its `status` was read since (its switch counts are current while it does not run).
+    status_read: bool,
+}
+
 /// The procfs poller. Build with [`Poller::new`], run with [`Poller::spawn`].
 pub struct Poller {
     target: Target,
@@ -101,9 +110,9 @@ pub struct Poller {
     /// The kernel's exit accounting gives every task's final figures (crate::exits): CPU
     /// of unseen children is then not theirs to estimate.
     exits_exact: bool,
-    /// Watching a scope: each thread's last `stat` and the timeslices it had run then. A
-    /// thread that ran no timeslice since has the same `stat` (see [`Poller::read_thread`]).
-    last_stat: std::collections::HashMap<(Pid, Tid), (u64, stat::Stat)>,
+    /// Each thread's last `stat` read, with the timeslices and CPU it had run then. A thread
+    /// that ran neither since has the same `stat` (see [`Poller::read_thread`]).
+    last_stat: std::collections::HashMap<(Pid, Tid), LastStat>,
 }
 
 impl Poller {
@@ -192,8 +201,10 @@ impl Poller {
                 if now >= next || self.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                // One wakeup per poll; at most 100 ms so that `stop` is seen soon.
-                let wait = ((next - now) / 1_000_000).clamp(1, 100) as i32;
+                // One wakeup per poll (rounded up: rounded down, the wait ends just short of
+                // `next` and a second one of 1 ms follows, doubling the wakeups); at most
+                // 100 ms so that `stop` is seen soon.
+                let wait = (next - now).div_ceil(1_000_000).clamp(1, 100) as i32;
                 if pidfd.as_ref().is_some_and(|fd| fd.wait_exited(wait)) {
                     break;
                 } else if pidfd.is_none() {
@@ -509,36 +520,53 @@ impl Poller {
 
     /// Reads one thread's files; `None` if it is gone. `status` is the costliest file (it
     /// also reports memory): a known thread's context switches are read every few polls.
-    /// Watching a scope, a known thread that ran no timeslice since its last poll keeps that
-    /// poll's `stat` (its times, name and state cannot have moved without running): one read
-    /// instead of two for every sleeping thread of the machine.
+    ///
+    /// A known thread that ran no timeslice and no CPU since its last `stat` read keeps that
+    /// `stat`, and the switch counts read after it last ran: its times, faults, name and
+    /// state cannot have moved without running (another thread may rename it through
+    /// `/proc`; the name shows at its next timeslice). One read instead of two or three for
+    /// every sleeping thread: an idle pool's workers, a Python pool's handler threads, most
+    /// threads of a machine watched. The one state it misses is a sleeper woken but not run
+    /// yet, shown as sleeping while it waits for a core (a state that is only shown, in
+    /// `cpuprof top`: the run-queue wait every figure uses comes from `schedstat`, read every
+    /// poll).
     fn read_thread(&mut self, pid: Pid, tid: Tid, known: bool) -> Option<decide::ThreadSnapshot> {
         let schedstat = self
             .reader
             .read_kept(pid, Some(tid), "schedstat")
             .ok()
             .and_then(schedstat::parse);
-        let watched = matches!(self.target, Target::Watched(_));
-        let slices = schedstat.map(|s| s.timeslices);
-        let kept = match (watched && known, slices, self.last_stat.get(&(pid, tid))) {
-            (true, Some(n), Some((before, st))) if *before == n => Some(st.clone()),
+        let ran = schedstat.map(|s| (s.timeslices, s.cpu_ns));
+        let kept = match (known, ran, self.last_stat.get(&(pid, tid))) {
+            (true, Some(now), Some(last)) if last.ran == now => Some(last),
             _ => None,
         };
+        // Switch counts read since the thread last ran are still current.
+        let switches_current = kept.is_some_and(|k| k.status_read);
         let stat = match kept {
-            Some(st) => st,
+            Some(k) => k.stat.clone(),
             None => {
                 // A thread still unreadable is gone: `?` below.
                 let st = stat::parse(
                     self.reader.read_kept(pid, Some(tid), "stat").ok()?,
                     self.ticks,
                 )?;
-                if let (true, Some(n)) = (watched, slices) {
-                    self.last_stat.insert((pid, tid), (n, st.clone()));
+                if let Some(ran) = ran {
+                    let last = LastStat {
+                        ran,
+                        stat: st.clone(),
+                        status_read: false,
+                    };
+                    self.last_stat.insert((pid, tid), last);
                 }
                 st
             }
         };
-        let status = (!known || self.polls.is_multiple_of(STATUS_EVERY)).then(|| {
+        let due = !known || (!switches_current && self.polls.is_multiple_of(STATUS_EVERY));
+        let status = due.then(|| {
+            if let Some(last) = self.last_stat.get_mut(&(pid, tid)) {
+                last.status_read = true;
+            }
             self.reader
                 .read_kept(pid, Some(tid), "status")
                 .map(status::parse)
