@@ -14,7 +14,7 @@ use cpuprof_model::{Event, ThreadPoint, Tid};
 
 /// A thread named `dozer` wakes 300 times (each a voluntary switch), then sleeps; the main
 /// thread sleeps throughout. The program prints `ready` when the dozer sleeps for good.
-const NAPPER_C: &str = r#"
+const DOZER_C: &str = r#"
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -38,7 +38,7 @@ int main(void) {
 fn build(dir: &Path) -> PathBuf {
     let src = dir.join("pollee.c");
     let exe = dir.join("pollee");
-    std::fs::write(&src, NAPPER_C).unwrap();
+    std::fs::write(&src, DOZER_C).unwrap();
     let status = std::process::Command::new("gcc")
         .args(["-O2", "-pthread", "-o"])
         .arg(&exe)
