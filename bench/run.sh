@@ -6,10 +6,13 @@
 #   RUNS=9 bench/run.sh               # more alternating runs per setting (default 7)
 #   OLD_CPUPROF=/path/to/cpuprof bench/run.sh churn builds_matmul python_pool
 #   POOL_SETTINGS="default --rate=50 py-spy" bench/run.sh python_pool   # what the pool compares
+#   POOL_TASKS=240 bench/run.sh python_pool     # the same pool 5 times as long (default 48)
 #                                     # process churn, the matmul and the Python pool, this
 #                                     # build beside another
 #   BENCH_SETTINGS="--no-stacks --no-switches default" bench/run.sh record_overhead
 #                                     # the cpuprof settings record_overhead compares
+#   bench/run.sh host                 # this host's cost of a wake-up and of the reads after
+#                                     # it, and each recorder thread's CPU and wake-ups
 #
 # Prints a Markdown section per benchmark, headed by the machine it ran on, ready to paste
 # into docs/benchmarks.md. Expects release binaries (`make build`); CPUPROF_BIN_DIR overrides
@@ -234,7 +237,10 @@ bench_builds_matmul() {
 bench_python_pool() {
     local venv=.venv/bin
     [ -x "$venv/py-spy" ] || { echo "bench python_pool: $venv/py-spy missing (make setup)" >&2; return 1; }
-    local workload=("$venv/python" examples/pool_matmul.py fixed --workers 2 --size 1024 --tasks 48)
+    # POOL_TASKS: a longer run of the same program (its per-run noise averages out over more
+    # of the host's jitter; the busy part weighs more than the import, the honest direction).
+    local workload=("$venv/python" examples/pool_matmul.py fixed --workers 2 --size 1024
+        --tasks "${POOL_TASKS:-48}")
     local base=() base_script=() line i s json
     declare -A pwall=() pscript=() pcpu=()
     # POOL_SETTINGS: other cpuprof options to compare, one word each (`--rate=50`).
@@ -479,6 +485,34 @@ bench_switch_cost() {
     echo
 }
 ALL_BENCHES+=(switch_cost)
+
+# What a recorder's tick costs on this host (bench/cold.c: a wake-up and the reads after it,
+# every core busy), and each recorder thread's CPU and wake-ups recording the Python pool
+# (bench/recorder_threads.py). Both say why the same build costs more on one host than on
+# another; the first needs no recorder at all.
+bench_host() {
+    local exe="$WORK/cold" venv=".venv/bin"
+    gcc -O2 -o "$exe" bench/cold.c
+    echo "### This host's cost of a tick"
+    echo
+    echo "\`bench/cold.c\` (500 times per sleep; µs of the reading thread's own CPU):"
+    echo
+    echo '```'
+    "$exe"
+    echo '```'
+    echo
+    [ -x "$venv/python" ] || return 0
+    echo "Each recorder thread recording the Python pool (\`bench/recorder_threads.py" \
+        "--runs $RUNS\`):"
+    echo
+    echo '```'
+    "$venv/python" bench/recorder_threads.py --runs "$RUNS" "$CPUPROF" -- \
+        "$venv/python" examples/pool_matmul.py fixed --workers 2 --size 1024 --tasks 48 |
+        sed -n '/^median/,$p'
+    echo '```'
+    echo
+}
+ALL_BENCHES+=(host)
 
 # `cpuprof top`'s own cost (issue 18: at most 1% of one core watching 300 processes at the
 # default interval). BENCH_PROCS (300) processes are started beside the machine's own: four

@@ -2,7 +2,8 @@
 //!
 //! Every poll it finds the tree's new processes ([`discover`]: children of known processes,
 //! and in launch mode cpuprof's own, since orphans are re-parented to it), reads each
-//! thread's `schedstat`, `stat` and `status`, and emits one [`Event::ThreadPoint`] per thread,
+//! thread's `schedstat`, `stat` and `status` (a thread that has not run since keeps the last
+//! two: `Poller::read_thread`), and emits one [`Event::ThreadPoint`] per thread,
 //! [`Event::ProcessStart`]/[`Event::ProcessInfo`]/[`Event::ProcessEnd`] per process and
 //! [`Event::ThreadEnd`] when a thread goes. It keeps the shared [`LiveTree`] current.
 //!
