@@ -1,6 +1,8 @@
 //! The perf sampler on real processes: a C program built without frame pointers, launched
 //! paused, sampled through `inherit` events, unwound with `.eh_frame`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -31,17 +33,7 @@ int main(void) {
 
 /// Compiles the chain program with `-O2 -fomit-frame-pointer` into `dir`.
 fn build_chain(dir: &Path) -> PathBuf {
-    let src = dir.join("chain.c");
-    let exe = dir.join("chain");
-    std::fs::write(&src, CHAIN_C).unwrap();
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-fomit-frame-pointer", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("gcc runs");
-    assert!(status.success(), "gcc failed");
-    exe
+    common::compile_c(dir, "chain", CHAIN_C, &["-O2", "-fomit-frame-pointer"])
 }
 
 /// Launches `command` paused, samples it until it exits, returns all perf events.

@@ -1,8 +1,9 @@
 //! The procfs poller on a real process: a thread that stops running keeps its last `stat`
 //! between polls (crate::poller's `read_thread`), and its figures stay the kernel's.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use cpuprof_model::{Event, ThreadPoint, Tid};
 /// A thread named `dozer` wakes 300 times (each a voluntary switch), then sleeps; the main
 /// thread sleeps throughout. The program prints `ready` when the dozer sleeps for good.
 const DOZER_C: &str = r#"
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -35,20 +37,6 @@ int main(void) {
 }
 "#;
 
-fn build(dir: &Path) -> PathBuf {
-    let src = dir.join("pollee.c");
-    let exe = dir.join("pollee");
-    std::fs::write(&src, DOZER_C).unwrap();
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("gcc runs");
-    assert!(status.success(), "gcc failed");
-    exe
-}
-
 /// `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` of a thread, as the kernel says.
 fn kernel_switches(pid: u32, tid: Tid) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
@@ -68,7 +56,7 @@ fn kernel_switches(pid: u32, tid: Tid) -> (u64, u64) {
 fn a_thread_that_stopped_running_keeps_the_kernels_switch_counts() {
     let dir = std::env::temp_dir().join(format!("cpuprof-poller-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let exe = build(&dir);
+    let exe = common::compile_c(&dir, "pollee", DOZER_C, &["-O2", "-pthread"]);
     let out = dir.join("out");
     let cmd = format!("exec {} > {}", exe.display(), out.display());
     let mut child = PausedChild::spawn(&["sh", "-c", &cmd], false).expect("spawn");
