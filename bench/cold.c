@@ -4,8 +4,8 @@
  * this thread sleeps S µs, then reads 4 KiB of a child's memory (process_vm_readv), its main
  * thread's `stat` and its `schedstat`, 500 times per S, and prints the CPU of each step (its
  * own CLOCK_THREAD_CPUTIME_ID around it). On the nested paravirtual host of the thirteenth
- * session a 10 ms sleep cost 40 µs and the first reads after it 1.4-6 times their cost back to
- * back (docs/benchmarks.md).
+ * session a 10 ms sleep cost 40-50 µs and the first reads after it 1.4-6 times their cost back
+ * to back (docs/benchmarks.md).
  * Used by `bench/run.sh host`. Needs root (or ptrace rights over its children). */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -43,12 +43,16 @@ int main(void) {
         if (kids[i] == 0) busy();
     }
     usleep(200000);
+    static char buf[8192];
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task/%d/stat", kids[0], kids[0]);
     int stat_fd = open(path, O_RDONLY);
     snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", kids[0], kids[0]);
     int sched_fd = open(path, O_RDONLY);
-    static char buf[8192];
+    if (stat_fd < 0 || sched_fd < 0) {
+        perror("open the busy child's stat and schedstat");
+        goto out;
+    }
     const int sleeps[] = {0, 1000, 10000};
     for (unsigned s = 0; s < sizeof sleeps / sizeof sleeps[0]; s++) {
         double wake = 0, readv = 0, stat = 0, sched = 0;

@@ -34,6 +34,11 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 ALL_BENCHES=(record_overhead churn builds_matmul python_pool memory sweep)
+# The Python pool that python_pool and host record. POOL_TASKS: a longer run of the same
+# program (its per-run noise averages out over more of the host's jitter; the busy part weighs
+# more than the import, the honest direction).
+POOL_WORKLOAD=(.venv/bin/python examples/pool_matmul.py fixed --workers 2 --size 1024
+    --tasks "${POOL_TASKS:-48}")
 # (agent_soak runs an hour: `bench/run.sh agent_soak`, not part of a plain `bench/run.sh`.)
 
 # ---------------------------------------------------------------------------------------------
@@ -237,10 +242,7 @@ bench_builds_matmul() {
 bench_python_pool() {
     local venv=.venv/bin
     [ -x "$venv/py-spy" ] || { echo "bench python_pool: $venv/py-spy missing (make setup)" >&2; return 1; }
-    # POOL_TASKS: a longer run of the same program (its per-run noise averages out over more
-    # of the host's jitter; the busy part weighs more than the import, the honest direction).
-    local workload=("$venv/python" examples/pool_matmul.py fixed --workers 2 --size 1024
-        --tasks "${POOL_TASKS:-48}")
+    local workload=("${POOL_WORKLOAD[@]}")
     local base=() base_script=() line i s json
     declare -A pwall=() pscript=() pcpu=()
     # POOL_SETTINGS: other cpuprof options to compare, one word each (`--rate=50`).
@@ -506,8 +508,7 @@ bench_host() {
         "--runs $RUNS\`):"
     echo
     echo '```'
-    "$venv/python" bench/recorder_threads.py --runs "$RUNS" "$CPUPROF" -- \
-        "$venv/python" examples/pool_matmul.py fixed --workers 2 --size 1024 --tasks 48 |
+    "$venv/python" bench/recorder_threads.py --runs "$RUNS" "$CPUPROF" -- "${POOL_WORKLOAD[@]}" |
         sed -n '/^median/,$p'
     echo '```'
     echo

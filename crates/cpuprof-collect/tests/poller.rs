@@ -82,7 +82,7 @@ fn a_thread_that_stopped_running_keeps_the_kernels_switch_counts() {
     }
     assert!(ready(), "the dozer never went to sleep");
     // Twelve polls of a thread that no longer runs: its `stat` is kept, and its `status` is
-    // due at four of them.
+    // due at three of them.
     std::thread::sleep(Duration::from_millis(120));
     let dozer = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()

@@ -538,14 +538,16 @@ impl Poller {
             .ok()
             .and_then(schedstat::parse);
         let ran = schedstat.map(|s| (s.timeslices, s.cpu_ns));
-        let kept = match (known, ran, self.last_stat.get(&(pid, tid))) {
-            (true, Some(now), Some(last)) if last.ran == now => Some(last),
-            _ => None,
-        };
+        let kept =
+            (self.last_stat.get_mut(&(pid, tid))).filter(|last| known && Some(last.ran) == ran);
         // Switch counts read since the thread last ran are still current.
-        let switches_current = kept.is_some_and(|k| k.status_read);
+        let switches_current = kept.as_ref().is_some_and(|k| k.status_read);
+        let due = !known || (!switches_current && self.polls.is_multiple_of(STATUS_EVERY));
         let stat = match kept {
-            Some(k) => k.stat.clone(),
+            Some(k) => {
+                k.status_read |= due;
+                k.stat.clone()
+            }
             None => {
                 // A thread still unreadable is gone: `?` below.
                 let st = stat::parse(
@@ -556,18 +558,14 @@ impl Poller {
                     let last = LastStat {
                         ran,
                         stat: st.clone(),
-                        status_read: false,
+                        status_read: due,
                     };
                     self.last_stat.insert((pid, tid), last);
                 }
                 st
             }
         };
-        let due = !known || (!switches_current && self.polls.is_multiple_of(STATUS_EVERY));
         let status = due.then(|| {
-            if let Some(last) = self.last_stat.get_mut(&(pid, tid)) {
-                last.status_read = true;
-            }
             self.reader
                 .read_kept(pid, Some(tid), "status")
                 .map(status::parse)
