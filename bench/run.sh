@@ -142,6 +142,12 @@ paired() {
     echo "$(field ratio "$r") ($(field lo "$r")–$(field hi "$r"))"
 }
 
+# paired_median "BASE..." "RUNS...": the median of the same paired ratios (less moved by one
+# slow run on a noisy host; issue 13's own measure).
+paired_median() {
+    field median "$("$PY" bench/ratio.py "$1" "$2")"
+}
+
 # total NUMBERS...: their sum.
 total() {
     printf '%s\n' "$@" | awk '{ s += $1 } END { print s + 0 }'
@@ -282,9 +288,9 @@ bench_python_pool() {
     echo "wall time of the whole command, which adds the recorder's own start-up before the"
     echo "program starts and its write-up after the program ends."
     echo
-    echo "| recorder | program: median s | program: slowdown (95% interval) | command: median s | command: slowdown (95% interval) | median recorder CPU s |"
-    echo "|---|---|---|---|---|---|"
-    echo "| unprofiled | $(median "${base_script[@]}") | | $(median "${base[@]}") | | |"
+    echo "| recorder | program: median s | program: slowdown (95% interval) | program: median of the pairs | command: median s | command: slowdown (95% interval) | median recorder CPU s |"
+    echo "|---|---|---|---|---|---|---|"
+    echo "| unprofiled | $(median "${base_script[@]}") | | | $(median "${base[@]}") | | |"
     for s in "${settings[@]}"; do
         local cpu="(not reported)"
         # shellcheck disable=SC2086
@@ -295,6 +301,7 @@ bench_python_pool() {
         [ "$s" = old ] && label="$OLD_CPUPROF (default)"
         echo "| \`$label\` |" \
             "$(median ${pscript[$s]}) | $(paired "${base_script[*]}" "${pscript[$s]}") |" \
+            "$(paired_median "${base_script[*]}" "${pscript[$s]}") |" \
             "$(median ${pwall[$s]}) | $(paired "${base[*]}" "${pwall[$s]}") | $cpu |"
     done
     echo

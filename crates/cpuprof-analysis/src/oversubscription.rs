@@ -254,12 +254,24 @@ pub fn check(cx: &Context) -> Option<Over> {
     let blamed_rt = blamed.as_ref().and_then(Pool::runtime);
     let counts = |rt: &Runtime| blamed_rt.is_none_or(|pool| waitloops::waits_for(pool, rt));
     let ours = |s: &Sample| pids.contains(&s.pid);
+    // A pool that runs one call at a time holds back the threads that call it meanwhile: they
+    // sleep in its lock, so the demand timeline does not count them, yet each wants a core.
+    // With the fix every caller runs its own call at once, so in a process with two or more
+    // callers a worker's wait for its next job is core time a held-back caller would have
+    // computed in: it counts as a caller's (measured: the wall saving of two
+    // `ThreadPoolExecutor` threads calling NumPy is the CPU saved ÷ the cores, docs/findings.md).
+    let held_back: Vec<Pid> = members
+        .iter()
+        .filter(|m| m.callers >= 2 && blamed_rt.is_some_and(Runtime::serializes_calls))
+        .map(|m| m.pid)
+        .collect();
     // Without a pool to blame, every spinning thread is taken for a worker.
     let worker = |s: &Sample| {
-        blamed_key.is_none()
-            || cx
-                .pool_of(s.pid, s.tid)
-                .is_some_and(|p| Some(p.key()) == blamed_key)
+        !held_back.contains(&s.pid)
+            && (blamed_key.is_none()
+                || cx
+                    .pool_of(s.pid, s.tid)
+                    .is_some_and(|p| Some(p.key()) == blamed_key))
     };
     let spin = if sampled {
         let all = spin::spin_s(cx, ours, counts);
@@ -336,6 +348,15 @@ pub fn check(cx: &Context) -> Option<Over> {
                 "this pool's wait loops are not known"
             }
         )),
+    }
+    if let (Some(rt), Some((all, _)), false) = (blamed_rt, spin, held_back.is_empty()) {
+        if all >= 0.005 {
+            detail.push_str(&format!(
+                " {} runs one call at a time: the threads calling it meanwhile wait asleep in \
+                 its lock, so its workers' waiting for their next call delayed them as well.",
+                rt.name
+            ));
+        }
     }
     if let Some(rt) = blamed
         .as_ref()
@@ -786,6 +807,73 @@ mod tests {
             .finding
             .detail
             .contains("Pool size 1 = 2 // (1 process × 2 calling threads)"));
+    }
+
+    #[test]
+    fn a_pool_that_holds_its_callers_back_delays_them_while_its_worker_waits() {
+        use crate::testutil::{add_samples, native, py};
+        // Two Python threads calling dgemm and one OpenBLAS worker, 2.55 threads on 2 cores
+        // (0.55 beyond the budget); the worker spins 0.9 s of the first second waiting for
+        // its next job. Spin for a next job delays the program only up to the demand beyond
+        // the budget (0.55 / 1.95 cores = 0.28 s here), but OpenBLAS runs one call at a time:
+        // the caller it holds back sleeps in its lock, out of the demand, and with the fix it
+        // would compute then, so all 0.9 s count: 0.9 / 1.95 = 0.46 s.
+        let mut p = profile_with(
+            2,
+            vec![(
+                100,
+                vec![
+                    busy_thread(100, 3.0, 0.05, 0.0),
+                    busy_thread(101, 3.0, 0.5, 0.25),
+                    busy_thread(102, 3.0, 0.5, 0.25),
+                    busy_thread(103, 3.0, 0.9, 0.1),
+                ],
+            )],
+        );
+        p.meta.sample_rate_hz = Some(100);
+        p.processes[0].command = vec!["python3".into(), "x.py".into()];
+        with_library(&mut p, 100, OB);
+        let call = [
+            native("start_thread", "/lib/libc.so.6"),
+            native("dgemm_", OB),
+        ];
+        add_samples(&mut p, 100, 101, &call, 10);
+        add_samples(&mut p, 100, 102, &call, 10);
+        add_samples(&mut p, 100, 103, &[native("blas_thread_server", OB)], 90);
+        for tid in [100, 101, 102] {
+            let f = p.stacks.intern_frame(py("task", "/app/x.py"));
+            let stack = p.stacks.intern_stack(&[f]);
+            p.python_samples.push(cpuprof_model::PythonSample {
+                t: 0,
+                pid: 100,
+                tid,
+                stack,
+                owns_gil: false,
+                active: true,
+                repeats: 1,
+            });
+        }
+        let f = run(&p).expect("oversubscribed").finding;
+        assert!(
+            f.title.contains("2 threads calling OpenBLAS"),
+            "{}",
+            f.title
+        );
+        assert!(
+            (f.est_saving_cpu_s - 0.9).abs() < 0.01,
+            "{}",
+            f.est_saving_cpu_s
+        );
+        assert!(
+            (f.est_saving_wall_s - 0.46).abs() < 0.02,
+            "{}",
+            f.est_saving_wall_s
+        );
+        assert!(
+            f.detail.contains("OpenBLAS runs one call at a time"),
+            "{}",
+            f.detail
+        );
     }
 
     #[test]

@@ -85,6 +85,16 @@ impl Runtime {
     pub fn caller_works(&self) -> bool {
         matches!(self.family, Family::Blas | Family::OpenMp)
     }
+
+    /// Does it run one call at a time, holding back the other threads that call it
+    /// meanwhile? OpenBLAS's pthreads build takes one lock around every threaded level-3 call
+    /// (`level3_lock` in its `driver/level3/level3_thread.c`; its OpenMP build does not): two
+    /// application threads in `dgemm` take turns with the pool's workers, the one held back
+    /// asleep in the lock (seen here: perf's `sched_switch` stacks of
+    /// `examples/threads_blas.py executor` sleep in `dgemm_thread_nn`).
+    pub fn serializes_calls(&self) -> bool {
+        *self == OPENBLAS
+    }
 }
 
 const NO: &[&str] = &[];
