@@ -605,7 +605,7 @@ pub fn shape(members: &[Member], budget: f64) -> String {
 mod tests {
     use super::*;
     use crate::testutil::{busy_thread, profile_with, with_library};
-    use cpuprof_model::Profile;
+    use cpuprof_model::{Frame, Profile};
 
     const OB: &str = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0";
 
@@ -748,22 +748,22 @@ mod tests {
         assert!(run(&short).is_none());
     }
 
-    #[test]
-    fn callers_of_the_pool_are_counted_in_the_fix() {
+    /// Python process 100 on 2 cores: main thread 100, threads 101 and 102 calling dgemm
+    /// (10 samples each), OpenBLAS worker 103 sampled `worker_samples` times in `worker`;
+    /// `threads` are their (CPU, run-queue) shares, sampled at 100 Hz.
+    fn dgemm_callers(threads: [(f64, f64); 4], worker: &[Frame], worker_samples: u64) -> Profile {
         use crate::testutil::{add_samples, native, py};
-        // Two Python threads each calling dgemm, one OpenBLAS worker: 3 on 2 cores.
         let mut p = profile_with(
             2,
             vec![(
                 100,
-                vec![
-                    busy_thread(100, 3.0, 0.05, 0.0),
-                    busy_thread(101, 3.0, 0.66, 0.34),
-                    busy_thread(102, 3.0, 0.66, 0.34),
-                    busy_thread(103, 3.0, 0.66, 0.34),
-                ],
+                (100..)
+                    .zip(threads)
+                    .map(|(tid, (cpu, runq))| busy_thread(tid, 3.0, cpu, runq))
+                    .collect(),
             )],
         );
+        p.meta.sample_rate_hz = Some(100);
         p.processes[0].command = vec!["python3".into(), "x.py".into()];
         with_library(&mut p, 100, OB);
         let call = [
@@ -772,13 +772,7 @@ mod tests {
         ];
         add_samples(&mut p, 100, 101, &call, 10);
         add_samples(&mut p, 100, 102, &call, 10);
-        add_samples(
-            &mut p,
-            100,
-            103,
-            &[native("blas_thread_server", OB), native("dgemm_kernel", OB)],
-            10,
-        );
+        add_samples(&mut p, 100, 103, worker, worker_samples);
         for tid in [100, 101, 102] {
             let f = p.stacks.intern_frame(py("task", "/app/x.py"));
             let stack = p.stacks.intern_stack(&[f]);
@@ -792,6 +786,18 @@ mod tests {
                 repeats: 1,
             });
         }
+        p
+    }
+
+    #[test]
+    fn callers_of_the_pool_are_counted_in_the_fix() {
+        use crate::testutil::native;
+        // Two Python threads each calling dgemm, one OpenBLAS worker: 3 on 2 cores.
+        let p = dgemm_callers(
+            [(0.05, 0.0), (0.66, 0.34), (0.66, 0.34), (0.66, 0.34)],
+            &[native("blas_thread_server", OB), native("dgemm_kernel", OB)],
+            10,
+        );
         let o = run(&p).expect("oversubscribed");
         assert_eq!(
             o.finding.title,
@@ -811,48 +817,18 @@ mod tests {
 
     #[test]
     fn a_pool_that_holds_its_callers_back_delays_them_while_its_worker_waits() {
-        use crate::testutil::{add_samples, native, py};
+        use crate::testutil::native;
         // Two Python threads calling dgemm and one OpenBLAS worker, 2.55 threads on 2 cores
         // (0.55 beyond the budget); the worker spins 0.9 s of the first second waiting for
         // its next job. Spin for a next job delays the program only up to the demand beyond
         // the budget (0.55 / 1.95 cores = 0.28 s here), but OpenBLAS runs one call at a time:
         // the caller it holds back sleeps in its lock, out of the demand, and with the fix it
         // would compute then, so all 0.9 s count: 0.9 / 1.95 = 0.46 s.
-        let mut p = profile_with(
-            2,
-            vec![(
-                100,
-                vec![
-                    busy_thread(100, 3.0, 0.05, 0.0),
-                    busy_thread(101, 3.0, 0.5, 0.25),
-                    busy_thread(102, 3.0, 0.5, 0.25),
-                    busy_thread(103, 3.0, 0.9, 0.1),
-                ],
-            )],
+        let p = dgemm_callers(
+            [(0.05, 0.0), (0.5, 0.25), (0.5, 0.25), (0.9, 0.1)],
+            &[native("blas_thread_server", OB)],
+            90,
         );
-        p.meta.sample_rate_hz = Some(100);
-        p.processes[0].command = vec!["python3".into(), "x.py".into()];
-        with_library(&mut p, 100, OB);
-        let call = [
-            native("start_thread", "/lib/libc.so.6"),
-            native("dgemm_", OB),
-        ];
-        add_samples(&mut p, 100, 101, &call, 10);
-        add_samples(&mut p, 100, 102, &call, 10);
-        add_samples(&mut p, 100, 103, &[native("blas_thread_server", OB)], 90);
-        for tid in [100, 101, 102] {
-            let f = p.stacks.intern_frame(py("task", "/app/x.py"));
-            let stack = p.stacks.intern_stack(&[f]);
-            p.python_samples.push(cpuprof_model::PythonSample {
-                t: 0,
-                pid: 100,
-                tid,
-                stack,
-                owns_gil: false,
-                active: true,
-                repeats: 1,
-            });
-        }
         let f = run(&p).expect("oversubscribed").finding;
         assert!(
             f.title.contains("2 threads calling OpenBLAS"),
