@@ -137,15 +137,12 @@ target_slowdown() {
 
 # paired BASE RUNS: "R (LO–HI)" from bench/ratio.py.
 paired() {
-    local r
-    r="$("$PY" bench/ratio.py "$1" "$2")"
-    echo "$(field ratio "$r") ($(field lo "$r")–$(field hi "$r"))"
+    interval "$("$PY" bench/ratio.py "$1" "$2")"
 }
 
-# paired_median "BASE..." "RUNS...": the median of the same paired ratios (less moved by one
-# slow run on a noisy host; issue 13's own measure).
-paired_median() {
-    field median "$("$PY" bench/ratio.py "$1" "$2")"
+# interval LINE: "R (LO–HI)" of a bench/ratio.py line.
+interval() {
+    echo "$(field ratio "$1") ($(field lo "$1")–$(field hi "$1"))"
 }
 
 # total NUMBERS...: their sum.
@@ -299,9 +296,12 @@ bench_python_pool() {
         local label="cpuprof $s"
         [ "$s" = py-spy ] && label="py-spy record --subprocesses --nonblocking --rate 100"
         [ "$s" = old ] && label="$OLD_CPUPROF (default)"
+        # The median of the paired ratios too: less moved by one slow run on a noisy host
+        # (issue 13's own measure).
+        local r
+        r="$("$PY" bench/ratio.py "${base_script[*]}" "${pscript[$s]}")"
         echo "| \`$label\` |" \
-            "$(median ${pscript[$s]}) | $(paired "${base_script[*]}" "${pscript[$s]}") |" \
-            "$(paired_median "${base_script[*]}" "${pscript[$s]}") |" \
+            "$(median ${pscript[$s]}) | $(interval "$r") | $(field median "$r") |" \
             "$(median ${pwall[$s]}) | $(paired "${base[*]}" "${pwall[$s]}") | $cpu |"
     done
     echo

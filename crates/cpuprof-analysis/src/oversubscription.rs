@@ -260,9 +260,10 @@ pub fn check(cx: &Context) -> Option<Over> {
     // callers a worker's wait for its next job is core time a held-back caller would have
     // computed in: it counts as a caller's (measured: the wall saving of two
     // `ThreadPoolExecutor` threads calling NumPy is the CPU saved ÷ the cores, docs/findings.md).
+    let serial = blamed_rt.is_some_and(Runtime::serializes_calls);
     let held_back: Vec<Pid> = members
         .iter()
-        .filter(|m| m.callers >= 2 && blamed_rt.is_some_and(Runtime::serializes_calls))
+        .filter(|m| serial && m.callers >= 2)
         .map(|m| m.pid)
         .collect();
     // Without a pool to blame, every spinning thread is taken for a worker.
@@ -333,13 +334,23 @@ pub fn check(cx: &Context) -> Option<Over> {
              work ~{switch_s:.2} s in caches refilled ({} µs each).",
             SWITCH_COST_S * 1e6
         )),
-        Some((all, over)) => detail.push_str(&format!(
-            " {all:.2} s of their CPU went to the pool's wait loops (sampled), {over:.2} s \
-             of it delayed the program (callers waiting for their partners' share, and \
-             workers' spinning that took a core another thread waited for); the switches cost \
-             the work ~{switch_s:.2} s more in caches refilled ({} µs each).",
-            SWITCH_COST_S * 1e6
-        )),
+        Some((all, over)) => {
+            detail.push_str(&format!(
+                " {all:.2} s of their CPU went to the pool's wait loops (sampled), {over:.2} s \
+                 of it delayed the program (callers waiting for their partners' share, and \
+                 workers' spinning that took a core another thread waited for); the switches \
+                 cost the work ~{switch_s:.2} s more in caches refilled ({} µs each).",
+                SWITCH_COST_S * 1e6
+            ));
+            if let Some(rt) = blamed_rt.filter(|_| !held_back.is_empty()) {
+                detail.push_str(&format!(
+                    " {} runs one call at a time: the threads calling it meanwhile wait asleep \
+                     in its lock, so its workers' waiting for their next call delayed them as \
+                     well.",
+                    rt.name
+                ));
+            }
+        }
         None => detail.push_str(&format!(
             " Estimated waste {model_s:.2} s of CPU (model, see docs/findings.md: {}).",
             if cx.profile.samples.is_empty() {
@@ -348,15 +359,6 @@ pub fn check(cx: &Context) -> Option<Over> {
                 "this pool's wait loops are not known"
             }
         )),
-    }
-    if let (Some(rt), Some((all, _)), false) = (blamed_rt, spin, held_back.is_empty()) {
-        if all >= 0.005 {
-            detail.push_str(&format!(
-                " {} runs one call at a time: the threads calling it meanwhile wait asleep in \
-                 its lock, so its workers' waiting for their next call delayed them as well.",
-                rt.name
-            ));
-        }
     }
     if let Some(rt) = blamed
         .as_ref()
