@@ -13,7 +13,7 @@ use cpuprof_model::{Finding, Pid, Sample, Severity, Tid};
 use crate::fixes;
 use crate::pools::{Kind, Pool};
 use crate::roles::is_python;
-use crate::runtimes::Runtime;
+use crate::runtimes::{Idle, Runtime};
 use crate::spin;
 use crate::waitloops;
 use crate::Context;
@@ -46,6 +46,12 @@ pub const ACTIVE_THREAD: f64 = 0.25;
 /// on 2 cores used 1.4x the CPU of the fixed run, i.e. 29% waste, against 0.5 x (1 - 2/4) =
 /// 25% from this model.
 pub const NO_STACKS_WASTE: f64 = 0.5;
+/// The same share for a work-stealing pool (Rayon, polars: [`Idle::Steals`]): its idle
+/// workers steal queued work or sleep rather than wait at a barrier. Calibrated on polars in
+/// a `multiprocessing.Pool(2)` on 2 cores: in eleven tables of `bench/estimates.py`
+/// (2026-12-01..03) the 0.5 share estimated 1.14-1.94 times the CPU the fix saved, median
+/// 1.5, so 0.5 / 1.5 ≈ 0.3 (docs/findings.md).
+pub const STEALING_WASTE: f64 = 0.3;
 
 /// CPU seconds an involuntary context switch costs the work of the threads involved, beyond
 /// the switch itself (which the samples see): the caches and TLB the other thread evicted.
@@ -246,7 +252,7 @@ pub fn check(cx: &Context) -> Option<Over> {
     let known_loops = blamed
         .as_ref()
         .and_then(Pool::runtime)
-        .is_none_or(|r| r.idle != crate::runtimes::Idle::Modelled);
+        .is_none_or(|r| !matches!(r.idle, Idle::Modelled | Idle::Steals));
     let sampled = known_loops
         && blamed.as_ref().is_none_or(|p| p.runtime().is_some())
         && cx.profile.samples.iter().any(|s| pids.contains(&s.pid));
@@ -280,7 +286,8 @@ pub fn check(cx: &Context) -> Option<Over> {
     } else {
         None
     };
-    let model_s = NO_STACKS_WASTE * (1.0 - cx.budget / mean_demand).max(0.0) * cpu_ns / 1e9;
+    let share = blamed_rt.map_or(NO_STACKS_WASTE, |r| r.idle.modelled_waste());
+    let model_s = share * (1.0 - cx.budget / mean_demand).max(0.0) * cpu_ns / 1e9;
     // Each involuntary switch also costs the work what the other thread evicted from the
     // caches: with the fix the threads fit the cores and hardly switch. Counted beside the
     // sampled spinning (the model's share already holds it), and switches only happen while
@@ -363,7 +370,7 @@ pub fn check(cx: &Context) -> Option<Over> {
     if let Some(rt) = blamed
         .as_ref()
         .and_then(Pool::runtime)
-        .filter(|r| spin.is_some() && r.idle == crate::runtimes::Idle::Blocks)
+        .filter(|r| spin.is_some() && r.idle == Idle::Blocks)
     {
         detail.push_str(&format!(
             " {}'s workers block when idle: waiting costs it no CPU, and taking turns on the \
@@ -665,6 +672,37 @@ mod tests {
         );
         assert!((o.finding.est_saving_wall_s - 0.75).abs() < 0.05);
         assert_eq!(o.finding.pids, vec![100, 110]);
+    }
+
+    #[test]
+    fn a_work_stealing_pool_is_modelled_to_waste_less() {
+        // 2 processes × (a caller + 2 polars workers, named `polars-N`), no stacks.
+        let mut p = pools(2, 3);
+        for proc in &mut p.processes {
+            proc.libraries.clear();
+            for (i, t) in proc.threads.iter_mut().enumerate().skip(1) {
+                t.name = format!("polars-{}", i - 1);
+            }
+        }
+        for pid in [100, 110] {
+            with_library(&mut p, pid, "/v/polars/_polars_runtime.abi3.so");
+        }
+        let o = run(&p).expect("oversubscribed");
+        assert_eq!(
+            o.blamed.as_ref().and_then(Pool::runtime).map(|r| r.name),
+            Some("polars")
+        );
+        assert!(
+            o.finding.fix.starts_with("POLARS_MAX_THREADS=1"),
+            "{}",
+            o.finding.fix
+        );
+        // 0.3 × (1 - 2/6) × 6 CPU s = 1.2 s, where a synchronous pool's 0.5 gives 2 s.
+        assert!(
+            (o.finding.est_saving_cpu_s - 1.2).abs() < 0.1,
+            "{}",
+            o.finding.est_saving_cpu_s
+        );
     }
 
     #[test]

@@ -29,10 +29,24 @@ pub enum Idle {
     /// Blocked in the kernel (condition variables, futexes): an idle worker burns nothing, so
     /// the waste is what the samples show spinning, none of it the pool's own.
     Blocks,
-    /// Not readable from its stacks (Rayon's workers spin a little before they sleep, and
-    /// splitting the work costs more than the waiting): the no-stacks model
-    /// ([`crate::oversubscription::NO_STACKS_WASTE`]).
+    /// Not readable from its stacks (numba's, PyTorch's, TBB's, onnxruntime's workers): the
+    /// no-stacks model ([`crate::oversubscription::NO_STACKS_WASTE`]).
     Modelled,
+    /// A work-stealing pool not readable from its stacks (Rayon, polars): a worker out of work
+    /// steals a preempted partner's queued work rather than waiting at a barrier, and sleeps
+    /// after a few rounds of yielding, so it wastes less than a synchronous pool
+    /// ([`crate::oversubscription::STEALING_WASTE`]).
+    Steals,
+}
+
+impl Idle {
+    /// The share of the excess demand the no-stacks model takes as wasted for such a pool.
+    pub fn modelled_waste(self) -> f64 {
+        match self {
+            Idle::Steals => crate::oversubscription::STEALING_WASTE,
+            Idle::Spins | Idle::Blocks | Idle::Modelled => crate::oversubscription::NO_STACKS_WASTE,
+        }
+    }
 }
 
 /// A runtime the analysis knows: how to recognise it, its workers, and how to size its pool.
@@ -246,7 +260,7 @@ pub const INTEL_OPENMP: Runtime = Runtime {
 pub const POLARS: Runtime = Runtime {
     name: "polars",
     family: Family::Pool,
-    idle: Idle::Modelled,
+    idle: Idle::Steals,
     prefixes: NO,
     paths: &["_polars_runtime", "/polars/polars", "polars.abi3"],
     thread_names: &["polars-", "async-executor-"],
@@ -261,7 +275,7 @@ pub const POLARS: Runtime = Runtime {
 pub const RAYON: Runtime = Runtime {
     name: "Rayon",
     family: Family::Pool,
-    idle: Idle::Modelled,
+    idle: Idle::Steals,
     prefixes: NO,
     paths: NO,
     thread_names: &["rayon-"],
