@@ -49,8 +49,8 @@ pub const NO_STACKS_WASTE: f64 = 0.5;
 /// The same share for a work-stealing pool (Rayon, polars: [`Idle::Steals`]): its idle
 /// workers steal queued work or sleep rather than wait at a barrier. Calibrated on polars in
 /// a `multiprocessing.Pool(2)` on 2 cores: in eleven tables of `bench/estimates.py`
-/// (2026-12-01..03) the 0.5 share estimated 1.14-1.94 times the CPU the fix saved, median
-/// 1.5, so 0.5 / 1.5 ≈ 0.3 (docs/findings.md).
+/// (2026-12-01..03) the 0.5 share estimated 1.14-1.88 times the CPU the fix saved (3.94 in
+/// one where it saved 0.16 s), median 1.47, so 0.5 / 1.5 ≈ 0.3 (docs/findings.md).
 pub const STEALING_WASTE: f64 = 0.3;
 
 /// CPU seconds an involuntary context switch costs the work of the threads involved, beyond
