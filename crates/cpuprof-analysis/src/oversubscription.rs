@@ -286,7 +286,10 @@ pub fn check(cx: &Context) -> Option<Over> {
     } else {
         None
     };
-    let share = blamed_rt.map_or(NO_STACKS_WASTE, |r| r.idle.modelled_waste());
+    let share = match blamed_rt.map(|r| r.idle) {
+        Some(Idle::Steals) => STEALING_WASTE,
+        _ => NO_STACKS_WASTE,
+    };
     let model_s = share * (1.0 - cx.budget / mean_demand).max(0.0) * cpu_ns / 1e9;
     // Each involuntary switch also costs the work what the other thread evicted from the
     // caches: with the fix the threads fit the cores and hardly switch. Counted beside the
@@ -622,6 +625,15 @@ mod tests {
         check(&Context::new(p))
     }
 
+    /// The finding blames the runtime named `runtime`, and its fix starts with `fix`.
+    fn assert_blames(o: &Over, runtime: &str, fix: &str) {
+        assert_eq!(
+            o.blamed.as_ref().and_then(Pool::runtime).map(|r| r.name),
+            Some(runtime)
+        );
+        assert!(o.finding.fix.starts_with(fix), "{}", o.finding.fix);
+    }
+
     /// `procs` processes × `threads` threads, each always runnable, on 2 cores for 3 s.
     fn pools(procs: u32, threads: u32) -> Profile {
         let n = procs * threads;
@@ -688,15 +700,7 @@ mod tests {
             with_library(&mut p, pid, "/v/polars/_polars_runtime.abi3.so");
         }
         let o = run(&p).expect("oversubscribed");
-        assert_eq!(
-            o.blamed.as_ref().and_then(Pool::runtime).map(|r| r.name),
-            Some("polars")
-        );
-        assert!(
-            o.finding.fix.starts_with("POLARS_MAX_THREADS=1"),
-            "{}",
-            o.finding.fix
-        );
+        assert_blames(&o, "polars", "POLARS_MAX_THREADS=1");
         // 0.3 × (1 - 2/6) × 6 CPU s = 1.2 s, where a synchronous pool's 0.5 gives 2 s.
         assert!(
             (o.finding.est_saving_cpu_s - 1.2).abs() < 0.1,
@@ -926,15 +930,7 @@ mod tests {
             add_samples(&mut p, pid, pid + 3, &[native("blas_thread_server", OB)], 1);
         }
         let o = run(&p).expect("oversubscribed");
-        assert_eq!(
-            o.blamed.as_ref().and_then(Pool::runtime).map(|r| r.name),
-            Some("numexpr")
-        );
-        assert!(
-            o.finding.fix.starts_with("NUMEXPR_NUM_THREADS=1"),
-            "{}",
-            o.finding.fix
-        );
+        assert_blames(&o, "numexpr", "NUMEXPR_NUM_THREADS=1");
     }
 
     #[test]

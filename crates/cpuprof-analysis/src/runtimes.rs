@@ -39,16 +39,6 @@ pub enum Idle {
     Steals,
 }
 
-impl Idle {
-    /// The share of the excess demand the no-stacks model takes as wasted for such a pool.
-    pub fn modelled_waste(self) -> f64 {
-        match self {
-            Idle::Steals => crate::oversubscription::STEALING_WASTE,
-            Idle::Spins | Idle::Blocks | Idle::Modelled => crate::oversubscription::NO_STACKS_WASTE,
-        }
-    }
-}
-
 /// A runtime the analysis knows: how to recognise it, its workers, and how to size its pool.
 /// docs/findings.md has the same table with the source of each fact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
