@@ -2,27 +2,33 @@
 
     .venv/bin/python bench/estimates.py                 # every case
     .venv/bin/python bench/estimates.py exec polars     # the named cases
-    RUNS=7 RECORDINGS=5 .venv/bin/python bench/estimates.py
+    RECORDINGS=8 MAX_PAIRS=60 .venv/bin/python bench/estimates.py
 
-For each case: RECORDINGS runs under `cpuprof --json` (the estimate is the median of the
-largest estimated wall saving among the pool findings, with the finding's severity and the
-fix's variable), then RUNS alternating timed runs of the program as it is and with the fix in
-its environment, without cpuprof (the measured saving is the difference of the medians, with
-the range of the pairwise differences), each with its CPU time (the children's rusage: the
-CPU saved divided by the cores is what the wall estimate models). The recordings' own wall
-time is shown beside the unprofiled one, each with its range: a program whose run time varies
-from run to run (a chaotic one, `CHAOTIC` below) has its estimate made for the runs that were
-recorded, and gets more recordings and runs so that both medians are of the same spread.
+For each case, two measurements, each with its 95% interval (Student's t over the runs):
 
-The estimate is a claim about the run recorded ("this run would have been X s shorter with
-the fix"), so each recording of the program as it is alternates with a recording of it with
-the fix, and *the recorded runs' saving* is each recording's wall time less the median of
-the fixed recordings (the recorder's cost on both sides); *est. / recorded saving* is the
-mean estimate over the mean of those savings, recording by recording. Where the program's
-own run time varies by more than its saving (the OpenMP OpenBLAS pair runs 2-5 s as it is,
-the matmul at 256 0.5-0.9 s), this is the comparison an estimate from one run can meet; the
-unprofiled columns say what a user saves on average.
-Prints a Markdown table for docs/findings.md.
+* **The recordings.** RECORDINGS runs under `cpuprof --json`, each beside a recording of the
+  program with the fix (alternating). A recording's estimate is the largest estimated wall
+  saving among its pool findings (with the finding's severity and the fix's variable; a pool
+  finding in a recording with the fix is a false alarm, counted); *the recorded runs'
+  saving* is each recording's wall time less the mean of the fixed ones (the recorder on
+  both sides). The estimate is a claim about the run recorded ("this run would
+  have been X s shorter with the fix"), so *est. / recorded saving* (the mean estimate over
+  the mean of those savings) tests the model with the program's run-to-run spread taken out:
+  where a program's own run time varies by more than its saving (the OpenMP OpenBLAS pair
+  runs 2-5 s as it is, the matmul at 256 0.5-0.9 s), the estimate follows its run.
+* **The program without cpuprof.** Alternating timed runs as it is and with the fix in its
+  environment, in pairs, at least MIN_PAIRS and until the mean of the pairs' savings is known
+  to within ±10% (half-width of its 95% interval) or to 0.02 s, or MAX_PAIRS or the case's
+  PAIR_BUDGET seconds are spent. Each run's CPU time is the children's rusage: the CPU saved
+  divided by the cores is what the wall estimate models. *est. / measured* is the mean
+  estimate over the mean saving, with its interval from both sides' (in quadrature): what a
+  user saves on average, the issue's measure.
+
+A case is *within* when the ratio is in 0.7-1.3, or when the saving measured is not told
+apart from none (its interval reaches zero) and the estimate is under 0.02 s (a pool whose
+fix will not pay, estimated so). It is *consistent* when the ratio's interval meets 0.7-1.3:
+the measurement cannot say the estimate is outside.
+Prints a Markdown table for docs/findings.md and a count of each.
 Expects release binaries (`make build`) and `make setup` (the .venv with the libraries).
 Standard library only.
 """
@@ -44,8 +50,10 @@ CPUPROF = os.path.join(BIN, "cpuprof")
 MATMUL = os.path.join(BIN, "cpuprof-matmul")
 PY = os.path.join(ROOT, ".venv", "bin", "python")
 EX = os.path.join(ROOT, "examples")
-RUNS = int(os.environ.get("RUNS", "5"))
-RECORDINGS = int(os.environ.get("RECORDINGS", "3"))
+RECORDINGS = int(os.environ.get("RECORDINGS", "6"))
+MIN_PAIRS = int(os.environ.get("MIN_PAIRS", "8"))
+MAX_PAIRS = int(os.environ.get("MAX_PAIRS", "40"))
+PAIR_BUDGET = float(os.environ.get("PAIR_BUDGET", "150"))
 POOL_FINDINGS = ("oversubscription", "nested-pools", "spin-wait", "too-many-processes")
 OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
@@ -69,18 +77,16 @@ def compile_programs(work):
     return out
 
 
-# How many times more recordings and runs a chaotic case gets: the dgemm on the OpenMP OpenBLAS
-# runs anywhere from 1.9 to 4.9 s as it is, recorded or not (two processes whose OpenMP
-# barriers spin against each other: alternating runs of each, 2026-12-02), so the median of 3
-# recordings or of 5 runs lands anywhere in that range and an estimate made from one run is
-# compared with the saving of others. polars' pool too (two processes whose Rayon pools wait
-# for each other's preempted threads): 1.00-1.79 s as it is in six runs, 2026-12-03, and its
-# measured saving's pairs spanned -0.02..+0.44 s in three tables that day.
-CHAOTIC = 3
+# How many times more recordings, pairs and pair budget a chaotic case gets: the dgemm on the
+# OpenMP OpenBLAS runs anywhere from 1.3 to 4.9 s as it is, recorded or not (two processes
+# whose OpenMP barriers spin against each other: alternating runs of each, 2026-12-02/03), and
+# polars' pool (two processes whose Rayon pools wait for each other's preempted threads)
+# 1.0-2.2 s, its pairs' savings -0.4..+0.5 s: their means need more runs to be known.
+CHAOTIC = 2
 
 
 def cases(progs):
-    """(name, argv, fix environment, how many times RUNS and RECORDINGS) of every case."""
+    """(name, argv, fix environment, how many times the recordings and pairs) of every case."""
     two = lambda exe, *args: ["sh", "-c", f"{exe} {' '.join(args)} & {exe} {' '.join(args)}; wait"]
     out = [
         ("matmul --procs 2 --size 256", [MATMUL, "--procs", "2", "--size", "256", "--iters",
@@ -145,18 +151,78 @@ def knob(fix):
     return first if "=" in first else fix[:40]
 
 
+# Student's t at 97.5% by degrees of freedom (1-30); beyond, the normal's 1.96 is within 2%.
+T975 = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14,
+        2.13, 2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05,
+        2.05, 2.04]
+
+
+def mean_ci(xs):
+    """(mean, half-width of its 95% interval)."""
+    m = statistics.fmean(xs)
+    if len(xs) < 2:
+        return m, float("inf")
+    t = T975[len(xs) - 2] if len(xs) - 1 <= len(T975) else 1.96
+    return m, t * statistics.stdev(xs) / len(xs) ** 0.5
+
+
+def ratio_ci(est, est_h, saving, saving_h):
+    """est / saving and its 95% interval, the two relative errors in quadrature."""
+    r = est / saving
+    rel = ((est_h / est) ** 2 if est > 0 else 0) + (saving_h / saving) ** 2
+    d = r * rel ** 0.5
+    return r, max(0.0, r - d), r + d
+
+
+# The precision the pairs aim for where a saving is near none: an estimate this small says
+# "the fix will not pay", and a measured saving this small is what it means.
+NIL_S = 0.02
+
+
+def verdict(est, est_h, saving, saving_h):
+    """(ratio text, within, consistent) for an estimate against a saving measured."""
+    if saving - saving_h <= 0 and est <= NIL_S:  # a fix that will not pay, estimated so
+        return "— (both ≈ 0)", True, True
+    if saving <= 0:  # the fix costs time, and the estimate says it saves some
+        return "— (saving ≤ 0)", False, est - est_h <= saving + saving_h
+    r, lo, hi = ratio_ci(est, est_h, saving, saving_h)
+    return f"{r:.2f} ({lo:.2f}..{hi:.2f})", 0.7 <= r <= 1.3, lo <= 1.3 and hi >= 0.7
+
+
+def pairs_until_known(argv, fix, repeat):
+    """Alternating unprofiled runs (as it is, with the fix) until the mean saving is known."""
+    base, fixed, base_cpu, fixed_cpu = [], [], [], []
+    t0 = time.perf_counter()
+    while True:
+        for runs, cpus, env in ((base, base_cpu, {}), (fixed, fixed_cpu, fix)):
+            wall, cpu = timed(argv, env)
+            runs.append(wall)
+            cpus.append(cpu)
+        n = len(base)
+        m, h = mean_ci([b - f for b, f in zip(base, fixed)])
+        if n >= MIN_PAIRS * repeat and (h <= max(0.1 * abs(m), NIL_S)):
+            break
+        if n >= MAX_PAIRS * repeat or time.perf_counter() - t0 > PAIR_BUDGET * repeat:
+            break
+    return base, fixed, base_cpu, fixed_cpu
+
+
 def main():
     only = sys.argv[1:]
     work = tempfile.mkdtemp()
+    counts = {"cases": 0, "within": 0, "consistent": 0, "rec within": 0, "rec consistent": 0}
     try:
         progs = compile_programs(work)
+        cores = min(os.cpu_count() or 1, len(os.sched_getaffinity(0)))
         print(f"machine: {os.cpu_count()} CPUs, {os.uname().release}; {RECORDINGS} recordings "
-              f"and {RUNS} alternating timed runs per case ({CHAOTIC}× both for a chaotic one)\n")
-        print("| case | as it is, s (range) | recorded, s (range) | with the fix, s | measured wall saving, s "
-              "| CPU as it is → fixed, s | est. wall, s | est. / measured | est. CPU, s "
-              "| CPU saved ÷ cores, s | recorded with the fix, s | the recorded runs' saving, s (range) "
-              "| est. / recorded saving | finding (severity) | fix |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              f"beside as many with the fix, {MIN_PAIRS}-{MAX_PAIRS} alternating timed pairs "
+              f"per case ({CHAOTIC}× each for a chaotic one)\n")
+        print("| case | as it is, s: mean (range) | with the fix, s | measured saving, s: mean ± 95% (pairs) "
+              "| est. wall, s: mean ± 95% | est. / measured (95%) | CPU as it is → fixed, s "
+              "| est. CPU, s | CPU saved ÷ cores, s | recorded as it is → with the fix, s (fixed ones with a pool finding) "
+              "| the recorded runs' saving, s: mean ± 95% | est. / recorded saving (95%) "
+              "| finding (severity) | fix |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name, argv, fix, repeat in cases(progs):
             if only and not any(o in name for o in only):
                 continue
@@ -166,40 +232,47 @@ def main():
             recs, recs_fixed = [], []
             for _ in range(RECORDINGS * repeat):
                 recs.append(recorded(argv, work))
-                recs_fixed.append(recorded(argv, work, fix)[2])
-            est = statistics.median(r[0] for r in recs)
-            est_cpu = statistics.median(r[3] for r in recs)
-            rec_wall = statistics.median(r[2] for r in recs)
-            rec_range = f"{min(r[2] for r in recs):.2f}..{max(r[2] for r in recs):.2f}"
-            rec_fixed = statistics.median(recs_fixed)
-            # Each recording's own saving: its wall less the fixed program's recorded (median).
-            rec_savings = [r[2] - rec_fixed for r in recs]
-            rec_saving = sum(rec_savings) / len(recs)
-            rec_ratio = (f"{sum(r[0] for r in recs) / len(recs) / rec_saving:.2f}"
-                         if rec_saving > 0.02 else "—")
+                recs_fixed.append(recorded(argv, work, fix))
+            est, est_h = mean_ci([r[0] for r in recs])
+            est_cpu = statistics.fmean(r[3] for r in recs)
+            rec_wall = statistics.fmean(r[2] for r in recs)
+            rec_fixed = statistics.fmean(r[2] for r in recs_fixed)
+            # The fix applied, a pool finding is a false alarm.
+            flagged = sum(1 for r in recs_fixed if r[1])
+            rec_saving, rec_h = mean_ci([r[2] - rec_fixed for r in recs])
             named = [r[1] for r in recs if r[1]]
-            base, fixed, base_cpu, fixed_cpu = [], [], [], []
-            for _ in range(RUNS * repeat):
-                for runs, cpus, env in ((base, base_cpu, {}), (fixed, fixed_cpu, fix)):
-                    wall, cpu = timed(argv, env)
-                    runs.append(wall)
-                    cpus.append(cpu)
-            mb, mf = statistics.median(base), statistics.median(fixed)
-            cb, cf = statistics.median(base_cpu), statistics.median(fixed_cpu)
-            saving = mb - mf
-            ratio = f"{est / saving:.2f}" if saving > 0.02 else "—"
+            base, fixed, base_cpu, fixed_cpu = pairs_until_known(argv, fix, repeat)
+            mb, mf = statistics.fmean(base), statistics.fmean(fixed)
+            cb, cf = statistics.fmean(base_cpu), statistics.fmean(fixed_cpu)
+            saving, saving_h = mean_ci([b - f for b, f in zip(base, fixed)])
+            ratio, within, consistent = verdict(est, est_h, saving, saving_h)
+            rec_ratio, rec_within, rec_consistent = verdict(est, est_h, rec_saving, rec_h)
+            counts["cases"] += 1
+            counts["within"] += within
+            counts["consistent"] += consistent
+            counts["rec within"] += rec_within
+            counts["rec consistent"] += rec_consistent
             if named:
-                top = max(named, key=lambda f: f["est_saving_wall_s"])
-                what = f"{top['id']} ({top['severity']}, {len(named)}/{len(recs)})"
-                how = knob(top["fix"])
+                # The finding of most recordings, and the severities it was given.
+                top = statistics.mode(f["id"] for f in named)
+                sevs = [f["severity"] for f in named if f["id"] == top]
+                sev = ", ".join(f"{n} {s}" for s in ("info", "warning", "error")
+                                if (n := sevs.count(s)))
+                what = f"{top} ({sev}; {len(named)}/{len(recs)} recordings)"
+                how = knob(next(f["fix"] for f in named if f["id"] == top))
             else:
                 what, how = f"none (0/{len(recs)})", "—"
-            pairs = [b - f for b, f in zip(base, fixed)]
-            cores = min(os.cpu_count() or 1, len(os.sched_getaffinity(0)))
-            print(f"| {name} | {mb:.2f} ({min(base):.2f}..{max(base):.2f}) | {rec_wall:.2f} ({rec_range}) | {mf:.2f} | {saving:+.2f} ({min(pairs):+.2f}..{max(pairs):+.2f}) "
-                  f"| {cb:.2f} → {cf:.2f} | {est:.2f} | {ratio} | {est_cpu:.2f} | {(cb - cf) / cores:+.2f} "
-                  f"| {rec_fixed:.2f} | {rec_saving:+.2f} ({min(rec_savings):+.2f}..{max(rec_savings):+.2f}) "
-                  f"| {rec_ratio} | {what} | `{how}` |", flush=True)
+            mark = lambda w, c: " ✓" if w else ("" if c else " ✗")
+            print(f"| {name} | {mb:.2f} ({min(base):.2f}..{max(base):.2f}) | {mf:.2f} "
+                  f"| {saving:+.3f} ± {saving_h:.3f} ({len(base)}) | {est:.3f} ± {est_h:.3f} "
+                  f"| {ratio}{mark(within, consistent)} | {cb:.2f} → {cf:.2f} | {est_cpu:.2f} "
+                  f"| {(cb - cf) / cores:+.2f} | {rec_wall:.2f} → {rec_fixed:.2f} ({flagged}/{len(recs_fixed)} flagged) "
+                  f"| {rec_saving:+.3f} ± {rec_h:.3f} | {rec_ratio}{mark(rec_within, rec_consistent)} "
+                  f"| {what} | `{how}` |", flush=True)
+        print(f"\nagainst the program without cpuprof: {counts['within']} of {counts['cases']} "
+              f"within ±30% (✓), {counts['consistent']} consistent with it (no ✗); against the "
+              f"recorded runs' saving: {counts['rec within']} within, {counts['rec consistent']} "
+              f"consistent")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
