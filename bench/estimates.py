@@ -48,6 +48,7 @@ BIN = os.environ.get("CPUPROF_BIN_DIR") or os.path.join(
     os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 CPUPROF = os.path.join(BIN, "cpuprof")
 MATMUL = os.path.join(BIN, "cpuprof-matmul")
+RAYON = os.path.join(BIN, "cpuprof-rayon")
 PY = os.path.join(ROOT, ".venv", "bin", "python")
 EX = os.path.join(ROOT, "examples")
 RECORDINGS = int(os.environ.get("RECORDINGS", "6"))
@@ -109,6 +110,8 @@ def cases(progs):
         ("numexpr_pool.py", [PY, os.path.join(EX, "numexpr_pool.py")],
          {"NUMEXPR_NUM_THREADS": "1"}, 1),
     ]
+    out.append(("cpuprof-rayon (Rust, Rayon), 2 processes", two(RAYON, "6000"),
+                {"RAYON_NUM_THREADS": "1"}, 1))
     if "dgemm_openmp" in progs:
         out.append(("dgemm on OpenBLAS (OpenMP build), 2 processes",
                     two(progs["dgemm_openmp"], "256", "600"), {"OMP_NUM_THREADS": "1"}, CHAOTIC))

@@ -20,12 +20,18 @@ pub fn cpuprof() -> PathBuf {
 /// The reference workload, built next to `cpuprof` by `make build` (another package of the
 /// workspace, so cargo does not build it for these tests).
 pub fn matmul() -> PathBuf {
-    let beside = cpuprof().with_file_name("cpuprof-matmul");
-    // A bare `cargo test` builds a debug `cpuprof`; `make build` the release workload.
+    workspace_bin("cpuprof-matmul")
+}
+
+/// A binary of another package of the workspace: beside `cpuprof`, or in the release build
+/// (a bare `cargo test` builds a debug `cpuprof`; `make build` the release workloads).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let beside = cpuprof().with_file_name(name);
     let release = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("release/cpuprof-matmul");
+        .join("release")
+        .join(name);
     let p = if beside.exists() { beside } else { release };
     assert!(
         p.exists(),
