@@ -273,7 +273,7 @@ def main():
                   f"| {rec_saving:+.3f} ± {rec_h:.3f} | {rec_ratio}{mark(rec_within, rec_consistent)} "
                   f"| {what} | `{how}` |", flush=True)
         print(f"\nagainst the program without cpuprof: {counts['within']} of {counts['cases']} "
-              f"within ±30% (✓), {counts['consistent']} consistent with it (no ✗); against the "
+              f"within ±30% (✓), {counts['consistent']} consistent with it (✓ or unmarked; the rest ✗); against the "
               f"recorded runs' saving: {counts['rec within']} within, {counts['rec consistent']} "
               f"consistent")
     finally:
