@@ -273,9 +273,9 @@ def main():
                   f"| {rec_saving:+.3f} ± {rec_h:.3f} | {rec_ratio}{mark(rec_within, rec_consistent)} "
                   f"| {what} | `{how}` |", flush=True)
         print(f"\nagainst the program without cpuprof: {counts['within']} of {counts['cases']} "
-              f"within ±30% (✓), {counts['consistent']} consistent with it (✓ or unmarked; the rest ✗); against the "
-              f"recorded runs' saving: {counts['rec within']} within, {counts['rec consistent']} "
-              f"consistent")
+              f"within ±30% (✓), {counts['consistent']} consistent with it (✓ or unmarked; the "
+              f"rest ✗); against the recorded runs' saving: {counts['rec within']} within, "
+              f"{counts['rec consistent']} consistent")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,5 +1,5 @@
-//! `cpuprof-rayon ROUNDS LEN`: ROUNDS parallel reductions over LEN numbers on Rayon's global
-//! pool, and the sum printed.
+//! `cpuprof-rayon [ROUNDS [LEN]]`: ROUNDS parallel reductions (default 1000) over LEN numbers
+//! (default 65 536) on Rayon's global pool, and the sum printed.
 //!
 //! Each round is one `par_chunks` reduction, short (about a millisecond on one core at the
 //! default size), so the pool's workers join, steal and go idle between rounds many times a
