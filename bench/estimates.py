@@ -109,6 +109,9 @@ def cases(progs):
          {"POLARS_MAX_THREADS": "1"}, CHAOTIC),
         ("numexpr_pool.py", [PY, os.path.join(EX, "numexpr_pool.py")],
          {"NUMEXPR_NUM_THREADS": "1"}, 1),
+        ("numba_pool.py (numba's OpenMP layer)", [PY, os.path.join(EX, "numba_pool.py"),
+                                                  "--tasks", "4"],
+         {"NUMBA_NUM_THREADS": "1"}, CHAOTIC),
     ]
     out.append(("cpuprof-rayon (Rust, Rayon), 2 processes", two(RAYON, "6000"),
                 {"RAYON_NUM_THREADS": "1"}, 1))

@@ -185,6 +185,20 @@ fn numexpr_in_a_process_pool_is_numexpr_not_openblas() {
     );
 }
 
+/// numba's default layer in a pip install is OpenMP: the caller is one of the team, so a pool
+/// of 2 has one worker thread, and it is still 2 wide.
+#[test]
+fn numba_in_a_process_pool_is_numbas_openmp_layer() {
+    let script = example("numba_pool.py");
+    python_case(
+        "numba",
+        &[&script, "--tasks", "4"],
+        ("NUMBA_NUM_THREADS", "1"),
+        "numba (OpenMP layer)",
+        &["warning", "error"],
+    );
+}
+
 #[test]
 fn pure_python_processes_beyond_the_cores_are_too_many_processes() {
     let Some(py) = python_with("multiprocessing") else {

@@ -83,11 +83,19 @@ impl Runtime {
         (!self.runtime_call.is_empty()).then(|| self.runtime_call.replace("{k}", &k.to_string()))
     }
 
-    /// Does the calling thread take part in the pool's work (BLAS and OpenMP: the caller is
-    /// thread 0 of the team, so a pool of n has n - 1 workers), or wait for it (Rayon,
-    /// numexpr, TBB: `install`/`evaluate` blocks while the pool's own n threads work)?
+    /// Does the calling thread take part in the pool's work (BLAS, OpenMP and the pools that
+    /// are OpenMP teams: the caller is thread 0 of the team, so a pool of n has n - 1
+    /// workers), or wait for it (Rayon, numexpr, TBB, numba's workqueue: `install`/`evaluate`
+    /// blocks while the pool's own n threads work)?
     pub fn caller_works(&self) -> bool {
-        matches!(self.family, Family::Blas | Family::OpenMp)
+        matches!(self.family, Family::Blas) || self.on_openmp()
+    }
+
+    /// Does its pool run as an OpenMP team (an OpenMP runtime itself, or a library whose
+    /// parallel regions are OpenMP's: [`OPENMP_OWNERS`])? Its idle workers then wait in the
+    /// OpenMP runtime's loops.
+    pub fn on_openmp(&self) -> bool {
+        self.family == Family::OpenMp || OPENMP_OWNERS.contains(&self)
     }
 
     /// Does it run one call at a time, holding back the other threads that call it
@@ -296,17 +304,38 @@ pub const NUMEXPR: Runtime = Runtime {
     import: "numexpr",
 };
 
-/// numba's parallel layer (workqueue, omp or tbb pool).
+/// numba's OpenMP layer (`omppool`, the default of a pip install, where numba finds no
+/// `tbb`): its `parallel=True` loops run as a GNU OpenMP team, so the calling thread is
+/// thread 0 of it and idle workers spin in libgomp's wait loops. Measured here: two processes
+/// of `examples/numba_pool.py` on 2 cores took 7.6-13 s, and 3.0 s with
+/// `NUMBA_NUM_THREADS=1` (docs/findings.md).
+pub const NUMBA_OPENMP: Runtime = Runtime {
+    name: "numba (OpenMP layer)",
+    family: Family::Pool,
+    idle: Idle::Spins,
+    prefixes: NO,
+    paths: &["numba/np/ufunc/omppool"],
+    thread_names: NO,
+    worker_frames: NO,
+    knobs: &[
+        "NUMBA_NUM_THREADS",
+        "NUMBA_THREADING_LAYER",
+        "OMP_NUM_THREADS",
+        "OMP_WAIT_POLICY",
+    ],
+    limit_var: "NUMBA_NUM_THREADS",
+    runtime_call: "numba.set_num_threads({k})",
+    import: "numba",
+};
+
+/// numba's other layers: `workqueue` (its own pthreads workers, which block on a condition
+/// variable while the caller waits for them) and `tbb` (a TBB arena).
 pub const NUMBA: Runtime = Runtime {
     name: "numba",
     family: Family::Pool,
     idle: Idle::Modelled,
     prefixes: NO,
-    paths: &[
-        "numba/np/ufunc/workqueue",
-        "numba/np/ufunc/omppool",
-        "numba/np/ufunc/tbbpool",
-    ],
+    paths: &["numba/np/ufunc/workqueue", "numba/np/ufunc/tbbpool"],
     thread_names: NO,
     worker_frames: NO,
     knobs: &["NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER"],
@@ -315,11 +344,12 @@ pub const NUMBA: Runtime = Runtime {
     import: "numba",
 };
 
-/// PyTorch's intra-op pool (OpenMP threads running libtorch's kernels).
+/// PyTorch's intra-op pool: OpenMP threads (the libgomp its wheels bundle) running libtorch's
+/// kernels, so like any OpenMP team its caller is thread 0 and its idle workers spin.
 pub const TORCH: Runtime = Runtime {
     name: "PyTorch",
     family: Family::Pool,
-    idle: Idle::Modelled,
+    idle: Idle::Spins,
     prefixes: &["libtorch_cpu"],
     paths: NO,
     thread_names: NO,
@@ -374,6 +404,7 @@ pub const ALL: &[Runtime] = &[
     POLARS,
     RAYON,
     NUMEXPR,
+    NUMBA_OPENMP,
     NUMBA,
     TORCH,
     TBB,
@@ -407,7 +438,7 @@ pub fn openmp_owner(inside: &[&'static str]) -> Option<&'static Runtime> {
 }
 
 /// Libraries that run their pool on an OpenMP runtime's threads.
-pub const OPENMP_OWNERS: &[&Runtime] = &[&OPENBLAS_OPENMP, &MKL, &TORCH, &NUMBA];
+pub const OPENMP_OWNERS: &[&Runtime] = &[&OPENBLAS_OPENMP, &MKL, &TORCH, &NUMBA_OPENMP];
 
 /// Base name of a path.
 pub fn base_name(path: &str) -> &str {
@@ -599,6 +630,22 @@ mod tests {
         assert_eq!(rt("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3"), None);
         // The directory name does not count.
         assert_eq!(rt("/opt/libopenblas/libc.so.6"), None);
+    }
+
+    #[test]
+    fn numbas_layers_are_told_apart_and_openmp_teams_count_their_caller() {
+        let rt = |p: &str| runtime_of_library(p).expect(p);
+        let sp = "/v/site-packages/numba/np/ufunc/";
+        let omp = rt(&format!("{sp}omppool.cpython-311-x86_64-linux-gnu.so"));
+        assert_eq!(omp.name, "numba (OpenMP layer)");
+        assert!(omp.caller_works() && omp.idle == Idle::Spins);
+        assert!(crate::waitloops::waits_for(omp, &GNU_OPENMP));
+        let wq = rt(&format!("{sp}workqueue.cpython-311-x86_64-linux-gnu.so"));
+        assert_eq!(wq.name, "numba");
+        assert!(!wq.caller_works());
+        assert!(!crate::waitloops::waits_for(wq, &GNU_OPENMP));
+        assert!(TORCH.caller_works() && OPENBLAS_OPENMP.caller_works());
+        assert!(!RAYON.caller_works() && !NUMEXPR.caller_works());
     }
 
     #[test]

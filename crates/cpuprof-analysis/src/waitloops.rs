@@ -111,11 +111,12 @@ pub fn waits_in_call(frames: &[&Frame]) -> bool {
 
 /// Whether waiting in `wait`'s loops is `pool`'s waiting: its own loops, or an OpenMP
 /// runtime's when the pool runs on OpenMP (a BLAS built with OpenMP threading, such as
-/// Debian's `openblas-openmp` or MKL's threading layers, waits in the OpenMP barrier). An
+/// Debian's `openblas-openmp` or MKL's threading layers, and numba's OpenMP layer, wait in the
+/// OpenMP barrier). An
 /// OpenBLAS pool idling in a process whose numexpr pool is the one oversubscribed is not it.
 pub fn waits_for(pool: &Runtime, wait: &Runtime) -> bool {
     pool.name == wait.name
-        || (matches!(pool.family, Family::Blas | Family::OpenMp) && wait.family == Family::OpenMp)
+        || ((pool.family == Family::Blas || pool.on_openmp()) && wait.family == Family::OpenMp)
 }
 
 /// The frames that are wait loops in the profile's samples: for every sampled stack that
