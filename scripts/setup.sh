@@ -4,7 +4,8 @@
 #   - Debian packages: libopenblas-dev (the matmul workload links it), pkg-config, gcc (tests
 #     compile small C programs), chromium (the HTML report tests), libopenblas0-openmp (OpenBLAS
 #     built on OpenMP, beside the pthreads build the alternatives keep as default), clang and
-#     libomp-dev (LLVM OpenMP), nodejs (and npm) for speedscope, tmux (`cpuprof top` is tested
+#     libomp-dev (LLVM OpenMP), libblis4-pthread and libblis4-openmp (BLIS; lower priority than
+#     OpenBLAS as libblas.so.3, so they change no default), nodejs (and npm) for speedscope, tmux (`cpuprof top` is tested
 #     in a real terminal), prometheus (scrapes `cpuprof agent` in a test; promtool checks the
 #     documented rules) and golang-go (`go tool pprof` reads the pprof exports); linux-perf
 #     when apt runs anyway. The prometheus package's own service is not needed: the tests start
@@ -19,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev nodejs tmux prometheus golang-go)
+REQUIRED_DEBS=(libopenblas-dev pkg-config gcc chromium libopenblas0-openmp clang libomp-dev libblis4-pthread libblis4-openmp nodejs tmux prometheus golang-go)
 OPTIONAL_DEBS=(linux-perf)
 REQUIREMENTS=scripts/requirements.txt
 VENV=.venv

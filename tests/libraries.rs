@@ -242,16 +242,96 @@ fn twice(exe: &Path, args: &str) -> Vec<String> {
 }
 
 fn c_case(exe: &Path, args: &str, pool: &str) {
+    c_case_with(exe, args, pool, &[], ("OMP_NUM_THREADS", "1"));
+}
+
+/// Two processes of `exe args` in the environment `env` blame `pool` with the fix `fix`, and
+/// with the fix added get no pool finding.
+fn c_case_with(exe: &Path, args: &str, pool: &str, env: &[(&str, &str)], fix: (&str, &str)) {
     let dir = util::tempdir();
     let cmd = twice(exe, args);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let v = record(dir.path(), &cmd, env);
+    if !two_cores(&v) {
+        return;
+    }
+    let knob = format!("{}={}", fix.0, fix.1);
+    assert_blamed(&v, pool, &knob, &["warning", "error"]);
+    let fixed: Vec<(&str, &str)> = env.iter().copied().chain([fix]).collect();
+    let v = record(dir.path(), &cmd, &fixed);
+    assert_no_pool_finding(&v);
+}
+
+/// `examples/c/dgemm.c` linked against Debian's BLIS build `build` (`pthread`, `openmp`), or
+/// `None` with a line saying why.
+fn blis_dgemm(dir: &Path, build: &str) -> Option<PathBuf> {
+    let libdir = format!("/usr/lib/x86_64-linux-gnu/blis-{build}");
+    let lib = Path::new(&libdir).join("libblis.so.4");
+    if !lib.exists() {
+        eprintln!(
+            "skipped: {} is missing (libblis4-{build}); run `make setup`",
+            lib.display()
+        );
+        return None;
+    }
+    let exe = dir.join(format!("dgemm-blis-{build}"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/c/dgemm.c");
+    let cc = Command::new("gcc")
+        .arg("-O2")
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{libdir}"))
+        .output()
+        .expect("run gcc");
+    assert!(
+        cc.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    Some(exe)
+}
+
+/// BLIS's pthreads build starts the threads of every call and joins them at its end: a
+/// hundred products, a hundred short threads per process, which are one pool two wide. Debian's
+/// BLIS is single-threaded unless `BLIS_NUM_THREADS` (or `OMP_NUM_THREADS`) says otherwise,
+/// so as installed it is not flagged.
+#[test]
+fn blis_pthreads_build_starting_threads_per_call_is_blis() {
+    let dir = util::tempdir();
+    let Some(exe) = blis_dgemm(dir.path(), "pthread") else {
+        return;
+    };
+    let cmd = twice(&exe, "256 100");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let v = record(dir.path(), &cmd, &[]);
     if !two_cores(&v) {
         return;
     }
-    assert_blamed(&v, pool, "OMP_NUM_THREADS=1", &["warning", "error"]);
-    let v = record(dir.path(), &cmd, &[("OMP_NUM_THREADS", "1")]);
     assert_no_pool_finding(&v);
+    c_case_with(
+        &exe,
+        "256 100",
+        "2 processes × 2 BLIS threads",
+        &[("BLIS_NUM_THREADS", "2")],
+        ("BLIS_NUM_THREADS", "1"),
+    );
+}
+
+#[test]
+fn blis_openmp_build_is_blis() {
+    let dir = util::tempdir();
+    let Some(exe) = blis_dgemm(dir.path(), "openmp") else {
+        return;
+    };
+    c_case_with(
+        &exe,
+        "256 300",
+        "BLIS",
+        &[("BLIS_NUM_THREADS", "2")],
+        ("BLIS_NUM_THREADS", "1"),
+    );
 }
 
 const OPENBLAS_OPENMP: &str = "/usr/lib/x86_64-linux-gnu/openblas-openmp";

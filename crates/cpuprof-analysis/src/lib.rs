@@ -90,6 +90,46 @@ impl<'a> Context<'a> {
             .map(|(r, _)| r)
     }
 
+    /// How many of these threads of a process were alive at once: the mean over the time any
+    /// of them was, rounded. A pool that starts a thread for each call and joins it at the end
+    /// (BLIS's pthreads build: a hundred calls, a hundred threads, and now and then a
+    /// helper for a few milliseconds) is as wide as its threads at once, not as their number.
+    pub fn at_once(&self, pid: Pid, tids: &[Tid]) -> usize {
+        let Some(p) = self.profile.process(pid) else {
+            return 0;
+        };
+        let end = self.profile.meta.wall_ns;
+        let mut events: Vec<(u64, i64)> = p
+            .threads
+            .iter()
+            .filter(|t| tids.contains(&t.tid))
+            .flat_map(|t| {
+                let stop = t.end_ns.unwrap_or(end).max(t.start_ns);
+                [(t.start_ns, 1), (stop, -1)]
+            })
+            .collect();
+        if events.is_empty() {
+            return 0;
+        }
+        events.sort();
+        let threads = events.len() / 2;
+        // Thread-nanoseconds alive, over the nanoseconds any was.
+        let (mut alive, mut last, mut sum, mut any) = (0i64, events[0].0, 0.0, 0.0);
+        for &(t, d) in &events {
+            if alive > 0 {
+                sum += (alive * (t - last) as i64) as f64;
+                any += (t - last) as f64;
+            }
+            alive += d;
+            last = t;
+        }
+        if any <= 0.0 {
+            // Threads that lived no measurable time: count them as they are.
+            return threads;
+        }
+        ((sum / any).round() as usize).max(1)
+    }
+
     /// The pool a thread belongs to.
     pub fn pool_of(&self, pid: Pid, tid: Tid) -> Option<&pools::Pool> {
         self.pools

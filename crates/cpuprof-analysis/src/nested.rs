@@ -149,7 +149,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     }
     let per_worker = cx.budget / n as f64;
     // Each worker's own pool: its workers plus the calling thread when it takes part.
-    let size = |pid: Pid| cx.workers_of(pid, rt).len() + usize::from(rt.caller_works());
+    let size = |pid: Pid| cx.at_once(pid, &cx.workers_of(pid, rt)) + usize::from(rt.caller_works());
     let wide: Vec<_> = workers
         .iter()
         .filter(|m| m.workers > 0 && size(m.pid) as f64 > per_worker)
@@ -171,13 +171,8 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
     }
     let callers = wide.iter().map(|m| m.callers).max().unwrap_or(1);
     let k = fixes::threads_per_caller(cx.budget, n, callers);
-    let share = wide.iter().map(|m| m.active.len()).sum::<usize>() as f64
-        / over
-            .members
-            .iter()
-            .map(|m| m.active.len())
-            .sum::<usize>()
-            .max(1) as f64;
+    let share = wide.iter().map(|m| m.width).sum::<usize>() as f64
+        / over.members.iter().map(|m| m.width).sum::<usize>().max(1) as f64;
     let fw_name = fw.map(Framework::name).unwrap_or("process");
     Some(Finding {
         id: "nested-pools".into(),

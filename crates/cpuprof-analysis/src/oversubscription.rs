@@ -90,7 +90,9 @@ pub struct Member {
     pub pool: Option<String>,
     /// Its threads that were runnable during the oversubscribed time.
     pub active: Vec<Tid>,
-    /// Of them, workers of the blamed pool.
+    /// How many of them were alive at once ([`Context::at_once`]).
+    pub width: usize,
+    /// Of them, workers of the blamed pool (at once).
     pub workers: usize,
     /// Of them, threads outside the pool that call into it at once (at least 1 when the
     /// process runs the pool).
@@ -143,12 +145,25 @@ pub fn check(cx: &Context) -> Option<Over> {
     for p in &cx.profile.processes {
         let (mut c, mut r) = (0.0, 0.0);
         let mut active = Vec::new();
+        // A pool's threads too brief to count one by one, with their pool's sum.
+        let mut brief: BTreeMap<String, (f64, Vec<(Tid, f64)>)> = BTreeMap::new();
         for th in &p.threads {
             let (tc, tr) = d.thread_in(p.pid, th.tid, &bins);
             c += tc;
             r += tr;
             if tr >= ACTIVE_THREAD * over_s * 1e9 {
                 active.push((th.tid, tr));
+            } else if let Some(pool) = cx.pool_of(p.pid, th.tid).filter(|_| tr > 0.0) {
+                let e = brief.entry(pool.key()).or_default();
+                e.0 += tr;
+                e.1.push((th.tid, tr));
+            }
+        }
+        // A pool that starts a thread per call and joins it (BLIS's pthreads build) has
+        // threads that each live a call: together they hold a slot of the pool.
+        for (run, threads) in brief.into_values() {
+            if run >= ACTIVE_THREAD * over_s * 1e9 {
+                active.extend(threads);
             }
         }
         total_run += r;
@@ -200,7 +215,8 @@ pub fn check(cx: &Context) -> Option<Over> {
                 cx.pool_of(*pid, t)
                     .is_some_and(|p| Some(p.key()) == blamed_key)
             };
-            let workers = tids.iter().filter(|t| in_pool(**t)).count();
+            let pool_tids: Vec<Tid> = tids.iter().copied().filter(|t| in_pool(*t)).collect();
+            let workers = cx.at_once(*pid, &pool_tids);
             let callers = if workers == 0 {
                 0
             } else {
@@ -220,6 +236,7 @@ pub fn check(cx: &Context) -> Option<Over> {
                     .filter(|_| workers > 0)
                     .map(|r| r.name),
                 pool: pool.filter(|_| workers > 0),
+                width: cx.at_once(*pid, &tids),
                 active: tids,
                 workers,
                 callers,
@@ -441,7 +458,7 @@ pub fn check(cx: &Context) -> Option<Over> {
         {
             return None;
         }
-        None if members.iter().all(|m| m.active.len() == 1)
+        None if members.iter().all(|m| m.width == 1)
             && busy_processes(&involved, over_s) as f64 > cx.budget.floor().max(1.0) =>
         {
             // Single-threaded processes taking turns: the same work in fewer processes needs
@@ -531,8 +548,8 @@ fn pool_size(cx: &Context, pid: Pid, blamed: &Pool) -> usize {
             .and_then(|ls| ls.iter().find(|l| l.runtime.name == rt.name))
             .and_then(|l| crate::runtimes::configured_threads(rt, &l.knobs))
             .map(|n| n as usize)
-            .unwrap_or(p.threads.len() + usize::from(rt.caller_works())),
-        None => p.threads.len(),
+            .unwrap_or(cx.at_once(pid, &p.threads) + usize::from(rt.caller_works())),
+        None => cx.at_once(pid, &p.threads),
     }
 }
 
@@ -570,7 +587,7 @@ pub fn shape(members: &[Member], budget: f64) -> String {
     let mut groups: BTreeMap<Key, usize> = BTreeMap::new();
     for m in members {
         *groups
-            .entry((m.pool.as_deref(), m.active.len(), m.workers, m.callers))
+            .entry((m.pool.as_deref(), m.width, m.workers, m.callers))
             .or_default() += 1;
     }
     let mut parts: Vec<(Key, usize)> = groups.into_iter().collect();
@@ -937,6 +954,52 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_that_starts_a_thread_per_call_is_as_wide_as_its_threads_at_once() {
+        use crate::testutil::{add_samples, native, INTERVAL};
+        // BLIS's pthreads build at `BLIS_NUM_THREADS=2`: each call starts one thread beside
+        // the caller and joins it, 30 calls of 0.1 s in each of two processes on 2 cores. No
+        // thread of the pool is runnable for a quarter of the time; together they always are.
+        let blis = "/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4";
+        let call = |tid: u32, i: u64| {
+            let mut t = busy_thread(tid, 0.1, 0.5, 0.5);
+            let t0 = i * INTERVAL;
+            for pt in &mut t.points {
+                pt.t += t0;
+            }
+            t.start_ns = t0;
+            t.end_ns = Some(t0 + INTERVAL);
+            t
+        };
+        let mut p = profile_with(
+            2,
+            [100, 200]
+                .into_iter()
+                .map(|pid| {
+                    let mut threads = vec![busy_thread(pid, 3.0, 0.5, 0.5)];
+                    threads.extend((0..30).map(|i| call(pid + 1 + i as u32, i)));
+                    (pid, threads)
+                })
+                .collect(),
+        );
+        for pid in [100, 200] {
+            with_library(&mut p, pid, blis);
+            for i in 0..30 {
+                let w = [
+                    native("start_thread", "/lib/libc.so.6"),
+                    native("bli_gemm_ker_var2", blis),
+                ];
+                add_samples(&mut p, pid, pid + 1 + i, &w, 3);
+            }
+        }
+        let o = run(&p).expect("oversubscribed");
+        assert_blames(&o, "BLIS", "BLIS_NUM_THREADS=1");
+        assert_eq!(
+            o.finding.title,
+            "Oversubscribed: 2 processes × 2 BLIS threads = 4 threads on 2 cores"
+        );
+    }
+
+    #[test]
     fn single_threaded_processes_are_too_many_processes_not_a_pool() {
         let p = profile_with(
             2,
@@ -1003,6 +1066,7 @@ mod tests {
             runtime: rt,
             pool: rt.map(str::to_string),
             active: (0..n as u32).collect(),
+            width: n,
             workers: if rt.is_some() { n - callers } else { 0 },
             callers,
         };

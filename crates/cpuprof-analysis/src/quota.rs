@@ -33,7 +33,7 @@ pub fn check(cx: &Context, over: Option<&Over>) -> Option<Finding> {
             continue;
         };
         let workers = cx.workers_of(p.pid, rt);
-        let size = workers.len() + usize::from(rt.caller_works());
+        let size = cx.at_once(p.pid, &workers) + usize::from(rt.caller_works());
         if size as f64 > q * OVER_FACTOR && size > 1 {
             wide.push((p, rt, size, workers));
         }

@@ -178,11 +178,14 @@ pub const MKL: Runtime = Runtime {
     import: "numpy",
 };
 
-/// BLIS.
+/// BLIS: single-threaded unless `BLIS_NUM_THREADS` (or, in both of Debian's builds,
+/// `OMP_NUM_THREADS`) says otherwise. Its pthreads build starts the threads of every call and
+/// joins them at its end. Its workers spin at its own barrier (`bli_thrcomm_barrier_atomic`, a
+/// static function: Debian's stripped builds do not name it), so the waste is modelled.
 pub const BLIS: Runtime = Runtime {
     name: "BLIS",
     family: Family::Blas,
-    idle: Idle::Spins,
+    idle: Idle::Modelled,
     prefixes: &["libblis"],
     paths: NO,
     thread_names: NO,
@@ -420,7 +423,8 @@ pub fn by_name(name: &str) -> Option<&'static Runtime> {
 }
 
 /// When OpenMP threads run a library's code, that library sized the team: the OpenMP build
-/// of OpenBLAS, MKL's OpenMP layers, PyTorch's intra-op pool, numba's omp layer. The knob is
+/// of OpenBLAS, MKL's OpenMP layers, BLIS's OpenMP build, PyTorch's intra-op pool, numba's
+/// omp layer. The knob is
 /// the owner's.
 pub fn openmp_owner(inside: &[&'static str]) -> Option<&'static Runtime> {
     OPENMP_OWNERS
@@ -438,7 +442,7 @@ pub fn openmp_owner(inside: &[&'static str]) -> Option<&'static Runtime> {
 }
 
 /// Libraries that run their pool on an OpenMP runtime's threads.
-pub const OPENMP_OWNERS: &[&Runtime] = &[&OPENBLAS_OPENMP, &MKL, &TORCH, &NUMBA_OPENMP];
+pub const OPENMP_OWNERS: &[&Runtime] = &[&OPENBLAS_OPENMP, &MKL, &BLIS, &TORCH, &NUMBA_OPENMP];
 
 /// Base name of a path.
 pub fn base_name(path: &str) -> &str {
