@@ -57,19 +57,22 @@ MAX_PAIRS = int(os.environ.get("MAX_PAIRS", "40"))
 PAIR_BUDGET = float(os.environ.get("PAIR_BUDGET", "150"))
 POOL_FINDINGS = ("oversubscription", "nested-pools", "spin-wait", "too-many-processes")
 OPENBLAS_OPENMP = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+BLIS_PTHREAD = "/usr/lib/x86_64-linux-gnu/blis-pthread"
 
 
 def compile_programs(work):
-    """The C workloads of examples/c, built here: dgemm on Debian's OpenMP OpenBLAS, and the
-    OpenMP regions with clang (LLVM libomp). Missing compilers or libraries skip the case."""
+    """The C workloads of examples/c, built here: dgemm on Debian's OpenMP OpenBLAS and on
+    Debian's pthreads BLIS, and the OpenMP regions with clang (LLVM libomp). Missing
+    compilers or libraries skip the case."""
     out = {}
     src = os.path.join(EX, "c")
-    lib = os.path.join(OPENBLAS_OPENMP, "libopenblas.so.0")
-    if shutil.which("gcc") and os.path.exists(lib):
-        exe = os.path.join(work, "dgemm_openmp")
-        subprocess.run(["gcc", "-O2", os.path.join(src, "dgemm.c"), "-o", exe, lib,
-                        f"-Wl,-rpath,{OPENBLAS_OPENMP}"], check=True)
-        out["dgemm_openmp"] = exe
+    for name, libdir, lib in (("dgemm_openmp", OPENBLAS_OPENMP, "libopenblas.so.0"),
+                              ("dgemm_blis", BLIS_PTHREAD, "libblis.so.4")):
+        if shutil.which("gcc") and os.path.exists(os.path.join(libdir, lib)):
+            exe = os.path.join(work, name)
+            subprocess.run(["gcc", "-O2", os.path.join(src, "dgemm.c"), "-o", exe,
+                            os.path.join(libdir, lib), f"-Wl,-rpath,{libdir}"], check=True)
+            out[name] = exe
     if shutil.which("clang"):
         exe = os.path.join(work, "omp_llvm")
         subprocess.run(["clang", "-O2", "-fopenmp", os.path.join(src, "omp_regions.c"),
@@ -87,7 +90,8 @@ CHAOTIC = 2
 
 
 def cases(progs):
-    """(name, argv, fix environment, how many times the recordings and pairs) of every case."""
+    """(name, argv, fix environment, how many times the recordings and pairs, environment as
+    it is) of every case."""
     two = lambda exe, *args: ["sh", "-c", f"{exe} {' '.join(args)} & {exe} {' '.join(args)}; wait"]
     out = [
         ("matmul --procs 2 --size 256", [MATMUL, "--procs", "2", "--size", "256", "--iters",
@@ -118,10 +122,15 @@ def cases(progs):
     if "dgemm_openmp" in progs:
         out.append(("dgemm on OpenBLAS (OpenMP build), 2 processes",
                     two(progs["dgemm_openmp"], "256", "600"), {"OMP_NUM_THREADS": "1"}, CHAOTIC))
+    if "dgemm_blis" in progs:
+        # Single-threaded unless told: as a user who asked for a thread per core.
+        out.append(("dgemm on BLIS (pthreads build) at BLIS_NUM_THREADS=2, 2 processes",
+                    two(progs["dgemm_blis"], "256", "100"), {"BLIS_NUM_THREADS": "1"}, CHAOTIC,
+                    {"BLIS_NUM_THREADS": "2"}))
     if "omp_llvm" in progs:
         out.append(("clang -fopenmp regions, 2 processes",
                     two(progs["omp_llvm"], "70000"), {"OMP_NUM_THREADS": "1"}, 1))
-    return out
+    return [c if len(c) == 5 else c + ({},) for c in out]
 
 
 def timed(argv, env):
@@ -195,12 +204,13 @@ def verdict(est, est_h, saving, saving_h):
     return f"{r:.2f} ({lo:.2f}..{hi:.2f})", 0.7 <= r <= 1.3, lo <= 1.3 and hi >= 0.7
 
 
-def pairs_until_known(argv, fix, repeat):
+def pairs_until_known(argv, base_env, fix, repeat):
     """Alternating unprofiled runs (as it is, with the fix) until the mean saving is known."""
     base, fixed, base_cpu, fixed_cpu = [], [], [], []
     t0 = time.perf_counter()
     while True:
-        for runs, cpus, env in ((base, base_cpu, {}), (fixed, fixed_cpu, fix)):
+        for runs, cpus, env in ((base, base_cpu, base_env),
+                                (fixed, fixed_cpu, dict(base_env, **fix))):
             wall, cpu = timed(argv, env)
             runs.append(wall)
             cpus.append(cpu)
@@ -229,16 +239,16 @@ def main():
               "| the recorded runs' saving, s: mean ± 95% | est. / recorded saving (95%) "
               "| finding (severity) | fix |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for name, argv, fix, repeat in cases(progs):
+        for name, argv, fix, repeat, as_is in cases(progs):
             if only and not any(o in name for o in only):
                 continue
-            timed(argv, {})  # warm-up: page cache, Python bytecode
+            timed(argv, as_is)  # warm-up: page cache, Python bytecode
             # Each recording of the program as it is beside one of it with the fix: the
             # saving of the runs recorded, under the same recorder on both sides.
             recs, recs_fixed = [], []
             for _ in range(RECORDINGS * repeat):
-                recs.append(recorded(argv, work))
-                recs_fixed.append(recorded(argv, work, fix))
+                recs.append(recorded(argv, work, as_is))
+                recs_fixed.append(recorded(argv, work, dict(as_is, **fix)))
             est, est_h = mean_ci([r[0] for r in recs])
             est_cpu = statistics.fmean(r[3] for r in recs)
             rec_wall = statistics.fmean(r[2] for r in recs)
@@ -247,7 +257,7 @@ def main():
             flagged = sum(1 for r in recs_fixed if r[1])
             rec_saving, rec_h = mean_ci([r[2] - rec_fixed for r in recs])
             named = [r[1] for r in recs if r[1]]
-            base, fixed, base_cpu, fixed_cpu = pairs_until_known(argv, fix, repeat)
+            base, fixed, base_cpu, fixed_cpu = pairs_until_known(argv, as_is, fix, repeat)
             mb, mf = statistics.fmean(base), statistics.fmean(fixed)
             cb, cf = statistics.fmean(base_cpu), statistics.fmean(fixed_cpu)
             saving, saving_h = mean_ci([b - f for b, f in zip(base, fixed)])

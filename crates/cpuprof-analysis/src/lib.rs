@@ -53,6 +53,8 @@ pub struct Context<'a> {
     pub entered: roles::Entered,
     /// Runnable demand over time.
     pub demand: demand::Demand,
+    /// The wait loops of the profile's samples.
+    pub wait_loops: waitloops::WaitLoops,
 }
 
 impl<'a> Context<'a> {
@@ -77,6 +79,7 @@ impl<'a> Context<'a> {
             pools,
             entered,
             demand: demand::Demand::of(profile),
+            wait_loops: waitloops::WaitLoops::new(profile),
         }
     }
 
@@ -235,6 +238,6 @@ pub fn analyze(profile: &Profile) -> Analysis {
         findings,
         threads: cx.classes.clone(),
         runtimes,
-        wait_frames: waitloops::wait_frames(profile),
+        wait_frames: waitloops::wait_frames(profile, &cx.wait_loops),
     }
 }

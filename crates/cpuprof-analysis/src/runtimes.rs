@@ -180,12 +180,13 @@ pub const MKL: Runtime = Runtime {
 
 /// BLIS: single-threaded unless `BLIS_NUM_THREADS` (or, in both of Debian's builds,
 /// `OMP_NUM_THREADS`) says otherwise. Its pthreads build starts the threads of every call and
-/// joins them at its end. Its workers spin at its own barrier (`bli_thrcomm_barrier_atomic`, a
-/// static function: Debian's stripped builds do not name it), so the waste is modelled.
+/// joins them at its end. Its threads spin at its own barrier (`bli_thrcomm_barrier_atomic`,
+/// an internal function Debian's stripped builds do not name, among kernels they do not name
+/// either: it is known by its shape, [`crate::waitloops::WaitLoops`]).
 pub const BLIS: Runtime = Runtime {
     name: "BLIS",
     family: Family::Blas,
-    idle: Idle::Modelled,
+    idle: Idle::Spins,
     prefixes: &["libblis"],
     paths: NO,
     thread_names: NO,

@@ -12,7 +12,6 @@ use cpuprof_model::{Finding, Pid, Profile, Sample, Severity, StackId, Tid};
 use crate::fixes;
 use crate::oversubscription::Over;
 use crate::runtimes::{self, Runtime};
-use crate::waitloops;
 use crate::Context;
 
 /// Spinning must reach this share of all CPU: OpenBLAS workers spin ~0.1 s after every call
@@ -82,7 +81,8 @@ pub fn spin_s(
     n as f64 * ns_per_sample(cx.profile) / 1e9
 }
 
-/// The runtime whose wait loop a sample is in ([`waitloops::wait_loop`]), memoised per stack.
+/// The runtime whose wait loop a sample is in ([`crate::waitloops::WaitLoops::wait`]), memoised
+/// per stack.
 fn wait_runtime(
     cx: &Context,
     cache: &mut HashMap<StackId, Option<&'static Runtime>>,
@@ -90,25 +90,25 @@ fn wait_runtime(
 ) -> Option<&'static Runtime> {
     let stack = s.stack?;
     *cache.entry(stack).or_insert_with(|| {
-        let ids = cx.profile.stacks.frames_of(stack);
-        let frames: Vec<_> = ids.iter().map(|i| cx.profile.stacks.frame(*i)).collect();
-        waitloops::wait_loop(&frames)
+        cx.wait_loops
+            .wait(&cx.profile.stacks, stack)
+            .map(|w| w.runtime)
     })
 }
 
-/// Whether a sample's stack waits inside a call ([`waitloops::waits_in_call`]).
+/// Whether a sample's stack waits inside a call ([`crate::waitloops::Wait::in_call`]).
 fn in_call(cx: &Context, s: &Sample) -> bool {
     s.stack.is_some_and(|stack| {
-        let ids = cx.profile.stacks.frames_of(stack);
-        let frames: Vec<_> = ids.iter().map(|i| cx.profile.stacks.frame(*i)).collect();
-        waitloops::waits_in_call(&frames)
+        cx.wait_loops
+            .wait(&cx.profile.stacks, stack)
+            .is_some_and(|w| w.in_call)
     })
 }
 
 /// CPU seconds of the spinning `keep` selects (in the loops of the runtimes `counts`
 /// accepts) that delayed the program: all of it where a thread waits inside a call for its
 /// partners' share — a caller of the pool (`worker` false), or a worker in a call's own
-/// synchronisation ([`waitloops::waits_in_call`]): with the fix one thread does the whole
+/// synchronisation ([`crate::waitloops::Wait::in_call`]): with the fix one thread does the whole
 /// call — and a worker's wait for its next piece of work where it took a core another thread
 /// wanted ([`contended_s`]).
 pub fn delaying_s(
@@ -329,10 +329,10 @@ mod tests {
     #[test]
     fn a_blas_on_openmp_waits_in_the_openmp_barrier() {
         use crate::runtimes::{GNU_OPENMP, NUMEXPR, OPENBLAS, OPENBLAS_OPENMP};
-        assert!(waitloops::waits_for(&OPENBLAS, &OPENBLAS));
-        assert!(waitloops::waits_for(&OPENBLAS_OPENMP, &GNU_OPENMP));
-        assert!(!waitloops::waits_for(&NUMEXPR, &OPENBLAS));
-        assert!(!waitloops::waits_for(&GNU_OPENMP, &OPENBLAS));
+        assert!(crate::waitloops::waits_for(&OPENBLAS, &OPENBLAS));
+        assert!(crate::waitloops::waits_for(&OPENBLAS_OPENMP, &GNU_OPENMP));
+        assert!(!crate::waitloops::waits_for(&NUMEXPR, &OPENBLAS));
+        assert!(!crate::waitloops::waits_for(&GNU_OPENMP, &OPENBLAS));
     }
 
     #[test]

@@ -3,12 +3,16 @@
 //! A pool thread between two pieces of work either sleeps (futex, condition variable: no CPU)
 //! or spins in one of these functions (CPU burned, no work done). Kernels (`dgemm_kernel_*`,
 //! `*copy*`) and OpenMP outlined regions (`._omp_fn.*`) are work and never match.
+//!
+//! Most loops are known by name. In a stripped library whose work is unnamed as well (BLIS:
+//! Debian keeps only its exported functions, and its kernels are internal too), a wait loop
+//! is known by its shape instead ([`WaitLoops`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use cpuprof_model::{Frame, FrameId, FrameKind, Profile};
+use cpuprof_model::{Frame, FrameId, FrameKind, Profile, StackId, StackTable};
 
-use crate::runtimes::{self, Family, Runtime, GNU_OPENMP, LLVM_OPENMP, OPENBLAS};
+use crate::runtimes::{self, Family, Runtime, BLIS, GNU_OPENMP, LLVM_OPENMP, OPENBLAS};
 
 /// OpenBLAS functions whose self time is waiting: the worker's poll loop, the caller waiting
 /// for its workers, and `inner_thread`'s own synchronisation (its work is in kernels it calls).
@@ -39,6 +43,26 @@ const KMP_WAIT_PREFIXES: &[&str] = &[
     "__kmp_barrier",
     "__kmp_yield",
 ];
+/// BLIS's barrier (`frame/thread/bli_thrcomm.c`: the atomic one spins on a sense flag), named
+/// in builds that keep their symbols. Every one of its waits is inside a call: the pthreads
+/// build's threads live for one call, the OpenMP build's idle threads wait in the OpenMP
+/// runtime.
+const BLIS_WAIT: &[&str] = &["bli_thrcomm_barrier_atomic", "bli_thrcomm_barrier"];
+/// Runtimes whose stripped builds leave their wait loops and their kernels alike unnamed, so
+/// that unnamed code is not the waiting by itself: BLIS (Debian's `libblis4-*` keep only
+/// exported functions; its barrier and its assembly kernels are internal).
+const UNNAMED_AMONG_WORK: &[&str] = &[BLIS.name];
+/// A spin loop is a load, a compare and a branch back (BLIS 0.9's barrier: 8 bytes), so its
+/// samples land on a few addresses within this many bytes...
+pub const TIGHT_LOOP_BYTES: u64 = 16;
+/// ...with no other sampled address of the library within this many bytes of them: a kernel's
+/// hot loop is hundreds of bytes of unrolled code, and its samples spread over tens of
+/// addresses (BLIS's dgemm kernel: 26-42 addresses over 440 bytes in 37-95 samples, none
+/// holding more than 7; its barrier: 2 addresses 3 bytes apart holding 60-207).
+pub const LOOP_ISOLATION_BYTES: u64 = 64;
+/// ...holding at least this many samples: a cold path sampled a few times is no loop.
+pub const TIGHT_LOOP_SAMPLES: usize = 10;
+
 /// `sched_yield` spellings (libc).
 const YIELD: &[&str] = &["sched_yield", "__sched_yield", "__GI___sched_yield"];
 
@@ -48,9 +72,90 @@ fn bare(name: &str) -> &str {
     n.split('(').next().unwrap_or(n).trim()
 }
 
+/// The offset in an unnamed frame's name (`libblis.so.4+0xb059e6`).
+fn unnamed_offset(name: &str) -> Option<u64> {
+    let (_, hex) = name.split_once("+0x")?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// A sample's wait: the runtime whose loop it is in, and whether it waits inside a call for
+/// the partners' share of it rather than for a next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    /// The runtime the loop is of.
+    pub runtime: &'static Runtime,
+    /// Inside a call ([`OPENBLAS_IN_CALL`], BLIS's barrier).
+    pub in_call: bool,
+}
+
+/// The wait loops of one profile: the name rules, and the unnamed tight loops of the
+/// [`UNNAMED_AMONG_WORK`] runtimes found in its samples.
+#[derive(Debug, Clone, Default)]
+pub struct WaitLoops {
+    /// Leaf frames that are a tight loop of such a runtime.
+    tight: BTreeSet<FrameId>,
+}
+
+impl WaitLoops {
+    /// Finds the tight loops among the profile's sampled leaves: per library, the sampled
+    /// addresses are grouped while each is within [`LOOP_ISOLATION_BYTES`] of the last, and a
+    /// group no wider than [`TIGHT_LOOP_BYTES`] holding [`TIGHT_LOOP_SAMPLES`] is a loop.
+    pub fn new(profile: &Profile) -> Self {
+        let mut hits: BTreeMap<FrameId, usize> = BTreeMap::new();
+        for stack in profile.samples.iter().filter_map(|s| s.stack) {
+            if let Some(leaf) = user_leaf(&profile.stacks, stack) {
+                *hits.entry(leaf).or_default() += 1;
+            }
+        }
+        let mut by_module: BTreeMap<&str, Vec<(u64, FrameId, usize)>> = BTreeMap::new();
+        for (&id, &n) in &hits {
+            let f = profile.stacks.frame(id);
+            let Some(module) = f.module.as_deref() else {
+                continue;
+            };
+            let amid_work = runtimes::runtime_of_library(module)
+                .is_some_and(|r| UNNAMED_AMONG_WORK.contains(&r.name));
+            if let Some(off) = unnamed_offset(&f.name).filter(|_| amid_work) {
+                by_module.entry(module).or_default().push((off, id, n));
+            }
+        }
+        let mut tight = BTreeSet::new();
+        for addrs in by_module.values_mut() {
+            addrs.sort_unstable();
+            for group in addrs.chunk_by(|a, b| b.0 - a.0 <= LOOP_ISOLATION_BYTES) {
+                let span = group[group.len() - 1].0 - group[0].0;
+                let n: usize = group.iter().map(|a| a.2).sum();
+                if span <= TIGHT_LOOP_BYTES && n >= TIGHT_LOOP_SAMPLES {
+                    tight.extend(group.iter().map(|a| a.1));
+                }
+            }
+        }
+        WaitLoops { tight }
+    }
+
+    /// The wait a sampled stack is in, if its innermost user frame is a wait loop.
+    pub fn wait(&self, stacks: &StackTable, stack: StackId) -> Option<Wait> {
+        let ids = stacks.frames_of(stack);
+        let frames: Vec<&Frame> = ids.iter().map(|&i| stacks.frame(i)).collect();
+        let tight = user_leaf(stacks, stack).is_some_and(|l| self.tight.contains(&l));
+        let runtime = classify(&frames, tight)?;
+        let in_call = runtime.name == BLIS.name || waits_in_call(&frames);
+        Some(Wait { runtime, in_call })
+    }
+}
+
+/// The innermost user-space frame of a stack.
+fn user_leaf(stacks: &StackTable, stack: StackId) -> Option<FrameId> {
+    stacks
+        .frames_of(stack)
+        .into_iter()
+        .rev()
+        .find(|&i| stacks.frame(i).kind != FrameKind::Kernel)
+}
+
 /// If the innermost user frame of this stack (root first) is a runtime's wait loop, that
-/// runtime.
-pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
+/// runtime. `tight`: that frame is an unnamed tight loop ([`WaitLoops`]).
+fn classify(frames: &[&Frame], tight: bool) -> Option<&'static Runtime> {
     let user: Vec<&&Frame> = frames
         .iter()
         .filter(|f| f.kind != FrameKind::Kernel)
@@ -59,6 +164,9 @@ pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
     let name = bare(&leaf.name);
     if OPENBLAS_WAIT.contains(&name) {
         return Some(&OPENBLAS);
+    }
+    if BLIS_WAIT.contains(&name) {
+        return Some(&BLIS);
     }
     if GOMP_WAIT.contains(&name) {
         return Some(&GNU_OPENMP);
@@ -79,12 +187,18 @@ pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
         // Stripped builds (Debian's OpenBLAS and libgomp keep only exported symbols): the
         // work (BLAS kernels, OpenMP outlined regions) has exported names, while the thread
         // server, `inner_thread` and the barrier loops are internal. Unnamed code inside a
-        // pool runtime is therefore the runtime's own waiting.
+        // pool runtime is therefore the runtime's own waiting; in BLIS, whose kernels are
+        // unnamed too, only a tight loop is.
         let rt = leaf
             .module
             .as_deref()
             .and_then(runtimes::runtime_of_library)?;
-        return (rt.name == OPENBLAS.name || rt.family == Family::OpenMp).then_some(rt);
+        let waits = if UNNAMED_AMONG_WORK.contains(&rt.name) {
+            tight
+        } else {
+            rt.name == OPENBLAS.name || rt.family == Family::OpenMp
+        };
+        return waits.then_some(rt);
     }
     if YIELD.contains(&name) && user.len() >= 2 {
         // sched_yield called from a runtime library: the caller's module says which.
@@ -101,7 +215,7 @@ pub fn wait_loop(frames: &[&Frame]) -> Option<&'static Runtime> {
 /// Whether the innermost user frame of this stack (root first) is a wait inside a call for
 /// the partners' share of it ([`OPENBLAS_IN_CALL`]), rather than a worker's wait for work. Only
 /// OpenBLAS's are told apart: OpenMP's barriers serve both, and Debian's builds name neither.
-pub fn waits_in_call(frames: &[&Frame]) -> bool {
+fn waits_in_call(frames: &[&Frame]) -> bool {
     frames
         .iter()
         .rev()
@@ -119,23 +233,15 @@ pub fn waits_for(pool: &Runtime, wait: &Runtime) -> bool {
         || ((pool.family == Family::Blas || pool.on_openmp()) && wait.family == Family::OpenMp)
 }
 
-/// The frames that are wait loops in the profile's samples: for every sampled stack that
-/// [`wait_loop`] classifies, its innermost user frame.
-pub fn wait_frames(profile: &Profile) -> BTreeSet<FrameId> {
+/// The frames that are wait loops in the profile's samples: for every sampled stack in a wait
+/// ([`WaitLoops::wait`]), its innermost user frame.
+pub fn wait_frames(profile: &Profile, loops: &WaitLoops) -> BTreeSet<FrameId> {
     let stacks: BTreeSet<_> = profile.samples.iter().filter_map(|s| s.stack).collect();
-    let mut out = BTreeSet::new();
-    for stack in stacks {
-        let ids = profile.stacks.frames_of(stack);
-        let frames: Vec<&Frame> = ids.iter().map(|&i| profile.stacks.frame(i)).collect();
-        if wait_loop(&frames).is_some() {
-            let leaf = ids
-                .iter()
-                .rev()
-                .find(|&&i| profile.stacks.frame(i).kind != FrameKind::Kernel);
-            out.extend(leaf);
-        }
-    }
-    out
+    stacks
+        .into_iter()
+        .filter(|&stack| loops.wait(&profile.stacks, stack).is_some())
+        .filter_map(|stack| user_leaf(&profile.stacks, stack))
+        .collect()
 }
 
 #[cfg(test)]
@@ -147,7 +253,7 @@ mod tests {
 
     fn w(frames: &[Frame]) -> Option<&'static str> {
         let refs: Vec<&Frame> = frames.iter().collect();
-        wait_loop(&refs).map(|r| r.name)
+        classify(&refs, false).map(|r| r.name)
     }
 
     #[test]
@@ -164,11 +270,53 @@ mod tests {
             &[start, server, native("dgemm_kernel_HASWELL", OB)],
             3,
         );
-        let names: Vec<_> = wait_frames(&p)
+        let names: Vec<_> = wait_frames(&p, &WaitLoops::new(&p))
             .iter()
             .map(|&i| p.stacks.frame(i).name.as_str())
             .collect();
         assert_eq!(names, vec!["blas_thread_server"]);
+    }
+
+    /// A stripped BLIS: the barrier's two sampled addresses 3 bytes apart are its waiting;
+    /// a kernel's samples spread over hundreds of bytes, and a cold path sampled a few times,
+    /// are not, though unnamed alike. A named barrier is known by its name.
+    #[test]
+    fn blis_waits_in_its_tight_loop_only() {
+        use crate::testutil::{add_samples, busy_thread, profile_with};
+        let blis = "/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4";
+        let mut p = profile_with(2, vec![(1, vec![busy_thread(2, 1.0, 1.0, 0.0)])]);
+        let start = native("start_thread", "/lib/libc.so.6");
+        let at = |off: u64| native(&format!("libblis.so.4+0x{off:x}"), blis);
+        add_samples(&mut p, 1, 2, &[start.clone(), at(0xb059e6)], 14);
+        add_samples(&mut p, 1, 2, &[start.clone(), at(0xb059e3)], 6);
+        for i in 0..40 {
+            // Kernel: 40 addresses 11 bytes apart, 5 samples each.
+            add_samples(&mut p, 1, 2, &[start.clone(), at(0x39286 + 11 * i)], 5);
+        }
+        add_samples(&mut p, 1, 2, &[start.clone(), at(0x36710)], 3);
+        let loops = WaitLoops::new(&p);
+        let waits: BTreeSet<_> = wait_frames(&p, &loops)
+            .iter()
+            .map(|&i| p.stacks.frame(i).name.as_str())
+            .collect();
+        assert_eq!(
+            waits,
+            BTreeSet::from(["libblis.so.4+0xb059e3", "libblis.so.4+0xb059e6"])
+        );
+        let barrier = p
+            .samples
+            .iter()
+            .filter_map(|s| s.stack)
+            .find(|&s| loops.wait(&p.stacks, s).is_some())
+            .unwrap();
+        let wait = loops.wait(&p.stacks, barrier).unwrap();
+        assert_eq!((wait.runtime.name, wait.in_call), ("BLIS", true));
+        assert_eq!(
+            w(&[start.clone(), native("bli_thrcomm_barrier_atomic", blis)]),
+            Some("BLIS")
+        );
+        // Unnamed BLIS code is work unless it is a tight loop.
+        assert_eq!(w(&[start, at(0xb059e6)]), None);
     }
 
     #[test]
