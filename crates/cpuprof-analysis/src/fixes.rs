@@ -144,6 +144,7 @@ pub fn spin_setting(rt: &Runtime) -> BTreeMap<String, String> {
     let (k, v) = match rt.name {
         "OpenBLAS" => ("OPENBLAS_NUM_THREADS", "1"),
         "LLVM OpenMP" | "Intel OpenMP" | "MKL" => ("KMP_BLOCKTIME", "0"),
+        "BLIS" => ("BLIS_NUM_THREADS", "1"),
         _ => ("OMP_WAIT_POLICY", "passive"),
     };
     BTreeMap::from([(k.to_string(), v.to_string())])
@@ -165,6 +166,13 @@ pub fn stop_spinning(rt: &Runtime) -> String {
             "KMP_BLOCKTIME=0 (or OMP_WAIT_POLICY=passive)".to_string()
         }
         "OpenBLAS (OpenMP build)" => "OMP_WAIT_POLICY=passive (or GOMP_SPINCOUNT=0)".to_string(),
+        // BLIS's own barrier (its pthreads build; the OpenMP build waits in the OpenMP
+        // runtime's) spins until its partners arrive, and no setting makes it sleep
+        // (`frame/thread/bli_thrcomm.c`): only fewer threads per call spin less.
+        "BLIS" => "BLIS_NUM_THREADS=1 (BLIS's barrier spins until every thread of the call \
+                   arrives, and no setting makes it sleep: one thread per call has no barrier \
+                   to wait at)"
+            .to_string(),
         _ => "OMP_WAIT_POLICY=passive".to_string(),
     }
 }
@@ -172,7 +180,7 @@ pub fn stop_spinning(rt: &Runtime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtimes::{GNU_OPENMP, ONNXRUNTIME, OPENBLAS, POLARS};
+    use crate::runtimes::{BLIS, GNU_OPENMP, ONNXRUNTIME, OPENBLAS, POLARS};
 
     #[test]
     fn per_process_threads() {
@@ -195,5 +203,7 @@ mod tests {
         assert_eq!(threads_per_caller(2.0, 1, 2), 1);
         assert_eq!(threads_per_caller(8.0, 2, 2), 2);
         assert!(stop_spinning(&GNU_OPENMP).contains("OMP_WAIT_POLICY=passive"));
+        assert!(stop_spinning(&BLIS).starts_with("BLIS_NUM_THREADS=1"));
+        assert_eq!(spin_setting(&BLIS)["BLIS_NUM_THREADS"], "1");
     }
 }

@@ -619,7 +619,8 @@ pub fn shape(members: &[Member], budget: f64) -> String {
                     format!("{procs} × {n} {pool} threads")
                 }
                 Some(pool) => format!(
-                    "{procs} × {n} threads ({w} {pool} worker{})",
+                    "{procs} × {n} thread{} ({w} {pool} worker{})",
+                    plural(*n, "", "s"),
                     plural(*w, "", "s")
                 ),
                 None => format!("{procs} × {n} thread{}", plural(*n, "", "s")),
