@@ -91,7 +91,8 @@ CHAOTIC = 2
 
 def cases(progs):
     """(name, argv, fix environment, how many times the recordings and pairs, environment as
-    it is) of every case."""
+    it is, argv with the fix) of every case. A fix in code (onnxruntime's session option) is
+    an argument of the program: the argv with the fix."""
     two = lambda exe, *args: ["sh", "-c", f"{exe} {' '.join(args)} & {exe} {' '.join(args)}; wait"]
     out = [
         ("matmul --procs 2 --size 256", [MATMUL, "--procs", "2", "--size", "256", "--iters",
@@ -130,7 +131,11 @@ def cases(progs):
     if "omp_llvm" in progs:
         out.append(("clang -fopenmp regions, 2 processes",
                     two(progs["omp_llvm"], "70000"), {"OMP_NUM_THREADS": "1"}, 1))
-    return [c if len(c) == 5 else c + ({},) for c in out]
+    onnx = [PY, os.path.join(EX, "onnx_pool.py")]
+    out.append(("onnx_pool.py (onnxruntime sessions)", onnx, {}, 1, {},
+                onnx + ["--intra-op-threads", "1"]))
+    out = [c if len(c) >= 5 else c + ({},) for c in out]
+    return [c if len(c) == 6 else c + (c[1],) for c in out]
 
 
 def timed(argv, env):
@@ -162,8 +167,13 @@ def recorded(argv, work, env=None):
 
 
 def knob(fix):
+    """The setting a fix names: its leading `VAR=value`, else the assignment in its code."""
     first = fix.split(" ", 1)[0]
-    return first if "=" in first else fix[:40]
+    if "=" in first:
+        return first
+    code = fix.split("`")[1] if fix.count("`") >= 2 else fix
+    sets = [c.strip() for c in code.split(";") if "=" in c]
+    return (sets[-1] if sets else code)[:48]
 
 
 # Student's t at 97.5% by degrees of freedom (1-30); beyond, the normal's 1.96 is within 2%.
@@ -204,14 +214,14 @@ def verdict(est, est_h, saving, saving_h):
     return f"{r:.2f} ({lo:.2f}..{hi:.2f})", 0.7 <= r <= 1.3, lo <= 1.3 and hi >= 0.7
 
 
-def pairs_until_known(argv, base_env, fix, repeat):
+def pairs_until_known(argv, base_env, fix, repeat, fixed_argv):
     """Alternating unprofiled runs (as it is, with the fix) until the mean saving is known."""
     base, fixed, base_cpu, fixed_cpu = [], [], [], []
     t0 = time.perf_counter()
     while True:
-        for runs, cpus, env in ((base, base_cpu, base_env),
-                                (fixed, fixed_cpu, dict(base_env, **fix))):
-            wall, cpu = timed(argv, env)
+        for runs, cpus, env, cmd in ((base, base_cpu, base_env, argv),
+                                     (fixed, fixed_cpu, dict(base_env, **fix), fixed_argv)):
+            wall, cpu = timed(cmd, env)
             runs.append(wall)
             cpus.append(cpu)
         n = len(base)
@@ -239,7 +249,7 @@ def main():
               "| the recorded runs' saving, s: mean ± 95% | est. / recorded saving (95%) "
               "| finding (severity) | fix |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for name, argv, fix, repeat, as_is in cases(progs):
+        for name, argv, fix, repeat, as_is, fixed_argv in cases(progs):
             if only and not any(o in name for o in only):
                 continue
             timed(argv, as_is)  # warm-up: page cache, Python bytecode
@@ -248,7 +258,7 @@ def main():
             recs, recs_fixed = [], []
             for _ in range(RECORDINGS * repeat):
                 recs.append(recorded(argv, work, as_is))
-                recs_fixed.append(recorded(argv, work, dict(as_is, **fix)))
+                recs_fixed.append(recorded(fixed_argv, work, dict(as_is, **fix)))
             est, est_h = mean_ci([r[0] for r in recs])
             est_cpu = statistics.fmean(r[3] for r in recs)
             rec_wall = statistics.fmean(r[2] for r in recs)
@@ -257,7 +267,7 @@ def main():
             flagged = sum(1 for r in recs_fixed if r[1])
             rec_saving, rec_h = mean_ci([r[2] - rec_fixed for r in recs])
             named = [r[1] for r in recs if r[1]]
-            base, fixed, base_cpu, fixed_cpu = pairs_until_known(argv, as_is, fix, repeat)
+            base, fixed, base_cpu, fixed_cpu = pairs_until_known(argv, as_is, fix, repeat, fixed_argv)
             mb, mf = statistics.fmean(base), statistics.fmean(fixed)
             cb, cf = statistics.fmean(base_cpu), statistics.fmean(fixed_cpu)
             saving, saving_h = mean_ci([b - f for b, f in zip(base, fixed)])

@@ -199,6 +199,39 @@ fn numba_in_a_process_pool_is_numbas_openmp_layer() {
     );
 }
 
+/// onnxruntime's pool is sized per session in code, and counts the caller: a pool of 2 starts
+/// one worker per session. Its stripped wheel's spin (`SpinPause`) is known by its shape. The
+/// fix is the session option, which the example takes as `--intra-op-threads`.
+#[test]
+fn onnxruntime_in_a_process_pool_is_sized_in_the_session() {
+    let Some(py) = python_with("onnxruntime, onnx") else {
+        return;
+    };
+    let dir = util::tempdir();
+    let py = py.display().to_string();
+    let script = example("onnx_pool.py");
+    let v = record(dir.path(), &[&py, &script], &[]);
+    if !two_cores(&v) {
+        return;
+    }
+    assert_blamed(
+        &v,
+        "onnxruntime",
+        "onnxruntime reads no environment variable for its pool",
+        &["warning", "error"],
+    );
+    let fix = pool_findings(&v)[0]["fix"].as_str().unwrap();
+    assert!(fix.contains("intra_op_num_threads = 1"), "{fix}");
+    for f in v["findings"].as_array().unwrap() {
+        if f["id"] == "spin-wait" && f["title"].as_str().unwrap().starts_with("onnxruntime") {
+            let fix = f["fix"].as_str().unwrap();
+            assert!(fix.contains("allow_spinning"), "spin fix {fix:?}");
+        }
+    }
+    let v = record(dir.path(), &[&py, &script, "--intra-op-threads", "1"], &[]);
+    assert_no_pool_finding(&v);
+}
+
 #[test]
 fn pure_python_processes_beyond_the_cores_are_too_many_processes() {
     let Some(py) = python_with("multiprocessing") else {

@@ -50,8 +50,14 @@ pub fn limit_pool(rt: &Runtime, k: u32, python: bool) -> String {
     if rt.limit_var.is_empty() {
         return match rt.call(k) {
             Some(call) => format!(
-                "{} has no variable for its pool: `{call}` before the work starts",
-                rt.name
+                "{} reads no environment variable for its pool: size it in the code that \
+                 creates it{}: `{call}`",
+                rt.name,
+                if python {
+                    " (in each worker process)"
+                } else {
+                    ""
+                }
             ),
             None => format!("limit {}'s pool to {k} threads", rt.name),
         };
@@ -139,9 +145,11 @@ pub fn pool_setting(rt: &Runtime, k: u32) -> BTreeMap<String, String> {
     m
 }
 
-/// The environment [`stop_spinning`] sets.
+/// The environment [`stop_spinning`] sets: none for onnxruntime, whose spinning is a session
+/// option.
 pub fn spin_setting(rt: &Runtime) -> BTreeMap<String, String> {
     let (k, v) = match rt.name {
+        "onnxruntime" => return BTreeMap::new(),
         "OpenBLAS" => ("OPENBLAS_NUM_THREADS", "1"),
         "LLVM OpenMP" | "Intel OpenMP" | "MKL" => ("KMP_BLOCKTIME", "0"),
         "BLIS" => ("BLIS_NUM_THREADS", "1"),
@@ -169,6 +177,11 @@ pub fn stop_spinning(rt: &Runtime) -> String {
         // BLIS's own barrier (its pthreads build; the OpenMP build waits in the OpenMP
         // runtime's) spins until its partners arrive, and no setting makes it sleep
         // (`frame/thread/bli_thrcomm.c`): only fewer threads per call spin less.
+        // onnxruntime docs, "Thread management": `session.intra_op.allow_spinning`.
+        "onnxruntime" => "`options.add_session_config_entry(\"session.intra_op.allow_spinning\", \
+                          \"0\")` on the SessionOptions of every InferenceSession (its workers \
+                          then sleep between operators; no environment variable does it)"
+            .to_string(),
         "BLIS" => "BLIS_NUM_THREADS=1 (BLIS's barrier spins until every thread of the call \
                    arrives, and no setting makes it sleep: one thread per call has no barrier \
                    to wait at)"
@@ -204,6 +217,8 @@ mod tests {
         assert_eq!(threads_per_caller(8.0, 2, 2), 2);
         assert!(stop_spinning(&GNU_OPENMP).contains("OMP_WAIT_POLICY=passive"));
         assert!(stop_spinning(&BLIS).starts_with("BLIS_NUM_THREADS=1"));
+        assert!(stop_spinning(&ONNXRUNTIME).contains("allow_spinning"));
+        assert!(spin_setting(&ONNXRUNTIME).is_empty());
         assert_eq!(spin_setting(&BLIS)["BLIS_NUM_THREADS"], "1");
     }
 }

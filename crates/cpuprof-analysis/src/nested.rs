@@ -89,13 +89,16 @@ pub fn framework(profile: &Profile, pids: &BTreeSet<Pid>) -> Option<Framework> {
 /// setting must be in place before the worker imports it. The environment of the parent, set
 /// before the workers start, always is (they inherit it); a pool `initializer=` that calls
 /// threadpoolctl only limits pools that already exist when it runs.
+///
+/// A runtime that reads no variable (onnxruntime, TBB) is sized in the code that makes its
+/// pool, which runs in the worker whatever the framework: no framework's environment reaches
+/// it (loky's and Dask's nanny's thread variables included).
 pub fn fix_for(fw: Option<Framework>, rt: &Runtime, k: u32, python: bool) -> String {
     let env = fixes::limit_pool(rt, k, python);
-    let var = if rt.limit_var.is_empty() {
-        "OMP_NUM_THREADS"
-    } else {
-        rt.limit_var
-    };
+    if rt.limit_var.is_empty() {
+        return env;
+    }
+    let var = rt.limit_var;
     let in_task = rt
         .call(k)
         .map(|c| format!("; or `{c}` at the start of the task function itself"))

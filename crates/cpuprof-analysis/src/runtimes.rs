@@ -29,7 +29,7 @@ pub enum Idle {
     /// Blocked in the kernel (condition variables, futexes): an idle worker burns nothing, so
     /// the waste is what the samples show spinning, none of it the pool's own.
     Blocks,
-    /// Not readable from its stacks (numba's, PyTorch's, TBB's, onnxruntime's workers): the
+    /// Not readable from its stacks (numba's, PyTorch's, TBB's workers): the
     /// no-stacks model ([`crate::oversubscription::NO_STACKS_WASTE`]).
     Modelled,
     /// A work-stealing pool not readable from its stacks (Rayon, polars): a worker out of work
@@ -85,10 +85,10 @@ impl Runtime {
 
     /// Does the calling thread take part in the pool's work (BLAS, OpenMP and the pools that
     /// are OpenMP teams: the caller is thread 0 of the team, so a pool of n has n - 1
-    /// workers), or wait for it (Rayon, numexpr, TBB, numba's workqueue: `install`/`evaluate`
-    /// blocks while the pool's own n threads work)?
+    /// workers; onnxruntime's `run` likewise), or wait for it (Rayon, numexpr, TBB, numba's
+    /// workqueue: `install`/`evaluate` blocks while the pool's own n threads work)?
     pub fn caller_works(&self) -> bool {
-        matches!(self.family, Family::Blas) || self.on_openmp()
+        matches!(self.family, Family::Blas) || self.on_openmp() || *self == ONNXRUNTIME
     }
 
     /// Does its pool run as an OpenMP team (an OpenMP runtime itself, or a library whose
@@ -379,18 +379,24 @@ pub const TBB: Runtime = Runtime {
     import: "",
 };
 
-/// onnxruntime's intra-op pool; sized per session in code, no variable.
+/// onnxruntime's intra-op pool (onnxruntime docs, "Thread management"): one per
+/// `InferenceSession`, as many threads as physical cores by default counting the thread that
+/// calls `run` (it runs a share of every parallel operator: a pool of 2 starts one thread,
+/// measured), whose idle workers spin (`session.intra_op.allow_spinning`, on by default) in
+/// `onnxruntime::concurrency::SpinPause` before they sleep. Sized per session in code: its pip
+/// builds are not OpenMP, and no environment variable sizes it.
 pub const ONNXRUNTIME: Runtime = Runtime {
     name: "onnxruntime",
     family: Family::Pool,
-    idle: Idle::Modelled,
+    idle: Idle::Spins,
     prefixes: &["libonnxruntime", "onnxruntime_pybind11_state"],
     paths: NO,
     thread_names: NO,
     worker_frames: &["onnxruntime::concurrency::ThreadPool"],
-    knobs: &["OMP_NUM_THREADS"],
+    knobs: NO,
     limit_var: "",
-    runtime_call: "SessionOptions().intra_op_num_threads = {k}",
+    runtime_call: "options = onnxruntime.SessionOptions(); options.intra_op_num_threads = {k}; \
+                   onnxruntime.InferenceSession(model, options)",
     import: "onnxruntime",
 };
 

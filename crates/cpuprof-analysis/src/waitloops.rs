@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cpuprof_model::{Frame, FrameId, FrameKind, Profile, StackId, StackTable};
 
-use crate::runtimes::{self, Family, Runtime, BLIS, GNU_OPENMP, LLVM_OPENMP, OPENBLAS};
+use crate::runtimes::{
+    self, Family, Runtime, BLIS, GNU_OPENMP, LLVM_OPENMP, ONNXRUNTIME, OPENBLAS,
+};
 
 /// OpenBLAS functions whose self time is waiting: the worker's poll loop, the caller waiting
 /// for its workers, and `inner_thread`'s own synchronisation (its work is in kernels it calls).
@@ -48,10 +50,16 @@ const KMP_WAIT_PREFIXES: &[&str] = &[
 /// build's threads live for one call, the OpenMP build's idle threads wait in the OpenMP
 /// runtime.
 const BLIS_WAIT: &[&str] = &["bli_thrcomm_barrier_atomic", "bli_thrcomm_barrier"];
+/// onnxruntime's spin (`core/common/spin_pause.h`): its workers between two pieces of work
+/// and the caller waiting for its workers' share call it in their loops, a `pause` and a
+/// return.
+const ONNXRUNTIME_WAIT: &[&str] = &["onnxruntime::concurrency::SpinPause"];
 /// Runtimes whose stripped builds leave their wait loops and their kernels alike unnamed, so
 /// that unnamed code is not the waiting by itself: BLIS (Debian's `libblis4-*` keep only
-/// exported functions; its barrier and its assembly kernels are internal).
-const UNNAMED_AMONG_WORK: &[&str] = &[BLIS.name];
+/// exported functions; its barrier and its assembly kernels are internal) and onnxruntime (its
+/// pip wheel exports `PyInit_*` alone; `SpinPause`'s samples fall on the one address after its
+/// `pause`, its MLAS kernels' spread over hundreds of bytes).
+const UNNAMED_AMONG_WORK: &[&str] = &[BLIS.name, ONNXRUNTIME.name];
 /// A spin loop is a load, a compare and a branch back (BLIS 0.9's barrier: 8 bytes), so its
 /// samples land on a few addresses within this many bytes...
 pub const TIGHT_LOOP_BYTES: u64 = 16;
@@ -189,6 +197,9 @@ fn classify(frames: &[&Frame], tight: bool) -> Option<&'static Runtime> {
     if BLIS_WAIT.contains(&name) {
         return Some(&BLIS);
     }
+    if ONNXRUNTIME_WAIT.contains(&name) {
+        return Some(&ONNXRUNTIME);
+    }
     if GOMP_WAIT.contains(&name) {
         return Some(&GNU_OPENMP);
     }
@@ -208,8 +219,8 @@ fn classify(frames: &[&Frame], tight: bool) -> Option<&'static Runtime> {
         // Stripped builds (Debian's OpenBLAS and libgomp keep only exported symbols): the
         // work (BLAS kernels, OpenMP outlined regions) has exported names, while the thread
         // server, `inner_thread` and the barrier loops are internal. Unnamed code inside a
-        // pool runtime is therefore the runtime's own waiting; in BLIS, whose kernels are
-        // unnamed too, only a tight loop is.
+        // pool runtime is therefore the runtime's own waiting; in BLIS and onnxruntime, whose
+        // kernels are unnamed too, only a tight loop is.
         let rt = leaf
             .module
             .as_deref()
@@ -340,6 +351,49 @@ mod tests {
         );
         // Unnamed BLIS code is work unless it is a tight loop.
         assert_eq!(w(&[start, at(0xb059e6)]), None);
+    }
+
+    /// onnxruntime's stripped wheel: `SpinPause`'s samples fall on the one address after its
+    /// `pause`, which is a wait loop of onnxruntime's, not inside a call; its MLAS kernel's
+    /// spread samples are work.
+    #[test]
+    fn onnxruntime_spins_in_spin_pause() {
+        use crate::testutil::{add_samples, busy_thread, profile_with};
+        let ort = "/v/onnxruntime/capi/onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so";
+        let mut p = profile_with(2, vec![(1, vec![busy_thread(2, 1.0, 1.0, 0.0)])]);
+        let start = native("start_thread", "/lib/libc.so.6");
+        let at = |off: u64| native(&format!("onnxruntime_pybind11_state+0x{off:x}"), ort);
+        add_samples(
+            &mut p,
+            1,
+            2,
+            &[start.clone(), at(0x1531cd1), at(0x152efb2)],
+            30,
+        );
+        for i in 0..30 {
+            add_samples(&mut p, 1, 2, &[start.clone(), at(0x1925300 + 9 * i)], 3);
+        }
+        let loops = WaitLoops::new(&p);
+        let waits: BTreeSet<_> = wait_frames(&p, &loops)
+            .iter()
+            .map(|&i| p.stacks.frame(i).name.as_str())
+            .collect();
+        assert_eq!(
+            waits,
+            BTreeSet::from(["onnxruntime_pybind11_state+0x152efb2"])
+        );
+        let spin = p
+            .samples
+            .iter()
+            .filter_map(|s| s.stack)
+            .find(|&s| loops.wait(&p.stacks, s).is_some())
+            .unwrap();
+        let wait = loops.wait(&p.stacks, spin).unwrap();
+        assert_eq!((wait.runtime.name, wait.in_call), ("onnxruntime", false));
+        assert_eq!(
+            w(&[start, native("onnxruntime::concurrency::SpinPause()", ort)]),
+            Some("onnxruntime")
+        );
     }
 
     #[test]
