@@ -60,6 +60,13 @@ const ONNXRUNTIME_WAIT: &[&str] = &["onnxruntime::concurrency::SpinPause"];
 /// pip wheel exports `PyInit_*` alone; `SpinPause`'s samples fall on the one address after its
 /// `pause`, its MLAS kernels' spread over hundreds of bytes).
 const UNNAMED_AMONG_WORK: &[&str] = &[BLIS.name, ONNXRUNTIME.name];
+/// Of those, the runtimes whose tight loop is a helper that returns at once, called over and
+/// over by the function that waits (onnxruntime's `SpinPause`, a `pause` and a `ret`, called
+/// by its workers' loop between its looks at the queues and by `run`'s wait for the workers'
+/// share): that function's own code is the waiting too. In `examples/onnx_pool.py` the
+/// workers' loop's own samples were a third of `SpinPause`'s. BLIS's barrier loops in itself,
+/// and its caller's own code is work (packing).
+const SPINS_IN_A_HELPER: &[&str] = &[ONNXRUNTIME.name];
 /// A spin loop is a load, a compare and a branch back (BLIS 0.9's barrier: 8 bytes), so its
 /// samples land on a few addresses within this many bytes...
 pub const TIGHT_LOOP_BYTES: u64 = 16;
@@ -106,6 +113,9 @@ pub struct Wait {
 pub struct WaitLoops {
     /// Leaf frames that are a tight loop of such a runtime.
     tight: BTreeSet<FrameId>,
+    /// The stack nodes that called a function which calls a [`SPINS_IN_A_HELPER`] tight
+    /// loop: a leaf whose parent is one of them is that function's own code.
+    loop_callers: BTreeSet<StackId>,
 }
 
 impl WaitLoops {
@@ -135,15 +145,50 @@ impl WaitLoops {
             addrs.sort_unstable();
             tight.extend(tight_loops(addrs));
         }
-        WaitLoops { tight }
+        // [.., G, C, L]: L the helper, C the call in the waiting function F, G the call of F.
+        let st = &profile.stacks;
+        let mut loop_callers = BTreeSet::new();
+        for stack in profile.samples.iter().filter_map(|s| s.stack) {
+            let Some(l) = user_leaf_node(st, stack) else {
+                continue;
+            };
+            let leaf = st.nodes[l as usize].1;
+            let helper = tight.contains(&leaf)
+                && runtime_of_frame(st.frame(leaf))
+                    .is_some_and(|r| SPINS_IN_A_HELPER.contains(&r.name));
+            let caller_node = st.nodes[l as usize].0;
+            if let Some(g) = caller_node
+                .filter(|_| helper)
+                .and_then(|c| st.nodes[c as usize].0)
+            {
+                loop_callers.insert(g);
+            }
+        }
+        WaitLoops {
+            tight,
+            loop_callers,
+        }
+    }
+
+    /// Whether a stack's innermost user frame is a tight loop, or the own code of the function
+    /// that calls a [`SPINS_IN_A_HELPER`] one (unnamed, in the same runtime).
+    fn is_tight(&self, stacks: &StackTable, stack: StackId) -> bool {
+        let Some(l) = user_leaf_node(stacks, stack) else {
+            return false;
+        };
+        let (parent, leaf) = stacks.nodes[l as usize];
+        let f = stacks.frame(leaf);
+        self.tight.contains(&leaf)
+            || (parent.is_some_and(|p| self.loop_callers.contains(&p))
+                && unnamed_offset(&f.name).is_some()
+                && runtime_of_frame(f).is_some_and(|r| SPINS_IN_A_HELPER.contains(&r.name)))
     }
 
     /// The wait a sampled stack is in, if its innermost user frame is a wait loop.
     pub fn wait(&self, stacks: &StackTable, stack: StackId) -> Option<Wait> {
         let ids = stacks.frames_of(stack);
         let frames: Vec<&Frame> = ids.iter().map(|&i| stacks.frame(i)).collect();
-        let tight = user_leaf(stacks, stack).is_some_and(|l| self.tight.contains(&l));
-        let runtime = classify(&frames, tight)?;
+        let runtime = classify(&frames, self.is_tight(stacks, stack))?;
         let in_call = runtime.name == BLIS.name || waits_in_call(&frames);
         Some(Wait { runtime, in_call })
     }
@@ -171,6 +216,24 @@ fn tight_loops(addrs: &[(u64, FrameId, usize)]) -> Vec<FrameId> {
         }
     }
     found
+}
+
+/// The runtime whose library a frame is in.
+fn runtime_of_frame(f: &Frame) -> Option<&'static Runtime> {
+    f.module.as_deref().and_then(runtimes::runtime_of_library)
+}
+
+/// The stack node of the innermost user-space frame of a stack.
+fn user_leaf_node(stacks: &StackTable, stack: StackId) -> Option<StackId> {
+    let mut cur = Some(stack);
+    while let Some(id) = cur {
+        let (parent, frame) = stacks.nodes[id as usize];
+        if stacks.frame(frame).kind != FrameKind::Kernel {
+            return Some(id);
+        }
+        cur = parent;
+    }
+    None
 }
 
 /// The innermost user-space frame of a stack.
@@ -354,24 +417,37 @@ mod tests {
     }
 
     /// onnxruntime's stripped wheel: `SpinPause`'s samples fall on the one address after its
-    /// `pause`, which is a wait loop of onnxruntime's, not inside a call; its MLAS kernel's
-    /// spread samples are work.
+    /// `pause`, which is a wait loop of onnxruntime's, not inside a call, and so is the own
+    /// code of the workers' loop that calls it; its MLAS kernel's spread samples, and what
+    /// the loop calls besides, are work.
     #[test]
-    fn onnxruntime_spins_in_spin_pause() {
+    fn onnxruntime_spins_in_spin_pause_and_the_loop_that_calls_it() {
         use crate::testutil::{add_samples, busy_thread, profile_with};
         let ort = "/v/onnxruntime/capi/onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so";
         let mut p = profile_with(2, vec![(1, vec![busy_thread(2, 1.0, 1.0, 0.0)])]);
         let start = native("start_thread", "/lib/libc.so.6");
         let at = |off: u64| native(&format!("onnxruntime_pybind11_state+0x{off:x}"), ort);
+        // start → thread main (calls the loop at 0x15326d3) → loop (calls SpinPause at
+        // 0x1531654) → SpinPause.
+        let main = at(0x15326d3);
+        let spin = [start.clone(), main.clone(), at(0x1531654), at(0x152efb2)];
+        add_samples(&mut p, 1, 2, &spin, 30);
         add_samples(
             &mut p,
             1,
             2,
-            &[start.clone(), at(0x1531cd1), at(0x152efb2)],
-            30,
+            &[start.clone(), main.clone(), at(0x1531cd1)],
+            5,
         );
         for i in 0..30 {
-            add_samples(&mut p, 1, 2, &[start.clone(), at(0x1925300 + 9 * i)], 3);
+            let kernel = at(0x1925300 + 9 * i);
+            add_samples(
+                &mut p,
+                1,
+                2,
+                &[start.clone(), main.clone(), at(0x1531b12), kernel],
+                3,
+            );
         }
         let loops = WaitLoops::new(&p);
         let waits: BTreeSet<_> = wait_frames(&p, &loops)
@@ -380,15 +456,18 @@ mod tests {
             .collect();
         assert_eq!(
             waits,
-            BTreeSet::from(["onnxruntime_pybind11_state+0x152efb2"])
+            BTreeSet::from([
+                "onnxruntime_pybind11_state+0x152efb2",
+                "onnxruntime_pybind11_state+0x1531cd1"
+            ])
         );
-        let spin = p
+        let spinning = p
             .samples
             .iter()
             .filter_map(|s| s.stack)
             .find(|&s| loops.wait(&p.stacks, s).is_some())
             .unwrap();
-        let wait = loops.wait(&p.stacks, spin).unwrap();
+        let wait = loops.wait(&p.stacks, spinning).unwrap();
         assert_eq!((wait.runtime.name, wait.in_call), ("onnxruntime", false));
         assert_eq!(
             w(&[start, native("onnxruntime::concurrency::SpinPause()", ort)]),
