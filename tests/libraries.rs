@@ -524,6 +524,13 @@ fn right_programs_are_never_flagged_even_on_a_loaded_machine() {
             "--limit".into(),
         ]);
     }
+    if let Some(py) = python_with("onnxruntime, onnx") {
+        cases.push(vec![
+            py.display().to_string(),
+            example("onnx_pool.py"),
+            "--intra-op-threads=1".into(),
+        ]);
+    }
     let _load = Burner::start();
     for cmd in &cases {
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
