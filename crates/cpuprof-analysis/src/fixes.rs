@@ -174,14 +174,14 @@ pub fn stop_spinning(rt: &Runtime) -> String {
             "KMP_BLOCKTIME=0 (or OMP_WAIT_POLICY=passive)".to_string()
         }
         "OpenBLAS (OpenMP build)" => "OMP_WAIT_POLICY=passive (or GOMP_SPINCOUNT=0)".to_string(),
-        // BLIS's own barrier (its pthreads build; the OpenMP build waits in the OpenMP
-        // runtime's) spins until its partners arrive, and no setting makes it sleep
-        // (`frame/thread/bli_thrcomm.c`): only fewer threads per call spin less.
         // onnxruntime docs, "Thread management": `session.intra_op.allow_spinning`.
         "onnxruntime" => "`options.add_session_config_entry(\"session.intra_op.allow_spinning\", \
                           \"0\")` on the SessionOptions of every InferenceSession (its workers \
                           then sleep between operators; no environment variable does it)"
             .to_string(),
+        // BLIS's own barrier (its pthreads build; the OpenMP build waits in the OpenMP
+        // runtime's) spins until its partners arrive, and no setting makes it sleep
+        // (`frame/thread/bli_thrcomm.c`): only fewer threads per call spin less.
         "BLIS" => "BLIS_NUM_THREADS=1 (BLIS's barrier spins until every thread of the call \
                    arrives, and no setting makes it sleep: one thread per call has no barrier \
                    to wait at)"

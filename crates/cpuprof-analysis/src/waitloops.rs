@@ -238,11 +238,7 @@ fn user_leaf_node(stacks: &StackTable, stack: StackId) -> Option<StackId> {
 
 /// The innermost user-space frame of a stack.
 fn user_leaf(stacks: &StackTable, stack: StackId) -> Option<FrameId> {
-    stacks
-        .frames_of(stack)
-        .into_iter()
-        .rev()
-        .find(|&i| stacks.frame(i).kind != FrameKind::Kernel)
+    user_leaf_node(stacks, stack).map(|n| stacks.nodes[n as usize].1)
 }
 
 /// If the innermost user frame of this stack (root first) is a runtime's wait loop, that
