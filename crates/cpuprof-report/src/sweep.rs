@@ -134,12 +134,18 @@ pub fn terminal(s: &Sweep) -> String {
             .measured_saving_wall_s
             .map(|m| format!("measured {m:+.2} s"))
             .unwrap_or_else(|| "not measured".into());
+        // A fix with no setting (onnxruntime's session option) is in the program's code.
+        let fix = if f.setting.is_empty() {
+            "in the program's code (no setting a sweep can apply)".to_string()
+        } else {
+            setting_label(&f.setting)
+        };
         let _ = writeln!(
             o,
             "  finding {}: {} — fix {}: estimated {:.2} s, {measured}",
             f.id,
             printable(&f.title),
-            printable(&setting_label(&f.setting)),
+            printable(&fix),
             f.est_saving_wall_s
         );
     }
