@@ -98,37 +98,54 @@ impl<'a> Context<'a> {
     /// (BLIS's pthreads build: a hundred calls, a hundred threads, and now and then a
     /// helper for a few milliseconds) is as wide as its threads at once, not as their number.
     pub fn at_once(&self, pid: Pid, tids: &[Tid]) -> usize {
+        self.at_once_during(pid, tids, &[(0, u64::MAX)])
+    }
+
+    /// [`Context::at_once`] within the time windows `[start, end)` only (the oversubscribed
+    /// time): a pool that starts late in a long process (numba's, after its compiler ran on
+    /// the main thread alone) is as wide as it is while the program competes, not as its
+    /// mean over the whole run. Falls back to the whole run when none of the threads was
+    /// alive in the windows.
+    pub fn at_once_during(&self, pid: Pid, tids: &[Tid], windows: &[(u64, u64)]) -> usize {
         let Some(p) = self.profile.process(pid) else {
             return 0;
         };
         let end = self.profile.meta.wall_ns;
-        let mut events: Vec<(u64, i64)> = p
+        let lives: Vec<(u64, u64)> = p
             .threads
             .iter()
             .filter(|t| tids.contains(&t.tid))
-            .flat_map(|t| {
-                let stop = t.end_ns.unwrap_or(end).max(t.start_ns);
-                [(t.start_ns, 1), (stop, -1)]
-            })
+            .map(|t| (t.start_ns, t.end_ns.unwrap_or(end).max(t.start_ns)))
             .collect();
-        if events.is_empty() {
+        if lives.is_empty() {
             return 0;
         }
-        events.sort();
-        let threads = events.len() / 2;
         // Thread-nanoseconds alive, over the nanoseconds any was.
-        let (mut alive, mut last, mut sum, mut any) = (0i64, events[0].0, 0.0, 0.0);
-        for &(t, d) in &events {
-            if alive > 0 {
-                sum += (alive * (t - last) as i64) as f64;
-                any += (t - last) as f64;
+        let (mut sum, mut any) = (0.0, 0.0);
+        for &(lo, hi) in windows {
+            let mut events: Vec<(u64, i64)> = lives
+                .iter()
+                .map(|&(a, b)| (a.max(lo), b.min(hi)))
+                .filter(|(a, b)| a < b)
+                .flat_map(|(a, b)| [(a, 1), (b, -1)])
+                .collect();
+            events.sort_unstable();
+            let (mut alive, mut last) = (0i64, events.first().map_or(0, |e| e.0));
+            for &(t, d) in &events {
+                if alive > 0 {
+                    sum += (alive * (t - last) as i64) as f64;
+                    any += (t - last) as f64;
+                }
+                alive += d;
+                last = t;
             }
-            alive += d;
-            last = t;
         }
         if any <= 0.0 {
+            if windows != [(0, u64::MAX)] {
+                return self.at_once(pid, tids);
+            }
             // Threads that lived no measurable time: count them as they are.
-            return threads;
+            return lives.len();
         }
         ((sum / any).round() as usize).max(1)
     }

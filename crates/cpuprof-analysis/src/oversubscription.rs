@@ -202,6 +202,15 @@ pub fn check(cx: &Context) -> Option<Over> {
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, p)| p);
     let blamed_key = blamed.as_ref().map(Pool::key);
+    // The oversubscribed time, as windows: the pools' width is what it was then.
+    let mut windows: Vec<(u64, u64)> = Vec::new();
+    for (i, _) in bins.iter().enumerate().filter(|(_, b)| **b) {
+        let (lo, hi) = (i as u64 * d.bin_ns, (i as u64 + 1) * d.bin_ns);
+        match windows.last_mut() {
+            Some(w) if w.1 == lo => w.1 = hi,
+            _ => windows.push((lo, hi)),
+        }
+    }
     let members: Vec<Member> = involved
         .iter()
         .map(|(pid, active)| {
@@ -216,7 +225,7 @@ pub fn check(cx: &Context) -> Option<Over> {
                     .is_some_and(|p| Some(p.key()) == blamed_key)
             };
             let pool_tids: Vec<Tid> = tids.iter().copied().filter(|t| in_pool(*t)).collect();
-            let workers = cx.at_once(*pid, &pool_tids);
+            let workers = cx.at_once_during(*pid, &pool_tids, &windows);
             let callers = if workers == 0 {
                 0
             } else {
@@ -236,7 +245,7 @@ pub fn check(cx: &Context) -> Option<Over> {
                     .filter(|_| workers > 0)
                     .map(|r| r.name),
                 pool: pool.filter(|_| workers > 0),
-                width: cx.at_once(*pid, &tids),
+                width: cx.at_once_during(*pid, &tids, &windows),
                 active: tids,
                 workers,
                 callers,
@@ -994,6 +1003,45 @@ mod tests {
         }
         let o = run(&p).expect("oversubscribed");
         assert_blames(&o, "BLIS", "BLIS_NUM_THREADS=1");
+        assert_eq!(
+            o.finding.title,
+            "Oversubscribed: 2 processes × 2 BLIS threads = 4 threads on 2 cores"
+        );
+    }
+
+    /// A pool that starts late in a long process (numba's, after its compiler ran on the main
+    /// thread alone): its width is what it was while the program competed, not its mean over
+    /// the run (which once titled such a run "2 processes × 1 thread = 2 threads on 2 cores").
+    #[test]
+    fn a_pool_started_late_is_as_wide_as_it_was_when_oversubscribed() {
+        use crate::testutil::{add_samples, native, INTERVAL};
+        let blis = "/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4";
+        // The main thread alone for 2.5 s, then beside a worker for 1.5 s.
+        let late = |tid: u32| {
+            let mut t = busy_thread(tid, 1.5, 0.5, 0.5);
+            let t0 = 25 * INTERVAL;
+            for pt in &mut t.points {
+                pt.t += t0;
+            }
+            t.start_ns = t0;
+            t
+        };
+        let mut p = profile_with(
+            2,
+            [100, 200]
+                .into_iter()
+                .map(|pid| (pid, vec![busy_thread(pid, 4.0, 0.5, 0.5), late(pid + 1)]))
+                .collect(),
+        );
+        for pid in [100, 200] {
+            with_library(&mut p, pid, blis);
+            let w = [
+                native("start_thread", "/lib/libc.so.6"),
+                native("bli_gemm_ker_var2", blis),
+            ];
+            add_samples(&mut p, pid, pid + 1, &w, 20);
+        }
+        let o = run(&p).expect("oversubscribed");
         assert_eq!(
             o.finding.title,
             "Oversubscribed: 2 processes × 2 BLIS threads = 4 threads on 2 cores"
