@@ -94,34 +94,32 @@ pub fn limit_pool_env(rt: &Runtime, k: u32, python: bool) -> String {
 }
 
 /// Limit a pool cpuprof does not know: name it, and the knobs of the loaded runtimes that
-/// might own it.
+/// might own it, each where it goes (a variable in the environment, a call in the code).
 pub fn limit_unknown(label: &str, candidates: &[&'static Runtime], k: u32, python: bool) -> String {
     let mut s =
         format!("limit the pool of {label} threads to {k}: cpuprof does not know its setting");
     let knobs: Vec<String> = candidates
         .iter()
         .map(|r| {
-            if r.limit_var.is_empty() {
-                r.call(k).unwrap_or_else(|| r.name.to_string())
+            let how = if !r.limit_var.is_empty() {
+                let var = r.limit_var;
+                if python {
+                    format!("{var}={k} in the environment before the interpreter starts")
+                } else {
+                    format!("{var}={k}")
+                }
+            } else if let Some(call) = r.call(k) {
+                format!("`{call}` in the code that starts it")
             } else {
-                format!("{}={k}", r.limit_var)
-            }
+                "no known setting".to_string()
+            };
+            format!("{} ({how})", r.name)
         })
         .collect();
     if !knobs.is_empty() {
         s.push_str(&format!(
-            "; the runtimes loaded that start such threads: {} ({}{})",
-            candidates
-                .iter()
-                .map(|r| r.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-            knobs.join(", "),
-            if python {
-                ", in the environment before the interpreter starts"
-            } else {
-                ""
-            }
+            "; the runtimes loaded that start such threads: {}",
+            knobs.join(", ")
         ));
     }
     s
@@ -216,6 +214,15 @@ mod tests {
         assert_eq!(threads_per_caller(2.0, 1, 2), 1);
         assert_eq!(threads_per_caller(8.0, 2, 2), 2);
         assert!(stop_spinning(&GNU_OPENMP).contains("OMP_WAIT_POLICY=passive"));
+        let unknown = limit_unknown("`python`", &[&OPENBLAS, &ONNXRUNTIME], 1, true);
+        assert!(unknown.contains(
+            "OpenBLAS (OPENBLAS_NUM_THREADS=1 in the environment before the interpreter starts)"
+        ));
+        assert!(unknown.contains("intra_op_num_threads = 1; "));
+        assert!(
+            unknown.ends_with("in the code that starts it)"),
+            "{unknown}"
+        );
         assert!(stop_spinning(&BLIS).starts_with("BLIS_NUM_THREADS=1"));
         assert!(stop_spinning(&ONNXRUNTIME).contains("allow_spinning"));
         assert!(spin_setting(&ONNXRUNTIME).is_empty());
