@@ -333,6 +333,83 @@ fn blis_dgemm(dir: &Path, build: &str) -> Option<PathBuf> {
     Some(exe)
 }
 
+/// A library cpuprof does not know (`libfoo.so`, compiled here) starts a pool of threads it
+/// names `worker-N`.
+const FOO_POOL: &str = r#"
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+static void *work(void *arg) {
+    volatile double x = 0;
+    for (long i = 0; i < (long)arg; i++) x += i * 0.5;
+    return NULL;
+}
+void foo_run(int threads, long iters) {
+    pthread_t t[64];
+    for (int i = 0; i < threads && i < 64; i++) {
+        char name[16];
+        pthread_create(&t[i], NULL, work, (void *)iters);
+        snprintf(name, sizeof name, "worker-%d", i);
+        pthread_setname_np(t[i], name);
+    }
+    for (int i = 0; i < threads && i < 64; i++) pthread_join(t[i], NULL);
+}
+"#;
+const FOO_MAIN: &str = r#"
+#include <stdlib.h>
+void foo_run(int threads, long iters);
+int main(int argc, char **argv) { foo_run(atoi(argv[1]), atol(argv[2])); return 0; }
+"#;
+
+/// A pool cpuprof does not know is reported as what it is: its threads' name and the library
+/// that started them, not pinned on a known runtime; at one thread it is not flagged.
+#[test]
+fn a_pool_of_an_unknown_library_is_named_as_what_it_is() {
+    let dir = util::tempdir();
+    let d = dir.path();
+    std::fs::write(d.join("foo.c"), FOO_POOL).unwrap();
+    std::fs::write(d.join("main.c"), FOO_MAIN).unwrap();
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc")
+            .current_dir(d)
+            .args(args)
+            .output()
+            .expect("gcc");
+        assert!(
+            out.status.success(),
+            "gcc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    gcc(&[
+        "-O1",
+        "-shared",
+        "-fPIC",
+        "foo.c",
+        "-o",
+        "libfoo.so",
+        "-lpthread",
+    ]);
+    let rpath = format!("-Wl,-rpath,{}", d.display());
+    gcc(&["-O1", "main.c", "-o", "pool", "-L.", "-lfoo", &rpath]);
+    let exe = d.join("pool");
+    let cmd = twice(&exe, "2 300000000");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let v = record(d, &cmd, &[]);
+    if !two_cores(&v) {
+        return;
+    }
+    assert_blamed(
+        &v,
+        "2 processes × 2 threads named `worker-N` (started in libfoo.so)",
+        "limit the pool of threads named `worker-N` (started in libfoo.so) to 1",
+        &["warning", "error"],
+    );
+    let cmd = twice(&exe, "1 600000000");
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    assert_no_pool_finding(&record(d, &cmd, &[]));
+}
+
 /// BLIS's pthreads build starts the threads of every call and joins them at its end: a
 /// hundred products, a hundred short threads per process, which are one pool two wide. Debian's
 /// BLIS is single-threaded unless `BLIS_NUM_THREADS` (or `OMP_NUM_THREADS`) says otherwise,

@@ -96,8 +96,9 @@ pub fn limit_pool_env(rt: &Runtime, k: u32, python: bool) -> String {
 /// Limit a pool cpuprof does not know: name it, and the knobs of the loaded runtimes that
 /// might own it, each where it goes (a variable in the environment, a call in the code).
 pub fn limit_unknown(label: &str, candidates: &[&'static Runtime], k: u32, python: bool) -> String {
-    let mut s =
-        format!("limit the pool of {label} threads to {k}: cpuprof does not know its setting");
+    let mut s = format!(
+        "limit the pool of threads named {label} to {k}: cpuprof does not know its setting"
+    );
     let knobs: Vec<String> = candidates
         .iter()
         .map(|r| {

@@ -86,7 +86,7 @@ pub struct Member {
     pub pid: Pid,
     /// The known runtime of the blamed pool, when this process runs it.
     pub runtime: Option<&'static str>,
-    /// The blamed pool's label in this process (`OpenBLAS`, "`worker-N`, started in ...").
+    /// The blamed pool's label in this process (`OpenBLAS`, "`worker-N` (started in ...)").
     pub pool: Option<String>,
     /// Its threads that were runnable during the oversubscribed time.
     pub active: Vec<Tid>,
@@ -619,7 +619,16 @@ pub fn shape(members: &[Member], budget: f64) -> String {
                 .and_then(|m| m.runtime)
                 .and_then(crate::runtimes::by_name)
                 .is_none_or(|r| r.caller_works());
+            let unknown = members
+                .iter()
+                .find(|m| m.pool.as_deref() == *pool)
+                .is_some_and(|m| m.runtime.is_none());
             match pool {
+                // A pool cpuprof does not know, as what it is.
+                Some(pool) if unknown && n == w => format!("{procs} × {n} threads named {pool}"),
+                Some(pool) if unknown => {
+                    format!("{procs} × {n} threads, {w} of them named {pool}")
+                }
                 Some(pool) if *callers > 1 => format!(
                     "{procs} × ({callers} threads calling {pool} + {w} {pool} worker{})",
                     plural(*w, "", "s")

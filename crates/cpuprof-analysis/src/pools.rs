@@ -62,7 +62,7 @@ impl Pool {
         }
     }
 
-    /// `OpenBLAS`, or "threads named `worker-N`, started in libfoo.so".
+    /// `OpenBLAS`, or "`worker-N` (started in libfoo.so)" for threads of that name.
     pub fn label(&self) -> String {
         match &self.kind {
             Kind::Known(r) => r.name.to_string(),
@@ -74,7 +74,7 @@ impl Pool {
             } => {
                 let mut s = format!("`{stem}{}`", if *numbered { "N" } else { "" });
                 if let Some(l) = library {
-                    s.push_str(&format!(", started in {l}"));
+                    s.push_str(&format!(" (started in {l})"));
                 }
                 s
             }
@@ -255,7 +255,7 @@ mod tests {
         let cx = crate::Context::new(&p);
         let pools = &cx.pools[&10];
         assert_eq!(pools.len(), 1, "{pools:?} {a:?}");
-        assert_eq!(pools[0].label(), "`worker-N`, started in libfoo.so");
+        assert_eq!(pools[0].label(), "`worker-N` (started in libfoo.so)");
         assert_eq!(pools[0].threads, vec![11, 12, 13]);
     }
 }
