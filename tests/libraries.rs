@@ -367,32 +367,12 @@ int main(int argc, char **argv) { foo_run(atoi(argv[1]), atol(argv[2])); return 
 fn a_pool_of_an_unknown_library_is_named_as_what_it_is() {
     let dir = util::tempdir();
     let d = dir.path();
-    std::fs::write(d.join("foo.c"), FOO_POOL).unwrap();
-    std::fs::write(d.join("main.c"), FOO_MAIN).unwrap();
-    let gcc = |args: &[&str]| {
-        let out = Command::new("gcc")
-            .current_dir(d)
-            .args(args)
-            .output()
-            .expect("gcc");
-        assert!(
-            out.status.success(),
-            "gcc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    gcc(&[
-        "-O1",
-        "-shared",
-        "-fPIC",
-        "foo.c",
-        "-o",
-        "libfoo.so",
-        "-lpthread",
-    ]);
-    let rpath = format!("-Wl,-rpath,{}", d.display());
-    gcc(&["-O1", "main.c", "-o", "pool", "-L.", "-lfoo", &rpath]);
-    let exe = d.join("pool");
+    util::compile_c_with(d, "libfoo.so", FOO_POOL, &["-shared", "-fPIC"]);
+    let (libdir, rpath) = (
+        format!("-L{}", d.display()),
+        format!("-Wl,-rpath,{}", d.display()),
+    );
+    let exe = util::compile_c_with(d, "pool", FOO_MAIN, &[&libdir, "-lfoo", &rpath]);
     let cmd = twice(&exe, "2 300000000");
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let v = record(d, &cmd, &[]);

@@ -107,6 +107,11 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// Compiles C `source` with gcc into `dir/name` (with `-pthread -O1`) and returns its path.
 pub fn compile_c(dir: &Path, name: &str, source: &str) -> PathBuf {
+    compile_c_with(dir, name, source, &[])
+}
+
+/// [`compile_c`] with more arguments after the source (`-shared -fPIC`, libraries to link).
+pub fn compile_c_with(dir: &Path, name: &str, source: &str, args: &[&str]) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     let exe = dir.join(name);
     std::fs::write(&src, source).expect("write C source");
@@ -114,6 +119,7 @@ pub fn compile_c(dir: &Path, name: &str, source: &str) -> PathBuf {
         .args(["-O1", "-pthread", "-o"])
         .arg(&exe)
         .arg(&src)
+        .args(args)
         .output()
         .expect("run gcc (is it installed?)");
     assert!(

@@ -98,7 +98,12 @@ impl<'a> Context<'a> {
     /// (BLIS's pthreads build: a hundred calls, a hundred threads, and now and then a
     /// helper for a few milliseconds) is as wide as its threads at once, not as their number.
     pub fn at_once(&self, pid: Pid, tids: &[Tid]) -> usize {
-        self.at_once_during(pid, tids, &[(0, u64::MAX)])
+        let lives = self.lives(pid, tids);
+        if lives.is_empty() {
+            return 0;
+        }
+        // Threads that lived no measurable time: count them as they are.
+        mean_alive(&lives, &[(0, u64::MAX)]).unwrap_or(lives.len())
     }
 
     /// [`Context::at_once`] within the time windows `[start, end)` only (the oversubscribed
@@ -107,47 +112,24 @@ impl<'a> Context<'a> {
     /// mean over the whole run. Falls back to the whole run when none of the threads was
     /// alive in the windows.
     pub fn at_once_during(&self, pid: Pid, tids: &[Tid], windows: &[(u64, u64)]) -> usize {
-        let Some(p) = self.profile.process(pid) else {
-            return 0;
-        };
-        let end = self.profile.meta.wall_ns;
-        let lives: Vec<(u64, u64)> = p
-            .threads
-            .iter()
-            .filter(|t| tids.contains(&t.tid))
-            .map(|t| (t.start_ns, t.end_ns.unwrap_or(end).max(t.start_ns)))
-            .collect();
+        let lives = self.lives(pid, tids);
         if lives.is_empty() {
             return 0;
         }
-        // Thread-nanoseconds alive, over the nanoseconds any was.
-        let (mut sum, mut any) = (0.0, 0.0);
-        for &(lo, hi) in windows {
-            let mut events: Vec<(u64, i64)> = lives
+        mean_alive(&lives, windows).unwrap_or_else(|| self.at_once(pid, tids))
+    }
+
+    /// The `[start, end)` lifetimes of these threads of a process (the end of the run for
+    /// threads still alive).
+    fn lives(&self, pid: Pid, tids: &[Tid]) -> Vec<(u64, u64)> {
+        let end = self.profile.meta.wall_ns;
+        self.profile.process(pid).map_or_else(Vec::new, |p| {
+            p.threads
                 .iter()
-                .map(|&(a, b)| (a.max(lo), b.min(hi)))
-                .filter(|(a, b)| a < b)
-                .flat_map(|(a, b)| [(a, 1), (b, -1)])
-                .collect();
-            events.sort_unstable();
-            let (mut alive, mut last) = (0i64, events.first().map_or(0, |e| e.0));
-            for &(t, d) in &events {
-                if alive > 0 {
-                    sum += (alive * (t - last) as i64) as f64;
-                    any += (t - last) as f64;
-                }
-                alive += d;
-                last = t;
-            }
-        }
-        if any <= 0.0 {
-            if windows != [(0, u64::MAX)] {
-                return self.at_once(pid, tids);
-            }
-            // Threads that lived no measurable time: count them as they are.
-            return lives.len();
-        }
-        ((sum / any).round() as usize).max(1)
+                .filter(|t| tids.contains(&t.tid))
+                .map(|t| (t.start_ns, t.end_ns.unwrap_or(end).max(t.start_ns)))
+                .collect()
+        })
     }
 
     /// The pool a thread belongs to.
@@ -169,6 +151,31 @@ impl<'a> Context<'a> {
             .map(|p| p.threads.clone())
             .unwrap_or_default()
     }
+}
+
+/// Threads alive at once, within `windows`: thread-nanoseconds alive over the nanoseconds any
+/// was, rounded (at least 1); `None` when none was alive there for a measurable time.
+fn mean_alive(lives: &[(u64, u64)], windows: &[(u64, u64)]) -> Option<usize> {
+    let (mut sum, mut any) = (0.0, 0.0);
+    for &(lo, hi) in windows {
+        let mut events: Vec<(u64, i64)> = lives
+            .iter()
+            .map(|&(a, b)| (a.max(lo), b.min(hi)))
+            .filter(|(a, b)| a < b)
+            .flat_map(|(a, b)| [(a, 1), (b, -1)])
+            .collect();
+        events.sort_unstable();
+        let (mut alive, mut last) = (0i64, events.first().map_or(0, |e| e.0));
+        for &(t, d) in &events {
+            if alive > 0 {
+                sum += (alive * (t - last) as i64) as f64;
+                any += (t - last) as f64;
+            }
+            alive += d;
+            last = t;
+        }
+    }
+    (any > 0.0).then(|| ((sum / any).round() as usize).max(1))
 }
 
 /// A finding is an error when its fix is estimated to save at least this share of the wall

@@ -613,16 +613,12 @@ pub fn shape(members: &[Member], budget: f64) -> String {
         .iter()
         .map(|((pool, n, w, callers), c)| {
             let procs = format!("{c} process{}", plural(*c, "", "es"));
-            let caller_works = members
-                .iter()
-                .find(|m| m.pool.as_deref() == *pool)
+            let member = members.iter().find(|m| m.pool.as_deref() == *pool);
+            let caller_works = member
                 .and_then(|m| m.runtime)
                 .and_then(crate::runtimes::by_name)
                 .is_none_or(|r| r.caller_works());
-            let unknown = members
-                .iter()
-                .find(|m| m.pool.as_deref() == *pool)
-                .is_some_and(|m| m.runtime.is_none());
+            let unknown = member.is_some_and(|m| m.runtime.is_none());
             match pool {
                 // A pool cpuprof does not know, as what it is.
                 Some(pool) if unknown && n == w => format!("{procs} × {n} threads named {pool}"),

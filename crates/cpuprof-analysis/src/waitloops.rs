@@ -347,6 +347,23 @@ mod tests {
         classify(&refs, false).map(|r| r.name)
     }
 
+    /// The names of the profile's wait frames.
+    fn wait_names<'p>(p: &'p Profile, loops: &WaitLoops) -> BTreeSet<&'p str> {
+        wait_frames(p, loops)
+            .iter()
+            .map(|&i| p.stacks.frame(i).name.as_str())
+            .collect()
+    }
+
+    /// The wait of the first sampled stack that is in one.
+    fn first_wait(p: &Profile, loops: &WaitLoops) -> Wait {
+        p.samples
+            .iter()
+            .filter_map(|s| s.stack)
+            .find_map(|s| loops.wait(&p.stacks, s))
+            .expect("a sample in a wait")
+    }
+
     #[test]
     fn wait_frames_are_the_spinning_leaves_only() {
         use crate::testutil::{add_samples, busy_thread, profile_with};
@@ -361,11 +378,10 @@ mod tests {
             &[start, server, native("dgemm_kernel_HASWELL", OB)],
             3,
         );
-        let names: Vec<_> = wait_frames(&p, &WaitLoops::new(&p))
-            .iter()
-            .map(|&i| p.stacks.frame(i).name.as_str())
-            .collect();
-        assert_eq!(names, vec!["blas_thread_server"]);
+        assert_eq!(
+            wait_names(&p, &WaitLoops::new(&p)),
+            BTreeSet::from(["blas_thread_server"])
+        );
     }
 
     /// A stripped BLIS: the barrier's two sampled addresses 3 bytes apart are its waiting;
@@ -388,21 +404,11 @@ mod tests {
         }
         add_samples(&mut p, 1, 2, &[start.clone(), at(0x36710)], 3);
         let loops = WaitLoops::new(&p);
-        let waits: BTreeSet<_> = wait_frames(&p, &loops)
-            .iter()
-            .map(|&i| p.stacks.frame(i).name.as_str())
-            .collect();
         assert_eq!(
-            waits,
+            wait_names(&p, &loops),
             BTreeSet::from(["libblis.so.4+0xb059e3", "libblis.so.4+0xb059e6"])
         );
-        let barrier = p
-            .samples
-            .iter()
-            .filter_map(|s| s.stack)
-            .find(|&s| loops.wait(&p.stacks, s).is_some())
-            .unwrap();
-        let wait = loops.wait(&p.stacks, barrier).unwrap();
+        let wait = first_wait(&p, &loops);
         assert_eq!((wait.runtime.name, wait.in_call), ("BLIS", true));
         assert_eq!(
             w(&[start.clone(), native("bli_thrcomm_barrier_atomic", blis)]),
@@ -446,24 +452,14 @@ mod tests {
             );
         }
         let loops = WaitLoops::new(&p);
-        let waits: BTreeSet<_> = wait_frames(&p, &loops)
-            .iter()
-            .map(|&i| p.stacks.frame(i).name.as_str())
-            .collect();
         assert_eq!(
-            waits,
+            wait_names(&p, &loops),
             BTreeSet::from([
                 "onnxruntime_pybind11_state+0x152efb2",
                 "onnxruntime_pybind11_state+0x1531cd1"
             ])
         );
-        let spinning = p
-            .samples
-            .iter()
-            .filter_map(|s| s.stack)
-            .find(|&s| loops.wait(&p.stacks, s).is_some())
-            .unwrap();
-        let wait = loops.wait(&p.stacks, spinning).unwrap();
+        let wait = first_wait(&p, &loops);
         assert_eq!((wait.runtime.name, wait.in_call), ("onnxruntime", false));
         assert_eq!(
             w(&[start, native("onnxruntime::concurrency::SpinPause()", ort)]),
